@@ -1,0 +1,65 @@
+"""Shared test setup: hypothesis profiles, the backend under test, data location.
+
+- ``HYPOTHESIS_PROFILE`` picks ``dev`` (default) or ``ci`` (fewer examples, no
+  deadline); with ``CI=true`` and no explicit profile, ``ci`` is used.
+- ``TINYTT_BACKEND`` (numpy | cupy) picks the backend the whole suite runs on;
+  the ``xp`` fixture is that backend's namespace. Asking for cupy without a GPU
+  skips the suite's GPU-only tests cleanly.
+- ``data_dir`` fixture: ``$TINYTT_DATA`` when set; tests needing it skip with a
+  reason when it is absent (and fail under CI, where it must be present).
+"""
+
+import os
+
+import numpy
+import pytest
+from hypothesis import HealthCheck, settings
+
+import tinytt
+
+settings.register_profile(
+    "dev", max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "ci", max_examples=15, deadline=None, derandomize=True, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+_profile = os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") == "true" else "dev")
+settings.load_profile(_profile)
+
+BACKEND = os.environ.get("TINYTT_BACKEND", "numpy").strip().lower() or "numpy"
+
+
+def pytest_report_header(config):
+    return f"tinytt backend: {tinytt.get_backend()}, hypothesis profile: {_profile}"
+
+
+@pytest.fixture(autouse=True)
+def _restore_backend():
+    """Each test starts on the suite's backend with gradients enabled."""
+    before = tinytt.get_backend()
+    yield
+    if tinytt.get_backend() != before:
+        tinytt.set_backend(before)
+
+
+@pytest.fixture
+def xp():
+    """The array namespace of the backend under test (numpy or cupy)."""
+    return tinytt.get_xp()
+
+
+@pytest.fixture
+def data_dir():
+    """Path of the shared datasets ($TINYTT_DATA); skip (or fail under CI) when absent."""
+    path = os.environ.get("TINYTT_DATA")
+    if not path or not os.path.isdir(path):
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"TINYTT_DATA must point at the datasets under CI (got {path!r})")
+        pytest.skip("datasets not available: set TINYTT_DATA to the data folder (e.g. ../shared/data)")
+    return path
+
+
+def on_device(array):
+    """Move a NumPy test array to the backend under test."""
+    return tinytt.to_device(numpy.asarray(array))

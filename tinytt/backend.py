@@ -1,0 +1,229 @@
+"""Array backends: NumPy (CPU, the default) and CuPy (GPU).
+
+This is the only module that knows CuPy exists. Everything else asks it for the
+array namespace ``xp`` (``numpy`` or ``cupy``) and calls ``xp.*`` on its data, so
+one code path runs on both.
+
+The default backend is NumPy, or the one named by the environment variable
+``TINYTT_BACKEND`` ("numpy" or "cupy") when tinytt is imported; ``set_backend``
+changes it at run time. New arrays (parameters, random tensors) are created on
+the default backend; operations on existing arrays follow the arrays
+(``get_xp``), and mixing NumPy and CuPy arrays in one operation is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy
+
+__all__ = [
+    "set_backend",
+    "get_backend",
+    "get_xp",
+    "is_cupy_array",
+    "to_numpy",
+    "to_device",
+    "asarray",
+    "scatter_add",
+    "index_add",
+    "svd",
+    "qr",
+    "default_rng",
+    "synchronize",
+    "cupy_available",
+]
+
+_BACKENDS = ("numpy", "cupy")
+_state = {"name": "numpy", "xp": numpy}
+_NDARRAY = numpy.ndarray
+_SCALARS = (int, float, bool, complex)
+
+
+def _import_cupy():
+    """Import CuPy and check that a GPU is usable; raise RuntimeError with the reason otherwise."""
+    try:
+        import cupy  # noqa: PLC0415 - optional dependency, imported only on request
+    except Exception as exc:  # ImportError, or a CUDA library failing to load
+        raise RuntimeError(
+            "backend 'cupy' requested but CuPy cannot be imported "
+            f"({type(exc).__name__}: {exc}); install it with pip install 'tinytt[gpu]' "
+            "on a machine with an NVIDIA GPU, or use the 'numpy' backend"
+        ) from exc
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:
+        raise RuntimeError(
+            f"backend 'cupy' requested but no usable GPU was found ({type(exc).__name__}: {exc})"
+        ) from exc
+    if count < 1:
+        raise RuntimeError("backend 'cupy' requested but no GPU is present")
+    return cupy
+
+
+def cupy_available() -> bool:
+    """True when CuPy imports and at least one GPU is visible."""
+    try:
+        _import_cupy()
+    except RuntimeError:
+        return False
+    return True
+
+
+def set_backend(name: str) -> None:
+    """Select the default backend for newly created arrays: ``"numpy"`` or ``"cupy"``.
+
+    Raises ValueError for an unknown name and RuntimeError when CuPy or a GPU is missing.
+    """
+    if not isinstance(name, str) or name.lower() not in _BACKENDS:
+        raise ValueError(f"backend name must be one of {_BACKENDS}, got {name!r}")
+    name = name.lower()
+    _state["xp"] = _import_cupy() if name == "cupy" else numpy
+    _state["name"] = name
+
+
+def get_backend() -> str:
+    """Name of the default backend: ``"numpy"`` or ``"cupy"``."""
+    return _state["name"]
+
+
+def is_cupy_array(x) -> bool:
+    """True for a ``cupy.ndarray``; never imports CuPy to find out."""
+    cupy = sys.modules.get("cupy")
+    return cupy is not None and isinstance(x, cupy.ndarray)
+
+
+def get_xp(*arrays):
+    """The array namespace (``numpy`` or ``cupy``) of the given arrays (or Tensors).
+
+    Python scalars and None are ignored; with no arrays the default backend's
+    namespace is returned. Raises TypeError when NumPy and CuPy arrays are mixed.
+    """
+    found = None
+    for a in arrays:
+        if isinstance(a, _NDARRAY):
+            module = numpy
+        elif a is None or isinstance(a, _SCALARS):
+            continue
+        else:
+            if type(a).__name__ == "Tensor":
+                a = a.data
+            if is_cupy_array(a):
+                module = sys.modules["cupy"]
+            elif isinstance(a, (_NDARRAY, numpy.generic)):
+                module = numpy
+            else:
+                continue
+        if found is None:
+            found = module
+        elif found is not module:
+            raise TypeError(
+                "arrays from different backends (NumPy and CuPy) were mixed in one operation; "
+                "move them to one backend first with tinytt.to_device or tinytt.to_numpy"
+            )
+    return _state["xp"] if found is None else found
+
+
+def to_numpy(x) -> numpy.ndarray:
+    """Copy ``x`` (a Tensor, a CuPy or NumPy array, or a scalar) to a NumPy array on the host."""
+    if type(x).__name__ == "Tensor":
+        x = x.data
+    if is_cupy_array(x):
+        return x.get()
+    return numpy.asarray(x)
+
+
+def to_device(x, dtype=None):
+    """Move ``x`` to the default backend (a copy only when it lives elsewhere)."""
+    if type(x).__name__ == "Tensor":
+        x = x.data
+    xp = _state["xp"]
+    if xp is numpy:
+        return to_numpy(x) if dtype is None else to_numpy(x).astype(dtype, copy=False)
+    return xp.asarray(x, dtype=dtype)
+
+
+def asarray(x, dtype=None, xp=None):
+    """``xp.asarray`` on the given namespace (default backend when None)."""
+    return (xp or _state["xp"]).asarray(x, dtype=dtype)
+
+
+def index_add(target, index, values) -> None:
+    """In place ``target[index] += values`` where repeated indices all accumulate.
+
+    NumPy: ``numpy.add.at``; CuPy: ``cupyx.scatter_add`` (atomic adds, so the
+    float summation order is not fixed on the GPU). ``index`` may be any basic or
+    advanced index. Used by the general ``getitem`` backward; hot paths use
+    ``scatter_add``.
+    """
+    if is_cupy_array(target):
+        import cupyx  # noqa: PLC0415
+
+        cupyx.scatter_add(target, index, values)
+    else:
+        numpy.add.at(target, index, values)
+
+
+def scatter_add(indices, values, num_rows: int):
+    """Segment sum of rows: ``out[i] = sum of values[k] over k with indices[k] == i``.
+
+    Args:
+        indices: integer array of shape (K,), each in [0, num_rows).
+        values: array of shape (K, *rest).
+        num_rows: number of output rows.
+    Returns:
+        array of shape (num_rows, *rest) with ``values.dtype``.
+
+    Deterministic on NumPy: the rows are sorted by index (stable) and summed per
+    segment with ``add.reduceat``, so repeated indices are always added in the
+    order they appear. Cost O(K log K + K * rest). CuPy uses ``cupyx.scatter_add``.
+    """
+    xp = get_xp(indices, values)
+    indices = indices.reshape(-1)
+    out = xp.zeros((num_rows,) + tuple(values.shape[1:]), dtype=values.dtype)
+    if indices.shape[0] == 0:
+        return out
+    if xp is not numpy:
+        index_add(out, indices, values)
+        return out
+    order = numpy.argsort(indices, kind="stable")
+    sorted_idx = indices[order]
+    starts = numpy.flatnonzero(numpy.concatenate(([True], sorted_idx[1:] != sorted_idx[:-1])))
+    out[sorted_idx[starts]] = numpy.add.reduceat(values[order], starts, axis=0)
+    return out
+
+
+def svd(a):
+    """Thin SVD ``a = u @ diag(s) @ vt`` with ``full_matrices=False`` on the array's backend.
+
+    a: (m, n) -> u (m, k), s (k,), vt (k, n) with k = min(m, n); cost O(m n k).
+    """
+    xp = get_xp(a)
+    return xp.linalg.svd(a, full_matrices=False)
+
+
+def qr(a):
+    """Reduced QR ``a = q @ r`` on the array's backend: (m, n) -> q (m, k), r (k, n), k = min(m, n)."""
+    xp = get_xp(a)
+    return xp.linalg.qr(a, mode="reduced")
+
+
+def default_rng(seed=None):
+    """A random generator on the default backend (``numpy.random.default_rng`` or CuPy's)."""
+    return _state["xp"].random.default_rng(seed)
+
+
+def synchronize(x=None) -> None:
+    """Wait for queued GPU work (a no-op on NumPy); benchmarks call it around timings."""
+    if _state["name"] == "cupy" or is_cupy_array(x):
+        sys.modules["cupy"].cuda.Device().synchronize()
+
+
+def _init_from_env() -> None:
+    name = os.environ.get("TINYTT_BACKEND", "").strip()
+    if name:
+        set_backend(name)
+
+
+_init_from_env()

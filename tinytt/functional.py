@@ -1,0 +1,178 @@
+"""Numerically careful composites written as fused ops: softmax family, losses, dropout.
+
+Each is one recorded op with a hand-written VJP, so the forward keeps the
+stable formulation (max shift, logsumexp) and the backward does not rebuild it
+from many small primitives.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+from .backend import get_xp
+from .ops import as_tensor, stable_sigmoid
+from .tensor import Tensor, record
+
+__all__ = [
+    "softmax", "log_softmax", "logsumexp", "cross_entropy",
+    "binary_cross_entropy_with_logits", "mse", "dropout",
+]
+
+
+def _axis(axis: int, ndim: int, name: str) -> int:
+    if not isinstance(axis, numbers.Integral) or not -ndim <= axis < ndim:
+        raise ValueError(f"{name}: axis {axis!r} is out of range for {ndim} dimensions")
+    return int(axis) % ndim
+
+
+def _log_softmax_array(a, axis: int, xp):
+    shifted = a - a.max(axis=axis, keepdims=True)
+    return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def logsumexp(x, axis: int = -1, keepdims: bool = False) -> Tensor:
+    """``log(sum(exp(x), axis))`` computed after subtracting the max. VJP: g * softmax(x)."""
+    x = as_tensor(x)
+    xp = get_xp(x.data)
+    axis = _axis(axis, x.ndim, "logsumexp")
+    m = x.data.max(axis=axis, keepdims=True)
+    e = xp.exp(x.data - m)
+    s = e.sum(axis=axis, keepdims=True)
+    out_keep = m + xp.log(s)
+    out = out_keep if keepdims else xp.squeeze(out_keep, axis=axis)
+
+    def vjp(g):
+        gk = g if keepdims else xp.expand_dims(g, axis)
+        return gk * (e / s)
+
+    return record("logsumexp", out, (x,), (vjp,))
+
+
+def softmax(x, axis: int = -1) -> Tensor:
+    """``exp(x) / sum(exp(x))`` along ``axis``. VJP: s * (g - sum(g s))."""
+    x = as_tensor(x)
+    xp = get_xp(x.data)
+    axis = _axis(axis, x.ndim, "softmax")
+    e = xp.exp(x.data - x.data.max(axis=axis, keepdims=True))
+    s = e / e.sum(axis=axis, keepdims=True)
+    return record("softmax", s, (x,), (lambda g: s * (g - (g * s).sum(axis=axis, keepdims=True)),))
+
+
+def log_softmax(x, axis: int = -1) -> Tensor:
+    """``x - logsumexp(x)`` along ``axis``. VJP: g - softmax(x) * sum(g)."""
+    x = as_tensor(x)
+    xp = get_xp(x.data)
+    axis = _axis(axis, x.ndim, "log_softmax")
+    out = _log_softmax_array(x.data, axis, xp)
+    return record("log_softmax", out, (x,),
+                  (lambda g: g - xp.exp(out) * g.sum(axis=axis, keepdims=True),))
+
+
+def cross_entropy(logits, targets, ignore_index: int | None = None, label_smoothing: float = 0.0) -> Tensor:
+    """Mean softmax cross-entropy of integer class targets, fused with the log-softmax.
+
+    Args:
+        logits: (..., C) float scores.
+        targets: (...) integer class ids in [0, C), or ``ignore_index``.
+        ignore_index: targets equal to it contribute no loss and no gradient; the
+            mean is over the remaining positions (0 when none remain).
+        label_smoothing: in [0, 1): the target distribution is
+            (1 - label_smoothing) * onehot + label_smoothing / C.
+    Returns:
+        scalar Tensor: mean over kept positions of ``-sum_c q_c log softmax(logits)_c``.
+
+    VJP wrt logits: (softmax - q) * keep / count. Cost O(numel(logits)).
+    """
+    logits = as_tensor(logits)
+    xp = get_xp(logits.data)
+    if logits.dtype.kind != "f":
+        raise TypeError(f"cross_entropy: logits must be floating point, got dtype {logits.dtype}")
+    if logits.ndim < 1:
+        raise ValueError("cross_entropy: logits must have shape (..., C)")
+    t = targets.data if isinstance(targets, Tensor) else xp.asarray(targets)
+    get_xp(logits.data, t)
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"cross_entropy: targets must be integer class ids, got dtype {t.dtype}")
+    if tuple(t.shape) != logits.shape[:-1]:
+        raise ValueError(f"cross_entropy: targets shape {tuple(t.shape)} must equal logits.shape[:-1] = "
+                         f"{logits.shape[:-1]}")
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1), got {label_smoothing}")
+    n_classes = logits.shape[-1]
+    keep = t != ignore_index if ignore_index is not None else xp.ones(t.shape, dtype=bool)
+    safe_t = xp.where(keep, t, 0)
+    if safe_t.size and (int(safe_t.min()) < 0 or int(safe_t.max()) >= n_classes):
+        raise IndexError(f"cross_entropy: targets must lie in [0, {n_classes}) (or equal ignore_index), "
+                         f"got values in [{int(safe_t.min())}, {int(safe_t.max())}]")
+    logp = _log_softmax_array(logits.data, -1, xp)
+    picked = xp.take_along_axis(logp, safe_t[..., None], axis=-1)[..., 0]
+    per_item = -(1.0 - label_smoothing) * picked
+    if label_smoothing:
+        per_item = per_item - (label_smoothing / n_classes) * logp.sum(axis=-1)
+    count = int(keep.sum())
+    scale = 1.0 / count if count else 0.0
+    loss = (xp.where(keep, per_item, 0).sum() * scale).astype(logits.dtype)
+
+    def vjp(g):
+        grad = xp.exp(logp)
+        if label_smoothing:
+            grad -= label_smoothing / n_classes
+        hit = xp.arange(n_classes) == safe_t[..., None]
+        grad -= hit * (1.0 - label_smoothing)
+        return grad * (keep[..., None] * (g * scale))
+
+    return record("cross_entropy", loss, (logits,), (vjp,))
+
+
+def binary_cross_entropy_with_logits(logits, targets) -> Tensor:
+    """Mean of ``-y log sigmoid(x) - (1 - y) log(1 - sigmoid(x))``, stable for any x.
+
+    Uses ``max(x, 0) - x y + log(1 + exp(-|x|))``. logits and targets have the
+    same shape; targets are floats in [0, 1]. VJP: (sigmoid(x) - y) / n.
+    """
+    logits = as_tensor(logits)
+    xp = get_xp(logits.data)
+    y = targets.data if isinstance(targets, Tensor) else xp.asarray(targets, dtype=logits.dtype)
+    if tuple(y.shape) != logits.shape:
+        raise ValueError(f"binary_cross_entropy_with_logits: targets shape {tuple(y.shape)} must equal "
+                         f"logits shape {logits.shape}")
+    x = logits.data
+    n = max(x.size, 1)
+    per = xp.maximum(x, 0) - x * y + xp.log1p(xp.exp(-xp.abs(x)))
+    loss = (per.sum() / n).astype(logits.dtype)
+    return record("bce_with_logits", loss, (logits,),
+                  (lambda g: (stable_sigmoid(x, xp) - y) * (g / n),))
+
+
+def mse(prediction, target) -> Tensor:
+    """Mean squared error ``mean((prediction - target)^2)``; shapes must match."""
+    prediction = as_tensor(prediction)
+    target = as_tensor(target, like=prediction)
+    if prediction.shape != target.shape:
+        raise ValueError(f"mse: prediction shape {prediction.shape} must equal target shape {target.shape}")
+    diff = prediction - target
+    return (diff * diff).mean()
+
+
+def dropout(x, p: float = 0.5, training: bool = True, rng=None) -> Tensor:
+    """Zero each element with probability ``p`` and scale the rest by 1/(1-p) (inverted dropout).
+
+    Args:
+        x: input Tensor.
+        p: drop probability in [0, 1).
+        training: when False (evaluation), ``x`` is returned unchanged.
+        rng: a backend random Generator (``tinytt.backend.default_rng(seed)``) for
+            reproducible masks; a fresh unseeded one when None.
+    """
+    x = as_tensor(x)
+    if not isinstance(p, numbers.Real) or not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout: p must be a probability in [0, 1), got {p!r}")
+    if not training or p == 0.0:
+        return x
+    xp = get_xp(x.data)
+    if rng is None:
+        rng = xp.random.default_rng()
+    draw_dtype = x.dtype if x.dtype.kind == "f" and x.dtype.itemsize in (4, 8) else xp.float64
+    mask = (rng.random(x.shape, dtype=draw_dtype) >= p).astype(x.dtype)
+    mask *= 1.0 / (1.0 - p)
+    return record("dropout", x.data * mask, (x,), (lambda g: g * mask,))

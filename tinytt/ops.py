@@ -1,0 +1,535 @@
+"""Primitive operations: a forward on raw arrays plus one VJP per differentiable input.
+
+Every op follows the same pattern::
+
+    def op(x, y):
+        x, y = lift(x, y)                      # Tensors on one backend, scalars typed like the other
+        out = <forward on x.data, y.data>
+        return record("op", out, (x, y), (vjp_x, vjp_y))
+
+where each VJP maps the output gradient ``g`` to the input's gradient. Binary
+ops broadcast like NumPy; their VJPs sum the gradient back to the input's shape
+with ``unbroadcast``. The engine (``tensor.py``) checks shapes, casts dtypes and
+accumulates. The operator methods of ``Tensor`` (``+``, ``@``, ``x[i]``,
+``x.sum()`` ...) are bound at the end of this module.
+"""
+
+from __future__ import annotations
+
+import builtins
+import numbers
+
+from .backend import get_xp, index_add, scatter_add
+from .tensor import Tensor, record
+
+__all__ = [
+    "as_tensor", "unbroadcast",
+    "add", "sub", "mul", "div", "neg", "power", "matmul",
+    "sum", "mean", "max", "reshape", "transpose", "getitem", "take",
+    "concat", "stack", "split", "where", "astype",
+    "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "clip",
+]
+
+
+# --- helpers -------------------------------------------------------------------------------
+def as_tensor(x, like: Tensor | None = None) -> Tensor:
+    """Return ``x`` as a Tensor without copying (Tensors pass through).
+
+    A Python scalar takes the dtype of ``like`` when ``like`` is floating point, so
+    ``float32_tensor * 2.0`` stays float32.
+    """
+    if isinstance(x, Tensor):
+        return x
+    if isinstance(x, numbers.Number) and like is not None:
+        xp = get_xp(like.data)
+        if like.dtype.kind == "f" or (like.dtype.kind in "iub" and isinstance(x, numbers.Integral)):
+            return Tensor(xp.asarray(x, dtype=like.dtype))
+        return Tensor(xp.asarray(x))
+    return Tensor(x)
+
+
+def _lift(a, b):
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        if type(a.data) is not type(b.data):
+            get_xp(a.data, b.data)  # raises on a NumPy/CuPy mix
+        return a, b
+    if isinstance(a, Tensor) or not isinstance(b, Tensor):
+        a = as_tensor(a)
+        b = as_tensor(b, like=a)
+    else:
+        b = as_tensor(b)
+        a = as_tensor(a, like=b)
+    get_xp(a.data, b.data)
+    return a, b
+
+
+def unbroadcast(g, shape: tuple):
+    """Sum ``g`` over the axes that broadcasting added or stretched, giving an array of ``shape``."""
+    shape = tuple(shape)
+    if tuple(g.shape) == shape:
+        return g
+    extra = g.ndim - len(shape)
+    if extra:
+        g = g.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return g
+
+
+def _broadcast_shapes(op: str, a: Tensor, b: Tensor) -> None:
+    # NumPy's own message does not name the op; give one that does.
+    sa, sb = a.shape, b.shape
+    for x, y in zip(reversed(sa), reversed(sb)):
+        if x != y and x != 1 and y != 1:
+            raise ValueError(f"{op}: shapes {sa} and {sb} cannot be broadcast together")
+
+
+def _normalize_axes(axis, ndim: int) -> tuple:
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
+    out = []
+    for a in axes:
+        if not isinstance(a, numbers.Integral) or not -ndim <= a < builtins.max(ndim, 1):
+            raise ValueError(f"axis {a!r} is out of range for a tensor with {ndim} dimensions")
+        out.append(int(a) % builtins.max(ndim, 1))
+    if len(set(out)) != len(out):
+        raise ValueError(f"axis {axis!r} repeats an axis")
+    return tuple(sorted(out))
+
+
+# --- elementwise binary --------------------------------------------------------------------
+def add(a, b) -> Tensor:
+    """Elementwise ``a + b`` with broadcasting."""
+    a, b = _lift(a, b)
+    _broadcast_shapes("add", a, b)
+    return record("add", a.data + b.data, (a, b),
+                  (lambda g: unbroadcast(g, a.shape), lambda g: unbroadcast(g, b.shape)))
+
+
+def sub(a, b) -> Tensor:
+    """Elementwise ``a - b`` with broadcasting."""
+    a, b = _lift(a, b)
+    _broadcast_shapes("sub", a, b)
+    return record("sub", a.data - b.data, (a, b),
+                  (lambda g: unbroadcast(g, a.shape), lambda g: unbroadcast(-g, b.shape)))
+
+
+def mul(a, b) -> Tensor:
+    """Elementwise ``a * b`` with broadcasting."""
+    a, b = _lift(a, b)
+    _broadcast_shapes("mul", a, b)
+    return record("mul", a.data * b.data, (a, b),
+                  (lambda g: unbroadcast(g * b.data, a.shape),
+                   lambda g: unbroadcast(g * a.data, b.shape)))
+
+
+def div(a, b) -> Tensor:
+    """Elementwise ``a / b`` with broadcasting (true division)."""
+    a, b = _lift(a, b)
+    _broadcast_shapes("div", a, b)
+    out = a.data / b.data
+    return record("div", out, (a, b),
+                  (lambda g: unbroadcast(g / b.data, a.shape),
+                   lambda g: unbroadcast(-g * out / b.data, b.shape)))
+
+
+def neg(a) -> Tensor:
+    """Elementwise ``-a``."""
+    a = as_tensor(a)
+    return record("neg", -a.data, (a,), (lambda g: -g,))
+
+
+def power(a, exponent) -> Tensor:
+    """Elementwise ``a ** exponent`` for a Python scalar exponent; d/da = p a^(p-1)."""
+    a = as_tensor(a)
+    if isinstance(exponent, Tensor) or not isinstance(exponent, numbers.Real):
+        raise TypeError(f"pow: exponent must be a Python int or float, got {type(exponent).__name__}")
+    out = a.data ** exponent
+    if exponent == 0:
+        return record("pow", out, (a,), (lambda g: g * 0,))
+    return record("pow", out, (a,), (lambda g: g * (exponent * a.data ** (exponent - 1)),))
+
+
+def _rpow(a, base):
+    raise TypeError("scalar ** Tensor is not supported; use tt.exp(x * log(base))")
+
+
+# --- linear algebra --------------------------------------------------------------------------
+def matmul(a, b) -> Tensor:
+    """Matrix product with NumPy's rules: 1-D operands are promoted, leading dims broadcast.
+
+    a: (..., n, k), b: (..., k, m) -> (..., n, m). Cost O(batch * n * k * m).
+    VJPs: dA = g @ B^T and dB = A^T @ g, summed over broadcast batch dims.
+    """
+    a, b = _lift(a, b)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul: operands must have at least 1 dimension, got shapes {a.shape} and {b.shape}")
+    k_a = a.shape[-1]
+    k_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
+    if k_a != k_b:
+        raise ValueError(
+            f"matmul: shapes {a.shape} and {b.shape} are not aligned: a.shape[-1] = {k_a} must "
+            f"equal b.shape[-2] = {k_b}"
+        )
+    xp = get_xp(a.data, b.data)
+    a2 = a.data[None, :] if a.ndim == 1 else a.data
+    b2 = b.data[:, None] if b.ndim == 1 else b.data
+    try:
+        out2 = xp.matmul(a2, b2)
+    except ValueError as exc:
+        raise ValueError(f"matmul: batch dimensions of {a.shape} and {b.shape} do not broadcast") from exc
+    out = out2
+    if b.ndim == 1:
+        out = out[..., 0]
+    if a.ndim == 1:
+        out = out[..., 0, :] if b.ndim > 1 else out[..., 0]
+
+    def as_2d_grad(g):
+        if a.ndim == 1 and b.ndim == 1:
+            return g[..., None, None]
+        if b.ndim == 1:
+            return g[..., None]
+        if a.ndim == 1:
+            return g[..., None, :]
+        return g
+
+    def vjp_a(g):
+        ga = xp.matmul(as_2d_grad(g), xp.swapaxes(b2, -1, -2))
+        if a.ndim == 1:
+            ga = ga[..., 0, :]
+        return unbroadcast(ga, a.shape)
+
+    def vjp_b(g):
+        gb = xp.matmul(xp.swapaxes(a2, -1, -2), as_2d_grad(g))
+        if b.ndim == 1:
+            gb = gb[..., 0]
+        return unbroadcast(gb, b.shape)
+
+    return record("matmul", out, (a, b), (vjp_a, vjp_b))
+
+
+# --- reductions ------------------------------------------------------------------------------
+def _expand_reduced(g, axes: tuple, keepdims: bool, xp):
+    if not keepdims:
+        for ax in axes:
+            g = xp.expand_dims(g, ax)
+    return g
+
+
+def sum(x, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001 - NumPy's name
+    """Sum over ``axis`` (int, tuple or None for all). VJP: broadcast g back to x's shape."""
+    x = as_tensor(x)
+    xp = get_xp(x.data)
+    axes = _normalize_axes(axis, x.ndim)
+    out = x.data.sum(axis=axes, keepdims=keepdims) if x.ndim else x.data.copy()
+    return record("sum", out, (x,),
+                  (lambda g: xp.broadcast_to(_expand_reduced(g, axes, keepdims, xp), x.shape),))
+
+
+def mean(x, axis=None, keepdims: bool = False) -> Tensor:
+    """Mean over ``axis``. A reduction over zero elements gives NaN, as in NumPy."""
+    x = as_tensor(x)
+    xp = get_xp(x.data)
+    axes = _normalize_axes(axis, x.ndim)
+    count = 1
+    for ax in axes:
+        count *= x.shape[ax] if x.ndim else 1
+    out = x.data.mean(axis=axes, keepdims=keepdims) if x.ndim else x.data.copy()
+    scale = 1.0 / count if count else float("nan")
+    return record("mean", out, (x,),
+                  (lambda g: xp.broadcast_to(_expand_reduced(g * scale, axes, keepdims, xp), x.shape),))
+
+
+def max(x, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001 - NumPy's name
+    """Maximum over ``axis``. The gradient is shared equally among tied maxima."""
+    x = as_tensor(x)
+    xp = get_xp(x.data)
+    if x.size == 0:
+        raise ValueError(f"max: cannot reduce a zero-size tensor of shape {x.shape}")
+    axes = _normalize_axes(axis, x.ndim)
+    out_keep = x.data.max(axis=axes, keepdims=True) if x.ndim else x.data
+    out = out_keep if keepdims or not x.ndim else xp.squeeze(out_keep, axis=axes)
+
+    def vjp(g):
+        mask = x.data == out_keep
+        count = mask.sum(axis=axes, keepdims=True) if x.ndim else 1
+        return _expand_reduced(g, axes, keepdims, xp) * mask / count
+
+    return record("max", out, (x,), (vjp,))
+
+
+# --- shape ops -------------------------------------------------------------------------------
+def reshape(x, *shape) -> Tensor:
+    """View ``x`` with a new shape (one entry may be -1)."""
+    x = as_tensor(x)
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    try:
+        out = x.data.reshape(shape)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"reshape: cannot reshape a tensor of shape {x.shape} into {shape}") from exc
+    return record("reshape", out, (x,), (lambda g: g.reshape(x.shape),))
+
+
+def transpose(x, *axes) -> Tensor:
+    """Permute axes (reverse them when none are given)."""
+    x = as_tensor(x)
+    if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+        axes = tuple(axes[0])
+    if not axes:
+        axes = tuple(reversed(range(x.ndim)))
+    if sorted(int(a) % builtins.max(x.ndim, 1) for a in axes) != list(range(x.ndim)):
+        raise ValueError(f"transpose: axes {axes} are not a permutation of the {x.ndim} axes")
+    axes = tuple(int(a) % x.ndim for a in axes)
+    inverse = tuple(sorted(range(len(axes)), key=axes.__getitem__))
+    return record("transpose", x.data.transpose(axes), (x,), (lambda g: g.transpose(inverse),))
+
+
+def _check_index(index, xp):
+    """Convert Tensor/list parts of an index to arrays; reject float index arrays."""
+    parts = index if isinstance(index, tuple) else (index,)
+    out = []
+    advanced = False
+    for p in parts:
+        if isinstance(p, Tensor):
+            p = p.data
+        if isinstance(p, list):
+            p = xp.asarray(p)
+        if hasattr(p, "dtype") and hasattr(p, "shape"):
+            if p.dtype.kind not in "iub":
+                raise TypeError(
+                    f"index arrays must be integer or boolean, got dtype {p.dtype}; "
+                    "convert float ids with .astype(int) first"
+                )
+            p = xp.asarray(p)
+            advanced = True
+        elif isinstance(p, float):
+            raise TypeError(f"indices must be integers, slices or integer arrays, got float {p!r}")
+        out.append(p)
+    return (tuple(out) if isinstance(index, tuple) else out[0]), advanced
+
+
+def getitem(x, index) -> Tensor:
+    """``x[index]`` with NumPy semantics (ints, slices, None, Ellipsis, integer/bool arrays).
+
+    VJP: scatter the gradient back; repeated integer indices accumulate.
+    """
+    x = as_tensor(x)
+    xp = get_xp(x.data)
+    index, advanced = _check_index(index, xp)
+    out = x.data[index]
+
+    def vjp(g):
+        grad = xp.zeros(x.shape, dtype=g.dtype)
+        if advanced:
+            index_add(grad, index, g)
+        else:
+            grad[index] = g
+        return grad
+
+    return record("getitem", out, (x,), (vjp,))
+
+
+def take(x, indices) -> Tensor:
+    """Rows of ``x`` along axis 0: ``x[indices]`` for an integer array of any shape S.
+
+    x: (n, *rest), indices: S with values in [0, n) -> S + rest. The VJP is a
+    deterministic sorted segment sum (``backend.scatter_add``).
+    """
+    x = as_tensor(x)
+    xp = get_xp(x.data)
+    if isinstance(indices, Tensor):
+        indices = indices.data
+    indices = xp.asarray(indices)
+    if indices.dtype.kind not in "iu":
+        raise TypeError(f"take: indices must be an integer array, got dtype {indices.dtype}")
+    if x.ndim == 0:
+        raise ValueError("take: x must have at least one dimension")
+    n = x.shape[0]
+    if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= n):
+        raise IndexError(f"take: indices must lie in [0, {n}), got values in "
+                         f"[{int(indices.min())}, {int(indices.max())}]")
+    out = xp.take(x.data, indices, axis=0)
+    flat = indices.reshape(-1)
+    return record("take", out, (x,),
+                  (lambda g: scatter_add(flat, g.reshape((-1,) + x.shape[1:]), n),))
+
+
+def concat(tensors, axis: int = 0) -> Tensor:
+    """Join tensors along an existing axis; the VJP slices the gradient back apart."""
+    tensors = [as_tensor(t) for t in tensors]
+    if not tensors:
+        raise ValueError("concat: needs at least one tensor")
+    xp = get_xp(*(t.data for t in tensors))
+    ndim = tensors[0].ndim
+    if ndim == 0:
+        raise ValueError("concat: zero-dimensional tensors cannot be concatenated; use stack")
+    axis = _normalize_axes(axis, ndim)[0]
+    for i, t in enumerate(tensors):
+        if t.ndim != ndim or t.shape[:axis] + t.shape[axis + 1:] != tensors[0].shape[:axis] + tensors[0].shape[axis + 1:]:
+            raise ValueError(f"concat: tensor {i} has shape {t.shape}, incompatible with {tensors[0].shape} "
+                             f"along axis {axis}")
+    out = xp.concatenate([t.data for t in tensors], axis=axis)
+    bounds = [0]
+    for t in tensors:
+        bounds.append(bounds[-1] + t.shape[axis])
+
+    def slicer(i):
+        sl = (slice(None),) * axis + (slice(bounds[i], bounds[i + 1]),)
+        return lambda g: g[sl]
+
+    return record("concat", out, tuple(tensors), tuple(slicer(i) for i in range(len(tensors))))
+
+
+def stack(tensors, axis: int = 0) -> Tensor:
+    """Join same-shape tensors along a new axis."""
+    tensors = [as_tensor(t) for t in tensors]
+    if not tensors:
+        raise ValueError("stack: needs at least one tensor")
+    for i, t in enumerate(tensors):
+        if t.shape != tensors[0].shape:
+            raise ValueError(f"stack: tensor {i} has shape {t.shape}, expected {tensors[0].shape}")
+    xp = get_xp(*(t.data for t in tensors))
+    axis = _normalize_axes(axis, tensors[0].ndim + 1)[0]
+    out = xp.stack([t.data for t in tensors], axis=axis)
+
+    def picker(i):
+        sl = (slice(None),) * axis + (i,)
+        return lambda g: g[sl]
+
+    return record("stack", out, tuple(tensors), tuple(picker(i) for i in range(len(tensors))))
+
+
+def split(x, indices_or_sections, axis: int = 0) -> list:
+    """Split like ``numpy.split``: a number of equal sections or a list of split points."""
+    x = as_tensor(x)
+    axis = _normalize_axes(axis, x.ndim)[0]
+    n = x.shape[axis]
+    if isinstance(indices_or_sections, numbers.Integral):
+        k = int(indices_or_sections)
+        if k <= 0 or n % k:
+            raise ValueError(f"split: {k} sections do not divide axis {axis} of length {n}")
+        points = [i * (n // k) for i in range(1, k)]
+    else:
+        points = [int(p) for p in indices_or_sections]
+    edges = [0] + points + [n]
+    return [getitem(x, (slice(None),) * axis + (slice(lo, hi),)) for lo, hi in zip(edges[:-1], edges[1:])]
+
+
+def where(condition, a, b) -> Tensor:
+    """Elementwise ``a`` where ``condition`` is true, else ``b`` (all three broadcast)."""
+    if isinstance(condition, Tensor):
+        condition = condition.data
+    a, b = _lift(a, b)
+    xp = get_xp(condition, a.data, b.data)
+    condition = xp.asarray(condition)
+    if condition.dtype.kind != "b":
+        raise TypeError(f"where: condition must be a boolean array, got dtype {condition.dtype}")
+    out = xp.where(condition, a.data, b.data)
+    zero = xp.zeros((), dtype=out.dtype)
+    return record("where", out, (a, b),
+                  (lambda g: unbroadcast(xp.where(condition, g, zero), a.shape),
+                   lambda g: unbroadcast(xp.where(condition, zero, g), b.shape)))
+
+
+def astype(x, dtype) -> Tensor:
+    """Cast to ``dtype``; the gradient is cast back to the input's dtype."""
+    x = as_tensor(x)
+    return record("astype", x.data.astype(dtype), (x,), (lambda g: g.astype(x.dtype),))
+
+
+# --- elementwise unary ---------------------------------------------------------------------
+def exp(x) -> Tensor:
+    """Elementwise ``e**x``."""
+    x = as_tensor(x)
+    out = get_xp(x.data).exp(x.data)
+    return record("exp", out, (x,), (lambda g: g * out,))
+
+
+def log(x) -> Tensor:
+    """Elementwise natural logarithm."""
+    x = as_tensor(x)
+    return record("log", get_xp(x.data).log(x.data), (x,), (lambda g: g / x.data,))
+
+
+def sqrt(x) -> Tensor:
+    """Elementwise square root; d/dx = 1 / (2 sqrt(x))."""
+    x = as_tensor(x)
+    out = get_xp(x.data).sqrt(x.data)
+    return record("sqrt", out, (x,), (lambda g: g / (2 * out),))
+
+
+def tanh(x) -> Tensor:
+    """Elementwise tanh; d/dx = 1 - tanh(x)^2."""
+    x = as_tensor(x)
+    out = get_xp(x.data).tanh(x.data)
+    return record("tanh", out, (x,), (lambda g: g * (1 - out * out),))
+
+
+def stable_sigmoid(a, xp):
+    """1 / (1 + exp(-a)) on a raw array without overflow: exp is only taken of -|a|."""
+    z = xp.exp(-xp.abs(a))
+    return xp.where(a >= 0, 1 / (1 + z), z / (1 + z))
+
+
+def sigmoid(x) -> Tensor:
+    """Elementwise logistic function, stable for large |x|; d/dx = s (1 - s)."""
+    x = as_tensor(x)
+    out = stable_sigmoid(x.data, get_xp(x.data))
+    return record("sigmoid", out, (x,), (lambda g: g * out * (1 - out),))
+
+
+def relu(x) -> Tensor:
+    """Elementwise ``max(x, 0)``; the gradient at 0 is taken as 0."""
+    x = as_tensor(x)
+    xp = get_xp(x.data)
+    mask = x.data > 0
+    return record("relu", xp.where(mask, x.data, 0).astype(x.dtype, copy=False), (x,),
+                  (lambda g: g * mask,))
+
+
+def clip(x, a_min=None, a_max=None) -> Tensor:
+    """Elementwise clamp to ``[a_min, a_max]``; gradient 1 inside (bounds included), 0 outside."""
+    x = as_tensor(x)
+    if a_min is None and a_max is None:
+        raise ValueError("clip: give a_min, a_max or both")
+    if a_min is not None and a_max is not None and a_min > a_max:
+        raise ValueError(f"clip: a_min={a_min} is greater than a_max={a_max}")
+    xp = get_xp(x.data)
+    out = xp.clip(x.data, a_min, a_max).astype(x.dtype, copy=False)
+    inside = xp.ones(x.shape, dtype=bool)
+    if a_min is not None:
+        inside &= x.data >= a_min
+    if a_max is not None:
+        inside &= x.data <= a_max
+    return record("clip", out, (x,), (lambda g: g * inside,))
+
+
+# --- operator methods on Tensor ----------------------------------------------------------------
+Tensor.__add__ = add
+Tensor.__radd__ = lambda self, other: add(other, self)
+Tensor.__sub__ = sub
+Tensor.__rsub__ = lambda self, other: sub(other, self)
+Tensor.__mul__ = mul
+Tensor.__rmul__ = lambda self, other: mul(other, self)
+Tensor.__truediv__ = div
+Tensor.__rtruediv__ = lambda self, other: div(other, self)
+Tensor.__neg__ = neg
+Tensor.__pow__ = power
+Tensor.__rpow__ = _rpow
+Tensor.__matmul__ = matmul
+Tensor.__rmatmul__ = lambda self, other: matmul(other, self)
+Tensor.__getitem__ = getitem
+Tensor.sum = sum
+Tensor.mean = mean
+Tensor.max = max
+Tensor.reshape = reshape
+Tensor.transpose = transpose
+Tensor.astype = astype
+Tensor.T = property(lambda self: transpose(self))
+Tensor.exp = exp
+Tensor.log = log
+Tensor.sqrt = sqrt
+Tensor.tanh = tanh

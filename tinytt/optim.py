@@ -1,0 +1,565 @@
+"""First-order optimizers (SGD with momentum, Adam, AdamW) and gradient-norm clipping.
+
+A parameter is any object with
+
+- ``.data``: a NumPy or CuPy floating-point array, updated **in place** by ``step()``
+  (so references to it held by a model stay valid), and
+- ``.grad``: an array of the same shape, dtype and backend, or ``None`` (then the
+  parameter is skipped by ``step()`` and by :func:`clip_grad_norm`).
+
+``tinytt.Tensor`` and ``tinytt.nn.Parameter`` are such objects. The update rules follow
+PyTorch's formulation (see each class). Optimizer state (moment buffers) has the dtype
+and backend of its parameter (float32 parameters keep float32 state, nothing is upcast);
+step counts are Python ints and scalar factors such as bias corrections are computed on
+the host in Python floats, so ``step()`` never synchronises with the GPU.
+
+Updates use ``xp`` ufuncs with ``out=`` into the state buffers and a scratch buffer that
+the optimizer keeps (one flat array per backend and dtype, as large as the largest
+parameter, two of them when a second temporary is needed), so the hot path allocates nothing.
+
+``state_dict()`` returns nested dicts of arrays and scalars that :func:`tinytt.io.save`
+can store; ``load_state_dict()`` checks it against the parameters and hyperparameters
+and copies its arrays to the parameters' backend.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy
+
+from tinytt.backend import get_xp, is_cupy_array, to_numpy
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm"]
+
+_STATE_FORMAT = "tinytt.optim"
+
+
+def _is_array(x) -> bool:
+    return isinstance(x, numpy.ndarray) or is_cupy_array(x)
+
+
+def _check_number(name: str, value, *, low=0.0, low_open=False, high=None, high_open=True) -> float:
+    """Validate a real hyperparameter in [low, high) (bounds as flagged) and return it as float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if math.isnan(value) or math.isinf(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if value < low or (low_open and value == low):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
+    if high is not None and (value > high or (high_open and value == high)):
+        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value!r}")
+    return value
+
+
+def _check_betas(betas) -> tuple:
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"betas must be a pair (beta1, beta2) with 0 <= beta < 1, got {betas!r}")
+    return (
+        _check_number("betas[0]", betas[0], low=0.0, high=1.0),
+        _check_number("betas[1]", betas[1], low=0.0, high=1.0),
+    )
+
+
+def _device_key(arr):
+    """Backend + device identity of an array, to key the scratch buffers."""
+    if is_cupy_array(arr):
+        return ("cupy", arr.device.id)
+    return ("numpy", None)
+
+
+class Optimizer:
+    """Base class: holds the parameter list, per-parameter state and hyperparameters.
+
+    Subclasses set ``self.hyperparameters`` (names of the attributes saved in the state
+    dict and compared on load), ``_state_keys`` (names of the per-parameter arrays) and
+    implement ``_update(index, p, g, state)``.
+
+    Args:
+        params: an iterable of parameters (objects with ``.data`` and ``.grad``); it is
+            turned into a list once, so a generator such as ``model.parameters()`` is fine.
+
+    Raises:
+        ValueError: the list is empty or holds the same parameter twice.
+        TypeError: a parameter has no ``.data`` or its ``.data`` is not a floating-point
+            NumPy/CuPy array.
+    """
+
+    hyperparameters: tuple = ("lr",)
+    _state_keys: tuple = ()
+
+    def __init__(self, params, lr: float):
+        if _is_array(params) or hasattr(params, "data"):
+            raise TypeError(
+                "params must be an iterable of parameters (e.g. model.parameters() or [p1, p2]), "
+                f"got a single {type(params).__name__}; wrap it in a list"
+            )
+        try:
+            params = list(params)
+        except TypeError:
+            raise TypeError(
+                f"params must be an iterable of parameters, got {type(params).__name__}"
+            ) from None
+        if not params:
+            raise ValueError("params is empty: the optimizer got no parameters to update")
+        seen = set()
+        for i, p in enumerate(params):
+            if not hasattr(p, "data") or not hasattr(p, "grad"):
+                raise TypeError(
+                    f"params[{i}] ({type(p).__name__}) must have .data and .grad attributes"
+                )
+            if not _is_array(p.data) or p.data.dtype.kind != "f":
+                raise TypeError(
+                    f"params[{i}].data must be a floating-point NumPy or CuPy array, got "
+                    f"{type(p.data).__name__} of dtype {getattr(p.data, 'dtype', None)}"
+                )
+            if id(p) in seen:
+                raise ValueError(f"params[{i}] appears more than once in params")
+            seen.add(id(p))
+        self.params = params
+        self.lr = lr
+        self.state = [dict() for _ in params]
+        self._scratch: dict = {}
+
+    @property
+    def lr(self) -> float:
+        """Learning rate (>= 0); may be changed between steps, e.g. by a schedule."""
+        return self._lr
+
+    @lr.setter
+    def lr(self, value) -> None:
+        self._lr = _check_number("lr", value, low=0.0)
+
+    # ---------------------------------------------------------------- stepping
+    def zero_grad(self) -> None:
+        """Set ``p.grad = None`` for every parameter (the next backward starts fresh)."""
+        for p in self.params:
+            p.grad = None
+
+    def _grad(self, i: int, p):
+        """The parameter's gradient after checking shape/dtype/backend; None to skip it."""
+        g = p.grad
+        if g is None:
+            return None
+        if not _is_array(g):
+            raise TypeError(f"params[{i}].grad must be a NumPy/CuPy array or None, got {type(g).__name__}")
+        get_xp(p.data, g)  # TypeError when the backends differ
+        if g.shape != p.data.shape:
+            raise ValueError(
+                f"params[{i}].grad has shape {tuple(g.shape)} but params[{i}].data has shape "
+                f"{tuple(p.data.shape)}"
+            )
+        if g.dtype != p.data.dtype:
+            raise TypeError(
+                f"params[{i}].grad has dtype {g.dtype} but params[{i}].data has dtype "
+                f"{p.data.dtype}; gradients must have their parameter's dtype"
+            )
+        return g
+
+    def _tmp(self, like, slot: int):
+        """A scratch array shaped like ``like`` (contents undefined), reused across steps.
+
+        One flat buffer per (backend, device, dtype, slot), grown to the largest parameter;
+        a prefix view is reshaped, so nothing is allocated once it is large enough.
+        """
+        key = _device_key(like) + (like.dtype.str, slot)
+        buf = self._scratch.get(key)
+        size = int(like.size)
+        if buf is None or buf.size < size:
+            xp = get_xp(like)
+            buf = xp.empty(max(size, 1), dtype=like.dtype)
+            self._scratch[key] = buf
+        return buf[:size].reshape(like.shape)
+
+    def step(self) -> None:
+        """Update every parameter whose ``.grad`` is not None, in place."""
+        for i, p in enumerate(self.params):
+            g = self._grad(i, p)
+            if g is not None:
+                self._update(i, p, g, self.state[i])
+
+    def _update(self, i, p, g, state) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- state dicts
+    def _hyper_values(self) -> dict:
+        out = {}
+        for name in self.hyperparameters:
+            v = getattr(self, name)
+            out[name] = tuple(v) if isinstance(v, (tuple, list)) else v
+        return out
+
+    def state_dict(self) -> dict:
+        """The optimizer's state as nested dicts of arrays and Python scalars.
+
+        Layout::
+
+            {"format": "tinytt.optim", "type": "Adam",
+             "hyperparameters": {"lr": 0.001, "betas": (0.9, 0.999), ...},
+             "params": {"0": {"shape": [...], "dtype": "float32"}, ...},
+             "state": {"0": {"step": 10, "exp_avg": array, "exp_avg_sq": array}, ...}}
+
+        Parameters without state yet (never had a gradient) have an empty dict. Arrays are
+        copies on the parameters' backend (so later steps do not change a saved state dict);
+        :func:`tinytt.io.save` stores it as is.
+        """
+        state = {}
+        for i, st in enumerate(self.state):
+            entry = {}
+            for k, v in st.items():
+                entry[k] = get_xp(v).array(v, copy=True) if _is_array(v) else v
+            state[str(i)] = entry
+        return {
+            "format": _STATE_FORMAT,
+            "type": type(self).__name__,
+            "hyperparameters": self._hyper_values(),
+            "params": {
+                str(i): {"shape": [int(n) for n in p.data.shape], "dtype": str(p.data.dtype)}
+                for i, p in enumerate(self.params)
+            },
+            "state": state,
+        }
+
+    def load_state_dict(self, state_dict: dict, hyperparameters: str = "check") -> None:
+        """Restore state saved by :meth:`state_dict` (possibly through ``tinytt.io.save/load``).
+
+        Args:
+            state_dict: the dict returned by ``state_dict()``; its arrays may be NumPy or CuPy
+                and are copied to each parameter's backend.
+            hyperparameters: ``"check"`` (default): every hyperparameter must equal the saved
+                one, else ValueError; ``"load"``: adopt the saved values (e.g. a learning
+                rate changed by a schedule).
+
+        Raises:
+            ValueError: a different optimizer type, number of parameters, parameter shape
+                or dtype, state array shape/dtype, unknown/missing state entries, or (with
+                ``"check"``) a hyperparameter that differs. Nothing is changed on error.
+        """
+        if hyperparameters not in ("check", "load"):
+            raise ValueError(f"hyperparameters must be 'check' or 'load', got {hyperparameters!r}")
+        name = type(self).__name__
+        if not isinstance(state_dict, dict) or state_dict.get("format") != _STATE_FORMAT:
+            raise ValueError(
+                "state_dict must be a dict returned by Optimizer.state_dict() "
+                f"(with format {_STATE_FORMAT!r})"
+            )
+        if state_dict.get("type") != name:
+            raise ValueError(
+                f"state_dict is for optimizer {state_dict.get('type')!r}, cannot load it into {name}"
+            )
+        saved_params = state_dict.get("params")
+        saved_state = state_dict.get("state")
+        saved_hyper = state_dict.get("hyperparameters")
+        if not isinstance(saved_params, dict) or not isinstance(saved_state, dict) or not isinstance(
+            saved_hyper, dict
+        ):
+            raise ValueError("state_dict must have dict entries 'params', 'state' and 'hyperparameters'")
+        n = len(self.params)
+        expected_keys = {str(i) for i in range(n)}
+        if len(saved_params) != n or set(saved_params) != expected_keys:
+            raise ValueError(
+                f"state_dict holds {len(saved_params)} parameters but this {name} has {n}"
+            )
+        for i, p in enumerate(self.params):
+            meta = saved_params[str(i)]
+            shape = tuple(int(s) for s in meta.get("shape", ()))
+            if shape != tuple(p.data.shape):
+                raise ValueError(
+                    f"parameter {i}: state_dict has shape {shape}, the parameter has {tuple(p.data.shape)}"
+                )
+            if meta.get("dtype") != str(p.data.dtype):
+                raise ValueError(
+                    f"parameter {i}: state_dict has dtype {meta.get('dtype')}, the parameter has "
+                    f"{p.data.dtype}"
+                )
+        # hyperparameters
+        if set(saved_hyper) != set(self.hyperparameters):
+            raise ValueError(
+                f"state_dict hyperparameters {sorted(saved_hyper)} do not match {name}'s "
+                f"{sorted(self.hyperparameters)}"
+            )
+        current = self._hyper_values()
+        norm = {k: (tuple(v) if isinstance(v, (tuple, list)) else v) for k, v in saved_hyper.items()}
+        if hyperparameters == "check":
+            for k in self.hyperparameters:
+                if norm[k] != current[k]:
+                    raise ValueError(
+                        f"hyperparameter {k}: state_dict has {norm[k]!r}, this {name} has "
+                        f"{current[k]!r}; construct the optimizer with the saved value or pass "
+                        "hyperparameters='load' to adopt it"
+                    )
+        else:
+            probe = object.__new__(type(self))  # validate the saved values without touching self
+            probe.__dict__.update(self.__dict__)
+            for k in self.hyperparameters:
+                setattr(probe, k, norm[k])
+            probe._validate()
+        # per-parameter state
+        if set(saved_state) != expected_keys:
+            raise ValueError(f"state_dict 'state' must have keys '0'..'{n - 1}', got {sorted(saved_state)}")
+        new_state = []
+        for i, p in enumerate(self.params):
+            entry = saved_state[str(i)]
+            if not isinstance(entry, dict):
+                raise ValueError(f"state of parameter {i} must be a dict, got {type(entry).__name__}")
+            new_state.append(self._load_entry(i, p, entry))
+        if hyperparameters == "load":
+            for k in self.hyperparameters:
+                setattr(self, k, norm[k])
+            self._validate()
+        self.state = new_state
+
+    def _validate(self) -> None:
+        """Check the hyperparameters' values (subclasses extend); raise ValueError naming one."""
+        self.lr = self.lr
+
+    def _load_entry(self, i: int, p, entry: dict) -> dict:
+        """Check one parameter's saved state and copy its arrays to ``p``'s backend."""
+        if not entry:
+            return {}
+        keys = set(self._state_keys)
+        if set(entry) != keys:
+            raise ValueError(
+                f"state of parameter {i} has entries {sorted(entry)}, expected {sorted(keys)}"
+            )
+        xp = get_xp(p.data)
+        out = {}
+        for k, v in entry.items():
+            if k == "step":
+                if isinstance(v, bool) or not isinstance(v, (int, numpy.integer)) or v < 1:
+                    raise ValueError(f"state of parameter {i}: 'step' must be an int >= 1, got {v!r}")
+                out[k] = int(v)
+                continue
+            if not _is_array(v):
+                raise ValueError(f"state of parameter {i}: {k!r} must be an array, got {type(v).__name__}")
+            if tuple(v.shape) != tuple(p.data.shape) or v.dtype != p.data.dtype:
+                raise ValueError(
+                    f"state of parameter {i}: {k!r} has shape {tuple(v.shape)} and dtype {v.dtype}, "
+                    f"expected {tuple(p.data.shape)} and {p.data.dtype}"
+                )
+            if xp is numpy:
+                out[k] = numpy.array(to_numpy(v), copy=True)
+            else:
+                out[k] = xp.array(v, copy=True)  # host -> device or device -> device copy
+        return out
+
+    def __repr__(self) -> str:
+        hp = ", ".join(f"{k}={v!r}" for k, v in self._hyper_values().items())
+        return f"{type(self).__name__}({len(self.params)} params, {hp})"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional (Nesterov) momentum and L2 weight decay.
+
+    With gradient ``g`` of parameter ``p`` (PyTorch's formulation, no dampening)::
+
+        d = g + weight_decay * p
+        buf = momentum * buf + d            (first step: buf = d)
+        d = d + momentum * buf  if nesterov  else  buf      (when momentum > 0)
+        p -= lr * d
+
+    Args:
+        params: iterable of parameters.
+        lr: learning rate, >= 0.
+        momentum: >= 0 (0 disables the buffer).
+        nesterov: Nesterov momentum; requires momentum > 0.
+        weight_decay: L2 coefficient, >= 0.
+
+    State per parameter: ``momentum_buffer`` (same shape/dtype as the parameter) when
+    momentum > 0. Cost per step: O(size) elementwise work per parameter.
+    """
+
+    hyperparameters = ("lr", "momentum", "nesterov", "weight_decay")
+    _state_keys = ("momentum_buffer",)
+
+    def __init__(self, params, lr: float, momentum: float = 0.0, nesterov: bool = False,
+                 weight_decay: float = 0.0):
+        super().__init__(params, lr)
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.weight_decay = weight_decay
+        self._validate()
+
+    def _validate(self) -> None:
+        super()._validate()
+        self.momentum = _check_number("momentum", self.momentum, low=0.0)
+        self.weight_decay = _check_number("weight_decay", self.weight_decay, low=0.0)
+        if not isinstance(self.nesterov, (bool, numpy.bool_)):
+            raise TypeError(f"nesterov must be a bool, got {type(self.nesterov).__name__}")
+        self.nesterov = bool(self.nesterov)
+        if self.nesterov and self.momentum <= 0.0:
+            raise ValueError(f"nesterov=True requires momentum > 0, got momentum={self.momentum!r}")
+
+    def _update(self, i, p, g, state) -> None:
+        xp = get_xp(p.data)
+        lr, mom, wd = self.lr, self.momentum, self.weight_decay
+        d = g
+        if wd != 0.0:
+            d = self._tmp(p.data, 0)
+            xp.multiply(p.data, wd, out=d)
+            xp.add(g, d, out=d)
+        if mom != 0.0:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = xp.array(d, copy=True)
+                state["momentum_buffer"] = buf
+            else:
+                xp.multiply(buf, mom, out=buf)
+                xp.add(buf, d, out=buf)
+            if self.nesterov:
+                t = self._tmp(p.data, 1 if d is not g else 0)
+                xp.multiply(buf, mom, out=t)
+                xp.add(d, t, out=t)
+                d = t
+            else:
+                d = buf
+        t = d if (d is not g and d is not state.get("momentum_buffer")) else self._tmp(p.data, 0)
+        xp.multiply(d, lr, out=t)
+        xp.subtract(p.data, t, out=p.data)
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015, with bias correction) and optional L2 weight decay.
+
+    With gradient ``g`` of parameter ``p`` and per-parameter step count ``t``::
+
+        g = g + weight_decay * p                       (L2: added to the gradient)
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g**2
+        p -= (lr / (1 - beta1**t)) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
+
+    which is ``p -= lr * m_hat / (sqrt(v_hat) + eps)`` with ``m_hat = m / (1 - beta1**t)``
+    and ``v_hat = v / (1 - beta2**t)``. The bias corrections are Python floats.
+
+    Args:
+        params: iterable of parameters.
+        lr: learning rate, >= 0.
+        betas: ``(beta1, beta2)``, each in [0, 1).
+        eps: >= 0, added to the denominator.
+        weight_decay: L2 coefficient, >= 0 (see :class:`AdamW` for decoupled decay).
+
+    State per parameter: ``step`` (int), ``exp_avg`` and ``exp_avg_sq`` (parameter's
+    shape and dtype). Cost per step: O(size) elementwise work per parameter.
+    """
+
+    hyperparameters = ("lr", "betas", "eps", "weight_decay")
+    _state_keys = ("step", "exp_avg", "exp_avg_sq")
+    _decoupled = False
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0):
+        super().__init__(params, lr)
+        self.betas = betas
+        self.eps = eps
+        self.weight_decay = weight_decay
+        self._validate()
+
+    def _validate(self) -> None:
+        super()._validate()
+        self.betas = _check_betas(self.betas)
+        self.eps = _check_number("eps", self.eps, low=0.0)
+        self.weight_decay = _check_number("weight_decay", self.weight_decay, low=0.0)
+
+    def _update(self, i, p, g, state) -> None:
+        xp = get_xp(p.data)
+        lr, (b1, b2), eps, wd = self.lr, self.betas, self.eps, self.weight_decay
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = xp.zeros_like(p.data)
+            state["exp_avg_sq"] = xp.zeros_like(p.data)
+        state["step"] += 1
+        t = state["step"]
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        slot = 0  # scratch slot free for the products below
+        if wd != 0.0:
+            if self._decoupled:
+                xp.multiply(p.data, 1.0 - lr * wd, out=p.data)
+            else:
+                ge = self._tmp(p.data, 0)
+                xp.multiply(p.data, wd, out=ge)
+                xp.add(g, ge, out=ge)
+                g, slot = ge, 1
+        s = self._tmp(p.data, slot)
+        xp.multiply(m, b1, out=m)
+        xp.multiply(g, 1.0 - b1, out=s)
+        xp.add(m, s, out=m)
+        xp.multiply(v, b2, out=v)
+        xp.multiply(g, g, out=s)
+        xp.multiply(s, 1.0 - b2, out=s)
+        xp.add(v, s, out=v)
+        bc1 = 1.0 - b1 ** t
+        bc2_sqrt = math.sqrt(1.0 - b2 ** t)
+        s = self._tmp(p.data, 0)
+        xp.sqrt(v, out=s)
+        xp.divide(s, bc2_sqrt, out=s)
+        xp.add(s, eps, out=s)
+        xp.divide(m, s, out=s)
+        xp.multiply(s, lr / bc1, out=s)
+        xp.subtract(p.data, s, out=p.data)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019).
+
+    Before the Adam step of :class:`Adam` (run with no L2 term)::
+
+        p -= lr * weight_decay * p      (computed as p *= 1 - lr * weight_decay)
+
+    Args: as :class:`Adam`, with ``weight_decay`` defaulting to 1e-2.
+    """
+
+    _decoupled = True
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+
+def clip_grad_norm(params, max_norm: float, error_if_nonfinite: bool = False) -> float:
+    """Scale all gradients together so that their global L2 norm is at most ``max_norm``.
+
+    ``total = sqrt(sum over parameters with a gradient of sum(g**2))`` (accumulated in
+    float64). When ``total > max_norm`` every gradient is replaced by
+    ``g * (max_norm / (total + 1e-6))`` (same dtype; a gradient array shared by several
+    parameters is scaled once). Parameters whose ``.grad`` is None are skipped.
+
+    Args:
+        params: an iterable of parameters (objects with ``.grad``), or a single one.
+        max_norm: >= 0.
+        error_if_nonfinite: raise ValueError when the total norm is NaN or infinite
+            (otherwise the scaling is applied as computed, like PyTorch).
+
+    Returns:
+        the total norm before clipping, as a Python float. On CuPy, converting it to a
+        float waits for the GPU (one synchronisation per call).
+    """
+    max_norm = _check_number("max_norm", max_norm, low=0.0)
+    if hasattr(params, "grad"):
+        params = [params]
+    params = list(params)
+    with_grad = [p for p in params if getattr(p, "grad", None) is not None]
+    if not with_grad:
+        return 0.0
+    total_sq = None
+    for p in with_grad:
+        g = p.grad
+        xp = get_xp(g)
+        flat = g.reshape(-1).astype(xp.float64, copy=False)
+        sq = xp.dot(flat, flat)
+        total_sq = sq if total_sq is None else total_sq + sq
+    total = math.sqrt(float(total_sq))  # one device sync on CuPy
+    if error_if_nonfinite and not math.isfinite(total):
+        raise ValueError(f"the total gradient norm is {total}; cannot clip non-finite gradients")
+    if total > max_norm or math.isnan(total):
+        coef = max_norm / (total + 1e-6)
+        scaled = {}
+        for p in with_grad:
+            g = p.grad
+            key = id(g)
+            if key not in scaled:
+                xp = get_xp(g)
+                scaled[key] = xp.multiply(g, coef, dtype=g.dtype)
+            p.grad = scaled[key]
+    return total

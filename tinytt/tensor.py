@@ -1,0 +1,284 @@
+"""The autodiff engine: ``Tensor``, graph recording and reverse-mode ``backward``.
+
+A ``Tensor`` wraps a backend array (``.data``). When an operation runs with
+gradients enabled and any input requires a gradient, the result remembers its
+inputs and one vector-Jacobian product (VJP) per input: a function that maps the
+gradient of the result to the gradient of that input. ``backward`` visits the
+graph once in reverse topological order (found iteratively, so graphs of any
+depth work), calls each VJP and sums gradients that reach a node along several
+paths. Leaves (tensors created by the user with ``requires_grad=True``) receive
+their gradient in ``.grad``, a plain backend array of the leaf's shape and dtype.
+
+Operations themselves live in ``ops.py``, ``einsum.py`` and ``functional.py``;
+they call ``record`` to attach their VJPs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import numpy
+
+from .backend import get_xp, is_cupy_array, to_numpy
+
+_NDARRAY = numpy.ndarray
+
+__all__ = ["Tensor", "no_grad", "enable_grad", "is_grad_enabled", "record"]
+
+_grad_state = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    """False inside a ``no_grad()`` block, True otherwise."""
+    return getattr(_grad_state, "enabled", True)
+
+
+@contextlib.contextmanager
+def _set_grad_enabled(flag: bool):
+    previous = is_grad_enabled()
+    _grad_state.enabled = flag
+    try:
+        yield
+    finally:
+        _grad_state.enabled = previous
+
+
+def no_grad():
+    """Context manager: operations inside record no graph and return tensors without gradients."""
+    return _set_grad_enabled(False)
+
+
+def enable_grad():
+    """Context manager that turns recording back on inside a ``no_grad()`` block."""
+    return _set_grad_enabled(True)
+
+
+def _is_float_dtype(dtype) -> bool:
+    return dtype.kind in "fc"
+
+
+class Tensor:
+    """An array with an optional gradient.
+
+    Args:
+        data: an array of the current backend (NumPy or CuPy), a ``Tensor``, or
+            anything ``xp.asarray`` accepts (lists, scalars). Arrays are used
+            without copying; their dtype is kept.
+        requires_grad: record operations on this tensor so ``backward`` can
+            fill ``.grad``. Only floating-point tensors can require gradients.
+        dtype: optional dtype to convert ``data`` to.
+
+    Attributes:
+        data: the backend array.
+        grad: None, or after ``backward`` an array of ``data``'s shape and dtype.
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "_parents", "_vjps", "_op", "__weakref__")
+    # make NumPy defer `ndarray + Tensor` to Tensor.__radd__ instead of looping over elements
+    __array_ufunc__ = None
+
+    def __init__(self, data, requires_grad: bool = False, dtype=None):
+        if isinstance(data, Tensor):
+            data = data.data
+        xp = get_xp(data)
+        if dtype is not None or not isinstance(data, xp.ndarray):
+            data = xp.asarray(data, dtype=dtype)
+        self.data = data
+        self.grad = None
+        self._parents = ()
+        self._vjps = ()
+        self._op = None
+        requires_grad = bool(requires_grad)
+        if requires_grad and not _is_float_dtype(data.dtype):
+            raise TypeError(
+                f"requires_grad=True needs a floating-point tensor, got dtype {data.dtype}; "
+                "integer and boolean tensors never get gradients"
+            )
+        self.requires_grad = requires_grad
+
+    # --- array-like properties -------------------------------------------------------------
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def size(self) -> int:
+        return int(self.data.size)
+
+    @property
+    def is_leaf(self) -> bool:
+        return not self._parents
+
+    def __len__(self) -> int:
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.data.shape[0]
+
+    def __repr__(self) -> str:
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        op = f", op={self._op}" if self._op else ""
+        return f"Tensor({to_numpy(self.data)!r}{grad}{op})"
+
+    def numpy(self):
+        """A NumPy copy of the data on the host (``to_numpy``)."""
+        return to_numpy(self.data)
+
+    def item(self):
+        """The value of a one-element tensor as a Python scalar (a device sync on CuPy)."""
+        if self.data.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
+        return self.data.reshape(-1)[0].item()
+
+    def detach(self) -> "Tensor":
+        """The same data (not copied) as a new tensor outside the graph."""
+        return Tensor(self.data)
+
+    def requires_grad_(self, flag: bool = True) -> "Tensor":
+        """Set ``requires_grad`` in place on a leaf and return self."""
+        if not self.is_leaf:
+            raise RuntimeError("requires_grad_ can only be changed on a leaf tensor")
+        if flag and not _is_float_dtype(self.data.dtype):
+            raise TypeError(f"requires_grad=True needs a floating-point tensor, got dtype {self.dtype}")
+        self.requires_grad = bool(flag)
+        return self
+
+    # --- reverse mode ----------------------------------------------------------------------
+    def backward(self, grad=None) -> None:
+        """Accumulate d(self)/d(leaf) contracted with ``grad`` into every leaf's ``.grad``.
+
+        Args:
+            grad: the gradient of some scalar with respect to this tensor, same shape
+                as ``self`` (array or Tensor). May be omitted only when this tensor has
+                exactly one element (then it is 1).
+
+        Cost: one call of each recorded VJP; memory: one gradient per live node.
+        Gradients already in ``.grad`` are added to, not replaced (call ``zero_grad``
+        or set ``.grad = None`` between steps).
+        """
+        if not self.requires_grad:
+            raise RuntimeError(
+                "backward() called on a tensor that does not require grad: no input of the "
+                "computation had requires_grad=True (or it ran under no_grad())"
+            )
+        xp = get_xp(self.data)
+        if grad is None:
+            if self.data.size != 1:
+                raise ValueError(
+                    f"backward() on a tensor of shape {self.shape} needs an explicit grad of "
+                    "that shape; only one-element tensors default to grad=1"
+                )
+            grad = xp.ones_like(self.data)
+        else:
+            if isinstance(grad, Tensor):
+                grad = grad.data
+            get_xp(self.data, grad)  # raises on a NumPy/CuPy mix
+            grad = xp.asarray(grad)
+            if tuple(grad.shape) != self.shape:
+                raise ValueError(
+                    f"backward(grad): grad must have the tensor's shape {self.shape}, got {tuple(grad.shape)}"
+                )
+            if grad.dtype != self.dtype:
+                grad = grad.astype(self.dtype)
+
+        order = _topological_order(self)
+        grads = {id(self): grad}
+        # arrays already handed to some .grad (or owned by the caller): store a copy instead,
+        # so no two .grad arrays share memory and the caller's array is never aliased
+        claimed = {id(grad)}
+        for node in order:
+            g = grads.pop(id(node), None)
+            if g is None:
+                continue
+            if not node._parents:
+                _accumulate_leaf(node, g, claimed)
+                continue
+            for parent, vjp in zip(node._parents, node._vjps):
+                if vjp is None or not parent.requires_grad:
+                    continue
+                pg = vjp(g)
+                if not isinstance(pg, xp.ndarray):  # NumPy ufuncs turn 0-d results into scalars
+                    pg = xp.asarray(pg)
+                if tuple(pg.shape) != parent.shape:
+                    raise RuntimeError(
+                        f"internal error: VJP of op '{node._op}' returned a gradient of shape "
+                        f"{tuple(pg.shape)} for an input of shape {parent.shape}"
+                    )
+                if pg.dtype != parent.data.dtype:
+                    pg = pg.astype(parent.data.dtype)
+                key = id(parent)
+                grads[key] = pg if key not in grads else grads[key] + pg
+
+    # Operators (+, -, *, @, indexing, reshape, ...) are attached in ops.py.
+
+
+def _accumulate_leaf(node: Tensor, g, claimed: set) -> None:
+    if node.grad is not None:
+        node.grad = node.grad + g
+        return
+    if id(g) in claimed or getattr(g, "base", None) is not None or g is node.data:
+        g = g.copy()
+    claimed.add(id(g))
+    node.grad = g
+
+
+def _topological_order(root: Tensor) -> list:
+    """Nodes reachable from ``root`` through inputs that require grad, root first.
+
+    Iterative depth-first search (no recursion limit); the order is deterministic
+    because inputs are kept in tuples.
+    """
+    post = []
+    visited = set()
+    stack = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            post.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        for parent in node._parents:
+            if parent.requires_grad and id(parent) not in visited:
+                stack.append((parent, False))
+    post.reverse()
+    return post
+
+
+def record(op: str, data, inputs: tuple, vjps: tuple) -> Tensor:
+    """Wrap an op's output array as a Tensor and, when needed, remember how to differentiate it.
+
+    Args:
+        op: the op's name (shown in errors).
+        data: the output array.
+        inputs: the input Tensors.
+        vjps: one function per input mapping the output gradient (an array of
+            ``data``'s shape) to that input's gradient (an array of the input's
+            shape), or None for inputs that are not differentiable.
+    """
+    if not isinstance(data, _NDARRAY) and not is_cupy_array(data):
+        data = get_xp(data).asarray(data)  # NumPy reductions may return scalars
+    out = object.__new__(Tensor)
+    out.data = data
+    out.grad = None
+    out._op = None
+    if is_grad_enabled() and any(t.requires_grad for t in inputs):
+        out.requires_grad = True
+        out._parents = tuple(inputs)
+        out._vjps = tuple(vjps)
+        out._op = op
+    else:
+        out.requires_grad = False
+        out._parents = ()
+        out._vjps = ()
+    return out

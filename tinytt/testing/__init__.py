@@ -1,0 +1,131 @@
+"""Tools for testing tinytt and code built on it: gradient checks, tolerances, backends.
+
+``check_grads`` compares reverse-mode gradients with central finite differences;
+``assert_close`` applies the project's dtype-aware tolerances;
+``available_backends`` lists the backends usable on this machine. Hypothesis
+strategies live in ``tinytt.testing.strategies`` (imported separately, so that
+hypothesis stays a test-only dependency).
+"""
+
+from __future__ import annotations
+
+import numpy
+
+from ..backend import cupy_available, get_xp, to_numpy
+from ..tensor import Tensor, no_grad
+
+__all__ = ["check_grads", "assert_close", "tolerances", "available_backends", "TOLERANCES"]
+
+#: (rtol, atol) by dtype: float64 for exact algebra, float32 for single-precision results.
+TOLERANCES = {"float64": (1e-10, 1e-12), "float32": (1e-4, 1e-5)}
+
+
+def tolerances(dtype) -> tuple:
+    """The project's (rtol, atol) for results of ``dtype`` (float32 or float64)."""
+    name = numpy.dtype(dtype).name
+    if name not in TOLERANCES:
+        raise ValueError(f"tolerances: no tolerance defined for dtype {name}; expected float32 or float64")
+    return TOLERANCES[name]
+
+
+def assert_close(actual, expected, dtype=None, rtol=None, atol=None, err_msg: str = "") -> None:
+    """Assert ``|actual - expected| <= atol + rtol |expected|`` elementwise (shapes must match).
+
+    ``actual``/``expected`` may be Tensors, NumPy or CuPy arrays, or scalars. The
+    tolerances default to ``tolerances(dtype)`` where dtype defaults to the
+    coarser of the two inputs' float dtypes.
+    """
+    a = to_numpy(actual)
+    e = to_numpy(expected)
+    if dtype is None:
+        kinds = [x.dtype for x in (a, e) if x.dtype.kind == "f"]
+        dtype = numpy.float32 if any(k == numpy.float32 for k in kinds) or not kinds else numpy.float64
+        if kinds and all(k == numpy.float64 for k in kinds):
+            dtype = numpy.float64
+    default_rtol, default_atol = tolerances(dtype)
+    numpy.testing.assert_allclose(
+        a, e,
+        rtol=default_rtol if rtol is None else rtol,
+        atol=default_atol if atol is None else atol,
+        err_msg=err_msg,
+    )
+
+
+def available_backends() -> list:
+    """Backends usable here: always ``"numpy"``, plus ``"cupy"`` when CuPy and a GPU are present."""
+    return ["numpy"] + (["cupy"] if cupy_available() else [])
+
+
+def _inner(a, b) -> float:
+    return float(numpy.vdot(to_numpy(a).ravel(), to_numpy(b).ravel()))
+
+
+def check_grads(f, *inputs, step: float = 1e-6, rtol: float = 1e-6, atol: float = 1e-9,
+                n_directions: int = 2, seed: int = 0, names=None) -> None:
+    """Check reverse-mode gradients of ``f`` against central finite differences.
+
+    For a random output cotangent ``v`` and random directions ``u_i`` (one per
+    float input), compares the directional derivative
+    ``(<v, f(x_i + h u_i)> - <v, f(x_i - h u_i)>) / 2h`` with ``<J_i^T v, u_i>``
+    from ``backward`` (HIPS autograd's test). Works for outputs of any shape with
+    two forward calls per direction.
+
+    Args:
+        f: function of the inputs returning a Tensor.
+        *inputs: Tensors or arrays; float ones must be float64 and are checked,
+            others (integer ids, ...) are passed through unchanged.
+        step: finite-difference step h.
+        rtol, atol: allowed |numeric - analytic| <= atol + rtol * max(|numeric|, |analytic|).
+        n_directions: random directions per input.
+        seed: seed of the random directions.
+        names: optional names of the inputs, used in the error message.
+
+    Raises:
+        TypeError: a float input is not float64.
+        AssertionError: naming the first input whose gradient disagrees.
+    """
+    rng = numpy.random.default_rng(seed)
+    arrays = [x.data if isinstance(x, Tensor) else x for x in inputs]
+    checked = [i for i, a in enumerate(arrays) if hasattr(a, "dtype") and a.dtype.kind == "f"]
+    for i in checked:
+        if arrays[i].dtype != numpy.float64:
+            raise TypeError(f"check_grads: input {i} has dtype {arrays[i].dtype}; finite differences "
+                            "need float64 inputs")
+    if not checked:
+        raise ValueError("check_grads: no floating-point input to check")
+
+    def label(i):
+        return f"input {i}" + (f" ({names[i]})" if names and i < len(names) else "")
+
+    def call(values):
+        return f(*values)
+
+    leaves = [Tensor(a.copy(), requires_grad=True) if i in checked else inputs[i]
+              for i, a in enumerate(arrays)]
+    out = call(leaves)
+    if not isinstance(out, Tensor):
+        raise TypeError(f"check_grads: f must return a Tensor, got {type(out).__name__}")
+    xp = get_xp(out.data)
+    v = xp.asarray(rng.standard_normal(out.shape), dtype=out.dtype)
+    if out.requires_grad:
+        out.backward(v)
+    analytic_grads = {i: leaves[i].grad for i in checked}
+
+    for _ in range(n_directions):
+        for i in checked:
+            u = xp.asarray(rng.standard_normal(arrays[i].shape), dtype=arrays[i].dtype)
+            g = analytic_grads[i]
+            analytic = 0.0 if g is None else _inner(g, u)
+            with no_grad():
+                values = list(leaves)
+                values[i] = Tensor(arrays[i] + step * u)
+                plus = _inner(v, call(values).data)
+                values[i] = Tensor(arrays[i] - step * u)
+                minus = _inner(v, call(values).data)
+            numeric = (plus - minus) / (2 * step)
+            if not abs(numeric - analytic) <= atol + rtol * max(abs(numeric), abs(analytic)):
+                raise AssertionError(
+                    f"check_grads: the gradient of {label(i)} (shape {tuple(arrays[i].shape)}) "
+                    f"disagrees with finite differences: analytic <J^T v, u> = {analytic:.12g}, "
+                    f"numeric = {numeric:.12g} (step {step}, rtol {rtol}, atol {atol})"
+                )
