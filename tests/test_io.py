@@ -78,7 +78,7 @@ tree_st = st.recursive(
 
 
 # ----------------------------------------------------------------------------- round-trips
-@settings(max_examples=50, deadline=None)
+@settings(deadline=None)
 @given(tree=tree_st)
 def test_roundtrip_nested_structures(tmp_path_factory, tree):
     path = tmp_path_factory.mktemp("rt") / "ckpt"
@@ -87,7 +87,7 @@ def test_roundtrip_nested_structures(tmp_path_factory, tree):
     assert os.listdir(path.parent) == ["ckpt"]
 
 
-@settings(max_examples=30, deadline=None)
+@settings(deadline=None)
 @given(a=arrays_st)
 def test_array_roundtrip_bit_exact(tmp_path_factory, a):
     path = tmp_path_factory.mktemp("arr") / "a.npz"

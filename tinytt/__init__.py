@@ -23,6 +23,12 @@ from .ops import (
     power, relu, reshape, sigmoid, split, sqrt, stack, sub, sum, take, tanh, transpose, where,
 )
 from .tensor import Tensor, enable_grad, is_grad_enabled, no_grad
+from .tt import (
+    TensorTrain, TTMatrix, auto_shape, dot, glorot_tt_matrix, hadamard, norm, random_tt, round,
+    suggest_shape, tt_matrix_num_params, tt_matrix_svd, tt_svd,
+)
+from .io import load, save
+from . import data, io, nn, optim, testing  # noqa: E402  (subpackages, after the core names)
 
 __version__ = "0.1.0"
 
@@ -35,4 +41,7 @@ __all__ = [
     "where", "astype", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "clip",
     "softmax", "log_softmax", "logsumexp", "cross_entropy", "binary_cross_entropy_with_logits",
     "mse", "dropout",
+    "TensorTrain", "TTMatrix", "tt_svd", "tt_matrix_svd", "random_tt", "round", "dot", "hadamard",
+    "norm", "suggest_shape", "auto_shape", "tt_matrix_num_params", "glorot_tt_matrix",
+    "save", "load", "nn", "optim", "data", "io", "testing",
 ]

@@ -175,9 +175,13 @@ def scatter_add(indices, values, num_rows: int):
     Returns:
         array of shape (num_rows, *rest) with ``values.dtype``.
 
-    Deterministic on NumPy: the rows are sorted by index (stable) and summed per
-    segment with ``add.reduceat``, so repeated indices are always added in the
-    order they appear. Cost O(K log K + K * rest). CuPy uses ``cupyx.scatter_add``.
+    Deterministic on NumPy, and several times faster than ``numpy.add.at``: rows
+    are sorted by index (stable), segments are grouped by length into
+    power-of-two buckets, and each bucket is gathered as a padded
+    (segments, width, *rest) block and summed over the width axis, so repeated
+    indices are always added in the order they appear. Cost O(K log K) for the
+    sort plus at most 2K gathered rows. CuPy uses ``cupyx.scatter_add`` (atomic
+    adds: the summation order is not fixed there).
     """
     xp = get_xp(indices, values)
     indices = indices.reshape(-1)
@@ -188,9 +192,25 @@ def scatter_add(indices, values, num_rows: int):
         index_add(out, indices, values)
         return out
     order = numpy.argsort(indices, kind="stable")
-    sorted_idx = indices[order]
-    starts = numpy.flatnonzero(numpy.concatenate(([True], sorted_idx[1:] != sorted_idx[:-1])))
-    out[sorted_idx[starts]] = numpy.add.reduceat(values[order], starts, axis=0)
+    counts = numpy.bincount(indices, minlength=num_rows)
+    starts = numpy.cumsum(counts) - counts
+    tail = (1,) * (values.ndim - 1)
+    width, largest = 1, int(counts.max())
+    while width // 2 < largest:
+        members = numpy.flatnonzero((counts > width // 2) & (counts <= width))
+        if members.size:
+            first = starts[members]
+            if width == 1:
+                out[members] = values[order[first]]
+            else:
+                offsets = numpy.arange(width)
+                valid = offsets < counts[members][:, None]
+                positions = numpy.where(valid, first[:, None] + offsets, first[:, None])
+                block = values[order[positions]]
+                # where, not a multiply by the mask: padding must not turn inf into nan
+                block = numpy.where(valid.reshape(valid.shape + tail), block, 0)
+                out[members] = block.sum(axis=1)
+        width *= 2
     return out
 
 

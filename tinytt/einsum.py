@@ -80,6 +80,8 @@ def _parse(equation: str, shapes: list) -> tuple:
     used = set(c for c in eq if c.isalpha())
     spare = [c for c in _LETTERS if c not in used]
     for part in inputs + ([rhs] if arrow else []):
+        if part.count("...") > 1:
+            raise ValueError(f"einsum: subscripts {part!r} in {equation!r} contain '...' more than once")
         stripped = part.replace("...", "")
         bad = [c for c in stripped if c not in _LETTERS]
         if bad:

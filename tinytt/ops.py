@@ -91,9 +91,10 @@ def _normalize_axes(axis, ndim: int) -> tuple:
     axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
     out = []
     for a in axes:
-        if not isinstance(a, numbers.Integral) or not -ndim <= a < builtins.max(ndim, 1):
+        # a 0-d tensor has no axes (as in NumPy): any integer axis is out of range for it
+        if not isinstance(a, numbers.Integral) or not -ndim <= a < ndim:
             raise ValueError(f"axis {a!r} is out of range for a tensor with {ndim} dimensions")
-        out.append(int(a) % builtins.max(ndim, 1))
+        out.append(int(a) % ndim)
     if len(set(out)) != len(out):
         raise ValueError(f"axis {axis!r} repeats an axis")
     return tuple(sorted(out))
@@ -146,6 +147,9 @@ def power(a, exponent) -> Tensor:
     a = as_tensor(a)
     if isinstance(exponent, Tensor) or not isinstance(exponent, numbers.Real):
         raise TypeError(f"pow: exponent must be a Python int or float, got {type(exponent).__name__}")
+    # a NumPy scalar exponent (numpy.float64(2)) would promote float32 data to float64 (NEP 50);
+    # as a Python scalar it is "weak" and the result keeps a's dtype
+    exponent = int(exponent) if isinstance(exponent, numbers.Integral) else float(exponent)
     out = a.data ** exponent
     if exponent == 0:
         return record("pow", out, (a,), (lambda g: g * 0,))
@@ -254,7 +258,8 @@ def max(x, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001 - NumPy's
 
     def vjp(g):
         mask = x.data == out_keep
-        count = mask.sum(axis=axes, keepdims=True) if x.ndim else 1
+        # count as g's dtype: an int64 count would promote a float32 gradient to float64
+        count = mask.sum(axis=axes, keepdims=True).astype(g.dtype) if x.ndim else 1
         return _expand_reduced(g, axes, keepdims, xp) * mask / count
 
     return record("max", out, (x,), (vjp,))
@@ -280,7 +285,8 @@ def transpose(x, *axes) -> Tensor:
         axes = tuple(axes[0])
     if not axes:
         axes = tuple(reversed(range(x.ndim)))
-    if sorted(int(a) % builtins.max(x.ndim, 1) for a in axes) != list(range(x.ndim)):
+    if (len(axes) != x.ndim or any(not isinstance(a, numbers.Integral) or not -x.ndim <= a < x.ndim for a in axes)
+            or sorted(int(a) % x.ndim for a in axes) != list(range(x.ndim))):
         raise ValueError(f"transpose: axes {axes} are not a permutation of the {x.ndim} axes")
     axes = tuple(int(a) % x.ndim for a in axes)
     inverse = tuple(sorted(range(len(axes)), key=axes.__getitem__))

@@ -2,7 +2,7 @@
 
 A parameter is any object with
 
-- ``.data``: a NumPy or CuPy floating-point array, updated **in place** by ``step()``
+- ``.data``: a NumPy or CuPy real floating-point array, updated **in place** by ``step()``
   (so references to it held by a model stay valid), and
 - ``.grad``: an array of the same shape, dtype and backend, or ``None`` (then the
   parameter is skipped by ``step()`` and by :func:`clip_grad_norm`).
@@ -143,7 +143,7 @@ class Optimizer:
         g = p.grad
         if g is None:
             return None
-        if not _is_array(g):
+        if not (_is_array(g) or isinstance(g, numpy.generic)):  # NumPy ufuncs give 0-d scalars
             raise TypeError(f"params[{i}].grad must be a NumPy/CuPy array or None, got {type(g).__name__}")
         get_xp(p.data, g)  # TypeError when the backends differ
         if g.shape != p.data.shape:
@@ -264,6 +264,8 @@ class Optimizer:
             )
         for i, p in enumerate(self.params):
             meta = saved_params[str(i)]
+            if not isinstance(meta, dict):
+                raise ValueError(f"state_dict 'params' entry {i} must be a dict with 'shape' and 'dtype'")
             shape = tuple(int(s) for s in meta.get("shape", ()))
             if shape != tuple(p.data.shape):
                 raise ValueError(

@@ -72,7 +72,8 @@ def pad_sequences(
     for i, s in enumerate(seqs):
         a = np.asarray(s)
         if a.ndim != 1 or (a.size and a.dtype.kind not in "iu"):
-            raise TypeError(f"pad_sequences: seqs[{i}] must be a 1-D sequence of ints, got {a.dtype} array of shape {a.shape}")
+            raise TypeError(f"pad_sequences: seqs[{i}] must be a 1-D sequence of ints, "
+                            f"got {a.dtype} array of shape {a.shape}")
         if max_len is not None and a.shape[0] > max_len:
             a = a[:max_len] if truncate == "end" else a[a.shape[0] - max_len:]
         rows.append(a)
@@ -210,6 +211,7 @@ def iterate_batches(
     bucket_size_multiplier: int = 50,
     drop_last: bool = False,
     pad_id: int = 0,
+    truncate: str = "end",
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
     """One epoch of :class:`BucketBatcher` batches: yields ``(ids, lengths, labels)``.
 
@@ -217,7 +219,8 @@ def iterate_batches(
     deterministic for a given ``(seed, epoch)``.
     """
     batcher = BucketBatcher(sequences, labels, batch_size=batch_size, max_len=max_len, shuffle=shuffle, seed=seed,
-                            bucket_size_multiplier=bucket_size_multiplier, drop_last=drop_last, pad_id=pad_id)
+                            bucket_size_multiplier=bucket_size_multiplier, drop_last=drop_last, pad_id=pad_id,
+                            truncate=truncate)
     return batcher.epoch(epoch)
 
 

@@ -46,7 +46,8 @@ def _iter_lines(path: Path, where: str) -> Iterator[tuple[int, str]]:
                 try:
                     text = line.decode("utf-8")
                 except UnicodeDecodeError as e:
-                    raise ValueError(f"{where}: {path}, line {lineno}: invalid UTF-8 ({e.reason} at byte {e.start})") from None
+                    raise ValueError(
+                        f"{where}: {path}, line {lineno}: invalid UTF-8 ({e.reason} at byte {e.start})") from None
                 if text.endswith("\n"):
                     text = text[:-1]
                 if text.endswith("\r"):

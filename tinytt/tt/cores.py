@@ -160,8 +160,9 @@ def random_cores(shape, ranks, seed=None, dtype="float64"):
         raise ValueError(f"shape must be a non-empty tuple of positive ints, got {shape}")
     ranks = normalize_ranks(ranks, len(shape), "ranks")
     rng = backend.default_rng(seed)
-    dtype = backend.get_xp().dtype(dtype)
-    if dtype.kind != "f":
+    xp = backend.get_xp()
+    dtype = xp.dtype(dtype)
+    if dtype not in (xp.float32, xp.float64):
         raise TypeError(f"dtype must be float32 or float64, got {dtype}")
     cores = []
     for k, n in enumerate(shape):

@@ -1,0 +1,106 @@
+"""Linear, Embedding, Dropout: values, gradients, validation."""
+
+import numpy
+import pytest
+
+import tinytt as tt
+from tinytt import nn
+from tinytt.testing import assert_close, check_grads
+
+
+def test_linear_default_float32_and_init():
+    lin = nn.Linear(300, 200, seed=0)
+    assert lin.weight.shape == (300, 200) and lin.bias.shape == (200,)
+    assert lin.weight.dtype == numpy.float32 and lin.bias.dtype == numpy.float32
+    w = tt.to_numpy(lin.weight.data)
+    a = numpy.sqrt(6 / 500)
+    assert w.max() <= a and w.min() >= -a
+    assert abs(w.var() - 2 / 500) < 0.1 * 2 / 500
+    he = tt.to_numpy(nn.Linear(300, 200, init="he", seed=0, bias=False).weight.data)
+    assert abs(he.var() - 2 / 300) < 0.1 * 2 / 300
+    numpy.testing.assert_array_equal(tt.to_numpy(nn.Linear(3, 2, seed=5).weight.data),
+                                     tt.to_numpy(nn.Linear(3, 2, seed=5).weight.data))
+    with pytest.raises(ValueError):
+        nn.Linear(3, 2, init="bogus")
+
+
+@pytest.mark.parametrize("shape", [(4, 3), (2, 5, 3), (3,)])
+def test_linear_grads(shape):
+    lin = nn.Linear(3, 2, dtype="float64", seed=1)
+    x = numpy.random.default_rng(0).standard_normal(shape)
+
+    def f(x, w, b):
+        probe = nn.Linear(3, 2, dtype="float64")
+        probe.weight, probe.bias = w, b
+        return probe(x)
+
+    check_grads(f, x, lin.weight.data.copy(), lin.bias.data.copy())
+    y = lin(tt.Tensor(x))
+    assert y.shape == shape[:-1] + (2,)
+    assert_close(y.data, x @ lin.weight.data + lin.bias.data)
+
+
+def test_embedding_lookup_and_grads():
+    emb = nn.Embedding(6, 3, dtype="float64", seed=0)
+    ids = numpy.array([[1, 2, 2], [5, 1, 2]])
+    out = emb(ids)
+    assert out.shape == (2, 3, 3)
+    assert_close(out.data, emb.weight.data[ids])
+    check_grads(lambda w: nn.functional.embedding(w, ids), emb.weight.data.copy())
+    out.sum().backward()
+    counts = numpy.bincount(ids.ravel(), minlength=6)
+    assert_close(emb.weight.grad, numpy.repeat(counts[:, None], 3, axis=1).astype(float))
+
+
+def test_embedding_padding_idx():
+    emb = nn.Embedding(5, 4, padding_idx=0, seed=0)
+    assert emb.weight.dtype == numpy.float32
+    numpy.testing.assert_array_equal(tt.to_numpy(emb.weight.data[0]), 0)
+    ids = numpy.array([[0, 3, 0], [3, 0, 1]])
+    g = numpy.random.default_rng(1).standard_normal((2, 3, 4)).astype(numpy.float32)
+    emb(ids).backward(g)
+    grad = tt.to_numpy(emb.weight.grad)
+    numpy.testing.assert_array_equal(grad[0], 0)
+    numpy.testing.assert_allclose(grad[3], g[0, 1] + g[1, 0], rtol=1e-6)
+    numpy.testing.assert_allclose(grad[1], g[1, 2], rtol=1e-6)
+    numpy.testing.assert_array_equal(grad[[2, 4]], 0)
+    assert nn.Embedding(5, 2, padding_idx=-1).padding_idx == 4
+
+
+def test_embedding_id_validation():
+    emb = nn.Embedding(5, 2)
+    with pytest.raises(TypeError, match="integer"):
+        emb(numpy.array([0.0, 1.0]))
+    with pytest.raises(IndexError, match=r"\[0, 5\)"):
+        emb(numpy.array([0, 5]))
+    with pytest.raises(IndexError):
+        emb(numpy.array([-1]))
+    with pytest.raises(ValueError):
+        nn.Embedding(5, 2, padding_idx=5)
+    assert emb([1, 2]).shape == (2, 2)
+    assert emb(numpy.zeros((0,), dtype=numpy.int64)).shape == (0, 2)
+
+
+def test_dropout_train_eval():
+    x = tt.Tensor(numpy.ones((200, 50), dtype=numpy.float32), requires_grad=True)
+    d = nn.Dropout(0.3, seed=0)
+    y = d(x)
+    frac = float((tt.to_numpy(y.data) == 0).mean())
+    assert 0.25 < frac < 0.35
+    kept = tt.to_numpy(y.data)[tt.to_numpy(y.data) != 0]
+    numpy.testing.assert_allclose(kept, 1 / 0.7, rtol=1e-6)
+    y.sum().backward()
+    numpy.testing.assert_array_equal(tt.to_numpy(x.grad) != 0, tt.to_numpy(y.data) != 0)
+    d.eval()
+    assert d(x) is x
+    y1 = nn.Dropout(0.5, seed=3)(x).data
+    y2 = nn.Dropout(0.5, seed=3)(x).data
+    numpy.testing.assert_array_equal(tt.to_numpy(y1), tt.to_numpy(y2))
+    with pytest.raises(ValueError):
+        nn.Dropout(1.0)
+
+
+def test_activations():
+    x = numpy.array([-1.0, 0.5])
+    assert_close(nn.ReLU()(tt.Tensor(x)).data, [0.0, 0.5])
+    check_grads(lambda t: nn.Tanh()(t), x)

@@ -1,0 +1,224 @@
+"""The fused LSTM op: gradients, agreement with the step-by-step reference, padding, PyTorch."""
+
+import numpy
+import pytest
+
+import tinytt as tt
+from tinytt import nn
+from tinytt.nn.lstm import lstm_layer, reference_lstm_layer
+from tinytt.testing import assert_close, check_grads
+
+RTOL, ATOL = 1e-9, 1e-12
+
+
+def _weights(model):
+    return [p for _, p in model.named_parameters()]
+
+
+def _set_weights(model, names, tensors):
+    for name, t in zip(names, tensors):
+        setattr(model, name, t)
+
+
+def _random_model(num_layers, bidirectional, seed=0, input_size=3, hidden=4):
+    m = nn.LSTM(input_size, hidden, num_layers=num_layers, bidirectional=bidirectional,
+                dtype="float64", seed=seed)
+    rng = numpy.random.default_rng(seed + 100)
+    for p in m.parameters():  # larger weights than the default so every path matters
+        p.data[...] = rng.uniform(-0.8, 0.8, p.shape)
+    return m
+
+
+def _loss_parts(out, h, c, rng_seed=7):
+    """A scalar reading outputs and both final states with random weights."""
+    rng = numpy.random.default_rng(rng_seed)
+    wo = tt.Tensor(rng.standard_normal(out.shape))
+    wh = tt.Tensor(rng.standard_normal(h.shape))
+    wc = tt.Tensor(rng.standard_normal(c.shape))
+    return (out * wo).sum() + (h * wh).sum() + (c * wc).sum()
+
+
+CONFIGS = [
+    (1, False, None),
+    (1, True, [5, 2, 4]),
+    (2, False, [3, 5, 1]),
+    (2, True, [5, 3, 2]),
+    (2, True, None),
+]
+
+
+@pytest.mark.parametrize("num_layers,bidirectional,lengths", CONFIGS)
+def test_fused_matches_reference_values_and_grads(num_layers, bidirectional, lengths):
+    rng = numpy.random.default_rng(1)
+    B, T = 3, 5
+    x_np = rng.standard_normal((B, T, 3))
+    lengths = None if lengths is None else numpy.array(lengths)
+    results = []
+    for fused in (True, False):
+        m = _random_model(num_layers, bidirectional)
+        m.fused = fused
+        x = tt.Tensor(x_np, requires_grad=True)
+        out, (h, c) = m(x, lengths=lengths)
+        _loss_parts(out, h, c).backward()
+        results.append((out.data, h.data, c.data, x.grad, [p.grad for p in m.parameters()]))
+    (o1, h1, c1, gx1, gp1), (o2, h2, c2, gx2, gp2) = results
+    n_dir = 2 if bidirectional else 1
+    assert o1.shape == (B, T, 4 * n_dir) and h1.shape == (num_layers * n_dir, B, 4) == c1.shape
+    for a, e in [(o1, o2), (h1, h2), (c1, c2), (gx1, gx2)] + list(zip(gp1, gp2)):
+        assert_close(a, e, rtol=RTOL, atol=ATOL)
+    if lengths is not None:
+        for b, n in enumerate(lengths):
+            numpy.testing.assert_array_equal(o1[b, n:], 0)
+
+
+@pytest.mark.parametrize("num_layers,bidirectional,lengths", CONFIGS[:4])
+def test_fused_check_grads(num_layers, bidirectional, lengths):
+    m = _random_model(num_layers, bidirectional, seed=2)
+    x = numpy.random.default_rng(3).standard_normal((3, 5, 3))
+    lengths = None if lengths is None else numpy.array(lengths)
+    pnames = [n for n, _ in m.named_parameters()]
+    names = ["x"] + pnames
+
+    def f(x, *ws):
+        _set_weights(m, pnames, ws)
+        out, (h, c) = m(x, lengths=lengths)
+        return tt.concat([out.reshape(3, -1), h.transpose(1, 0, 2).reshape(3, -1),
+                          c.transpose(1, 0, 2).reshape(3, -1)], axis=1)
+
+    check_grads(f, x, *[p.data.copy() for p in m.parameters()], names=names)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_layer_grads_wrt_initial_state(reverse):
+    rng = numpy.random.default_rng(4)
+    B, T, I, H = 2, 4, 3, 2
+    args = [rng.standard_normal((B, T, I)), rng.standard_normal((I, 4 * H)) * 0.5,
+            rng.standard_normal((H, 4 * H)) * 0.5, rng.standard_normal(4 * H) * 0.3,
+            rng.standard_normal((B, H)), rng.standard_normal((B, H))]
+    lengths = numpy.array([4, 2])
+
+    def f(*a):
+        y, h, c = lstm_layer(*a, lengths=lengths, reverse=reverse)
+        return tt.concat([y.reshape(B, -1), h, c], axis=1)
+
+    check_grads(f, *args, names=["x", "W_ih", "W_hh", "b", "h0", "c0"])
+    y1, h1, c1 = lstm_layer(*[tt.Tensor(a) for a in args], lengths=lengths, reverse=reverse)
+    y2, h2, c2 = reference_lstm_layer(*[tt.Tensor(a) for a in args], lengths=lengths, reverse=reverse)
+    for a, e in [(y1, y2), (h1, h2), (c1, c2)]:
+        assert_close(a, e, rtol=RTOL, atol=ATOL)
+
+
+def test_module_state_argument_and_shapes():
+    m = _random_model(2, True)
+    rng = numpy.random.default_rng(5)
+    x = rng.standard_normal((3, 4, 3))
+    h0 = rng.standard_normal((4, 3, 4))
+    c0 = rng.standard_normal((4, 3, 4))
+    out1, (h1, c1) = m(x, state=(h0, c0))
+    m.fused = False
+    out2, (h2, c2) = m(x, state=(h0, c0))
+    for a, e in [(out1, out2), (h1, h2), (c1, c2)]:
+        assert_close(a, e, rtol=RTOL, atol=ATOL)
+    with pytest.raises(ValueError, match="state"):
+        m(x, state=(h0[:2], c0))
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_padding_invariance(bidirectional):
+    """Appending padding steps changes nothing: real outputs, final states, weight grads."""
+    rng = numpy.random.default_rng(6)
+    B, T, extra = 3, 5, 3
+    lengths = numpy.array([5, 2, 3])
+    x = rng.standard_normal((B, T, 3))
+    x_pad = numpy.concatenate([x, rng.standard_normal((B, extra, 3)) * 50], axis=1)
+    for b, n in enumerate(lengths):  # garbage in padded positions
+        x[b, n:] = rng.standard_normal(x[b, n:].shape) * 50
+        x_pad[b, :T] = x[b]
+    results = []
+    for xx in (x, x_pad):
+        m = _random_model(2, bidirectional, seed=8)
+        out, (h, c) = m(tt.Tensor(xx), lengths=lengths)
+        mask = (numpy.arange(xx.shape[1])[None, :] < lengths[:, None])[..., None]
+        (out * tt.Tensor(mask * 1.0)).sum().backward()  # reads real positions only
+        (h.sum() + c.sum()).backward()
+        results.append((out.data[:, :T], h.data, c.data, [p.grad for p in m.parameters()], out.data))
+    (o1, h1, c1, g1, _), (o2, h2, c2, g2, full2) = results
+    for a, e in [(o1, o2), (h1, h2), (c1, c2)] + list(zip(g1, g2)):
+        assert_close(a, e, rtol=1e-12, atol=1e-13)
+    numpy.testing.assert_array_equal(full2[:, T:], 0)
+
+
+def test_lengths_validation():
+    m = nn.LSTM(2, 3, dtype="float64")
+    x = numpy.zeros((2, 4, 2))
+    with pytest.raises(ValueError, match="lengths"):
+        m(x, lengths=numpy.array([0, 4]))
+    with pytest.raises(ValueError, match="lengths"):
+        m(x, lengths=numpy.array([5, 4]))
+    with pytest.raises(ValueError, match="lengths"):
+        m(x, lengths=numpy.array([4]))
+    with pytest.raises(TypeError, match="lengths"):
+        m(x, lengths=numpy.array([1.0, 2.0]))
+    with pytest.raises(ValueError, match="batch, time"):
+        m(numpy.zeros((2, 4, 3)))
+
+
+def test_default_dtype_init_and_forget_bias():
+    m = nn.LSTM(5, 4, num_layers=2, bidirectional=True, seed=0)
+    names = [n for n, _ in m.named_parameters()]
+    assert names[:6] == ["weight_ih_l0", "weight_hh_l0", "bias_l0", "weight_ih_l0_reverse",
+                         "weight_hh_l0_reverse", "bias_l0_reverse"]
+    assert m.weight_ih_l1.shape == (8, 16) and m.weight_hh_l1.shape == (4, 16)
+    assert all(p.dtype == numpy.float32 for p in m.parameters())
+    b = tt.to_numpy(m.bias_l0.data)
+    numpy.testing.assert_array_equal(b[4:8], 1.0)
+    numpy.testing.assert_array_equal(numpy.delete(b, range(4, 8)), 0.0)
+    out, (h, c) = m(numpy.ones((2, 3, 5), dtype=numpy.float32))
+    assert out.dtype == numpy.float32 and out.shape == (2, 3, 8) and h.shape == (4, 2, 4)
+
+
+def test_float32_final_state_gradient_long_sequence():
+    """The loss reads only h_n: the gradient fades through 400 steps; the flush keeps it
+    finite and close to the float64 result (no NaN/denormal trouble)."""
+    rng = numpy.random.default_rng(9)
+    B, T, I, H = 4, 400, 6, 8
+    x = rng.standard_normal((B, T, I))
+    grads = {}
+    for dtype in ("float32", "float64"):
+        m = nn.LSTM(I, H, dtype=dtype, seed=1)
+        xt = tt.Tensor(x.astype(dtype), requires_grad=True)
+        _, (h, _) = m(xt)
+        h.sum().backward()
+        grads[dtype] = (tt.to_numpy(xt.grad), tt.to_numpy(m.weight_hh_l0.grad))
+    for g32, g64 in zip(grads["float32"], grads["float64"]):
+        assert numpy.isfinite(g32).all()
+        numpy.testing.assert_allclose(g32, g64, rtol=1e-3, atol=1e-4 * numpy.abs(g64).max())
+    gx = grads["float32"][0]
+    tiny = numpy.finfo(numpy.float32).tiny
+    assert not ((gx != 0) & (numpy.abs(gx) < tiny)).any()
+
+
+def test_matches_torch_lstm():
+    torch = pytest.importorskip("torch")
+    rng = numpy.random.default_rng(10)
+    B, T, I, H, L = 3, 6, 4, 5, 2
+    m = _random_model(L, True, input_size=I, hidden=H)
+    tm = torch.nn.LSTM(I, H, num_layers=L, bidirectional=True, batch_first=True).double()
+    with torch.no_grad():
+        for layer in range(L):
+            for sfx in ("", "_reverse"):
+                name = f"l{layer}{sfx}"
+                getattr(tm, f"weight_ih_{name}").copy_(torch.from_numpy(getattr(m, f"weight_ih_{name}").data.T.copy()))
+                getattr(tm, f"weight_hh_{name}").copy_(torch.from_numpy(getattr(m, f"weight_hh_{name}").data.T.copy()))
+                getattr(tm, f"bias_ih_{name}").copy_(torch.from_numpy(getattr(m, f"bias_{name}").data.copy()))
+                getattr(tm, f"bias_hh_{name}").zero_()
+    x = rng.standard_normal((B, T, I))
+    lengths = numpy.array([6, 3, 4])
+    out, (h, c) = m(tt.Tensor(x), lengths=lengths)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(torch.from_numpy(x), torch.from_numpy(lengths),
+                                                     batch_first=True, enforce_sorted=False)
+    tout, (th, tc) = tm(packed)
+    tout, _ = torch.nn.utils.rnn.pad_packed_sequence(tout, batch_first=True, total_length=T)
+    assert_close(out.data, tout.detach().numpy(), rtol=1e-9, atol=1e-12)
+    assert_close(h.data, th.detach().numpy(), rtol=1e-9, atol=1e-12)
+    assert_close(c.data, tc.detach().numpy(), rtol=1e-9, atol=1e-12)

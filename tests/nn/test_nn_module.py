@@ -1,0 +1,135 @@
+"""Module / Parameter / Sequential: discovery, modes, state dicts."""
+
+import numpy
+import pytest
+
+import tinytt as tt
+import tinytt.io  # noqa: F401  (tt.io)
+from tinytt import nn
+
+
+class Block(nn.Module):
+    def __init__(self):
+        self.lin = nn.Linear(3, 4, seed=0)
+        self.scale = nn.Parameter(numpy.ones(4, dtype=numpy.float32))
+        self.plain = tt.Tensor(numpy.zeros(2))  # not a parameter
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x):
+        return self.drop(self.lin(x) * self.scale)
+
+
+class Net(nn.Module):
+    def __init__(self):
+        self.first = Block()
+        self.layers = [nn.Linear(4, 4, seed=1), nn.Linear(4, 2, seed=2)]
+        self.head_bias = nn.Parameter(numpy.zeros(2, dtype=numpy.float32))
+
+    def forward(self, x):
+        x = self.first(x)
+        for layer in self.layers:
+            x = layer(x)
+        return x + self.head_bias
+
+
+def test_parameter_is_tensor_with_grad():
+    p = nn.Parameter(numpy.ones(3))
+    assert isinstance(p, tt.Tensor) and p.requires_grad and p.is_leaf
+    with pytest.raises(TypeError):
+        nn.Parameter(numpy.ones(3, dtype=numpy.int64))
+
+
+def test_named_parameters_order_and_names():
+    net = Net()
+    names = [n for n, _ in net.named_parameters()]
+    assert names == ["first.lin.weight", "first.lin.bias", "first.scale", "layers.0.weight",
+                     "layers.0.bias", "layers.1.weight", "layers.1.bias", "head_bias"]
+    assert len(net.parameters()) == 8
+    assert net.num_parameters() == 3 * 4 + 4 + 4 + 16 + 4 + 8 + 2 + 2
+    assert all(p.dtype == numpy.float32 for p in net.parameters())
+
+
+def test_shared_parameter_listed_once():
+    class Tied(nn.Module):
+        def __init__(self):
+            self.a = nn.Linear(2, 2)
+            self.b = nn.Linear(2, 2)
+            self.b.weight = self.a.weight
+
+    names = [n for n, _ in Tied().named_parameters()]
+    assert names == ["a.weight", "a.bias", "b.bias"]
+
+
+def test_train_eval_recursive_and_zero_grad():
+    net = Net()
+    net.eval()
+    assert all(not m.training for m in net.modules())
+    net.train()
+    assert all(m.training for m in net.modules())
+    x = tt.Tensor(numpy.ones((2, 3), dtype=numpy.float32))
+    net(x).sum().backward()
+    assert all(p.grad is not None for p in net.parameters())
+    net.zero_grad()
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_state_dict_round_trip(tmp_path):
+    a, b = Net(), Net()
+    for p in b.parameters():
+        p.data[...] = 7
+    sd = a.state_dict()
+    assert list(sd) == [n for n, _ in a.named_parameters()]
+    sd_copy = {k: v.copy() for k, v in sd.items()}
+    a.first.lin.weight.data[...] = -1  # state_dict holds copies
+    numpy.testing.assert_array_equal(sd["first.lin.weight"], sd_copy["first.lin.weight"])
+    path = tmp_path / "m.npz"
+    tt.io.save(sd, path)
+    loaded = tt.io.load(path)
+    ref = b.first.lin.weight
+    result = b.load_state_dict(loaded)
+    assert result.missing_keys == [] and result.unexpected_keys == []
+    assert b.first.lin.weight is ref  # copied in place
+    for (n1, p1), (n2, p2) in zip(b.named_parameters(), sd_copy.items()):
+        assert n1 == n2
+        numpy.testing.assert_array_equal(tt.to_numpy(p1.data), p2)
+
+
+def test_load_state_dict_strict_errors():
+    net = Net()
+    sd = net.state_dict()
+    bad = dict(sd)
+    del bad["head_bias"]
+    bad["extra"] = numpy.zeros(1, dtype=numpy.float32)
+    with pytest.raises(KeyError, match="missing: \\['head_bias'\\].*unexpected: \\['extra'\\]"):
+        net.load_state_dict(bad)
+    res = net.load_state_dict(bad, strict=False)
+    assert res.missing_keys == ["head_bias"] and res.unexpected_keys == ["extra"]
+    shape_bad = dict(sd, head_bias=numpy.zeros(3, dtype=numpy.float32))
+    with pytest.raises(ValueError, match="head_bias.*shape"):
+        net.load_state_dict(shape_bad)
+    dtype_bad = dict(sd, head_bias=numpy.zeros(2, dtype=numpy.float64))
+    before = net.first.lin.weight.data.copy()
+    sd2 = dict(dtype_bad, **{"first.lin.weight": numpy.full((3, 4), 5, dtype=numpy.float32)})
+    with pytest.raises(TypeError, match="head_bias.*dtype"):
+        net.load_state_dict(sd2)
+    numpy.testing.assert_array_equal(net.first.lin.weight.data, before)  # nothing changed
+
+
+def test_sequential():
+    seq = nn.Sequential(nn.Linear(3, 5, seed=0), nn.ReLU(), nn.Linear(5, 2, seed=1))
+    assert len(seq) == 3 and isinstance(seq[1], nn.ReLU) and seq[-1] is seq[2]
+    assert [n for n, _ in seq.named_parameters()] == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    x = numpy.ones((4, 3), dtype=numpy.float32)
+    y = seq(tt.Tensor(x))
+    expect = numpy.maximum(x @ seq[0].weight.data + seq[0].bias.data, 0) @ seq[2].weight.data + seq[2].bias.data
+    numpy.testing.assert_allclose(y.data, expect, rtol=1e-6)
+    with pytest.raises(TypeError):
+        nn.Sequential(nn.ReLU(), 3)
+    assert "Linear" in repr(seq)
+
+
+def test_loss_modules():
+    logits = tt.Tensor(numpy.array([[1.0, 2.0], [0.5, -1.0]]))
+    t = numpy.array([1, 0])
+    assert nn.CrossEntropyLoss()(logits, t).item() == tt.cross_entropy(logits, t).item()
+    assert nn.functional.cross_entropy is tt.cross_entropy

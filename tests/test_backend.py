@@ -1,0 +1,183 @@
+"""Backends (tinytt/backend.py): selection, array namespaces, scatter-add, linear algebra, GPU parity."""
+
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import tinytt as tt
+from conftest import on_device
+from tinytt import backend
+from tinytt.testing import assert_close, available_backends
+from tinytt.testing.strategies import float_arrays
+
+HAS_CUPY = "cupy" in available_backends()
+
+
+def test_available_backends_contains_numpy():
+    names = available_backends()
+    assert names[0] == "numpy" and set(names) <= {"numpy", "cupy"}
+
+
+def test_set_backend_unknown_name():
+    with pytest.raises(ValueError, match="bogus"):
+        tt.set_backend("bogus")
+    with pytest.raises(ValueError, match="backend name"):
+        tt.set_backend(None)
+
+
+@pytest.mark.skipif(HAS_CUPY, reason="CuPy and a GPU are available here")
+def test_set_backend_cupy_without_cupy_is_a_clear_runtime_error():
+    before = tt.get_backend()
+    with pytest.raises(RuntimeError, match="cupy") as exc:
+        tt.set_backend("cupy")
+    assert "numpy" in str(exc.value)  # says what to use instead
+    assert tt.get_backend() == before  # the failed switch changed nothing
+
+
+def test_set_backend_numpy_round_trip():
+    tt.set_backend("NumPy")
+    assert tt.get_backend() == "numpy" and tt.get_xp() is np
+
+
+def test_get_xp():
+    assert tt.get_xp(np.ones(2)) is np
+    assert tt.get_xp(np.float32(1.0)) is np
+    assert tt.get_xp(tt.Tensor(np.ones(2))) is np
+    assert tt.get_xp(1.0, None, 3) is tt.get_xp()  # scalars fall back to the default backend
+    assert tt.get_xp() is (np if tt.get_backend() == "numpy" else sys.modules["cupy"])
+    assert tt.get_xp(2.0, np.ones(1)) is np
+
+
+def test_to_numpy_and_to_device():
+    a = np.arange(3.0)
+    assert isinstance(tt.to_numpy(tt.Tensor(on_device(a))), np.ndarray)
+    assert_close(tt.to_numpy(tt.Tensor(on_device(a))), a, dtype=np.float64)
+    d = tt.to_device(a, dtype=np.float32)
+    assert d.dtype == np.float32 and isinstance(d, tt.get_xp().ndarray)
+    assert isinstance(tt.to_numpy(3.0), np.ndarray)
+
+
+@st.composite
+def scatter_case(draw):
+    num_rows = draw(st.integers(1, 6))
+    k = draw(st.integers(0, 12))
+    rest = tuple(draw(st.lists(st.integers(0, 3), max_size=2)))
+    ids = np.array(draw(st.lists(st.integers(0, num_rows - 1), min_size=k, max_size=k)), dtype=np.int64)
+    values = draw(float_arrays((k,) + rest))
+    return ids, values, num_rows
+
+
+@given(case=scatter_case())
+def test_scatter_add_matches_dense_loop(case):
+    ids, values, num_rows = case
+    expected = np.zeros((num_rows,) + values.shape[1:])
+    for k, i in enumerate(ids):
+        expected[i] += values[k]
+    got = backend.scatter_add(on_device(ids), on_device(values), num_rows)
+    assert got.shape == expected.shape and got.dtype == values.dtype
+    assert_close(got, expected, dtype=np.float64)
+    v32 = values.astype(np.float32)
+    got32 = backend.scatter_add(on_device(ids), on_device(v32), num_rows)
+    assert got32.dtype == np.float32
+    assert_close(got32, expected, dtype=np.float32)
+
+
+def test_scatter_add_deterministic_and_close_to_a_sequential_sum():
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 5, 2000)
+    values = rng.standard_normal((2000, 3)).astype(np.float32) * 1e4
+    first = tt.to_numpy(backend.scatter_add(on_device(ids), on_device(values), 5))
+    for _ in range(3):
+        np.testing.assert_array_equal(tt.to_numpy(backend.scatter_add(on_device(ids), on_device(values), 5)),
+                                      first)
+    if tt.get_backend() == "numpy":
+        # repeated indices are summed in the order they appear (sequential float32 sums)
+        expected = np.zeros((5, 3), np.float32)
+        for k, i in enumerate(ids):
+            expected[i] += values[k]
+        assert_close(first, expected, rtol=1e-5, atol=1e-2)
+
+
+def test_index_add_accumulates_repeats():
+    target = on_device(np.zeros(4))
+    backend.index_add(target, on_device(np.array([0, 0, 3])), on_device(np.array([1.0, 2.0, 5.0])))
+    assert_close(target, [3.0, 0.0, 0.0, 5.0], dtype=np.float64)
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (3, 5), (4, 4), (1, 6), (6, 1)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_svd_and_qr_reconstruct(shape, dtype):
+    a = on_device(np.random.default_rng(1).standard_normal(shape).astype(dtype))
+    u, s, vt = backend.svd(a)
+    k = min(shape)
+    assert u.shape == (shape[0], k) and s.shape == (k,) and vt.shape == (k, shape[1])
+    rtol = 1e-10 if dtype == np.float64 else 1e-4
+    assert_close((u * s) @ vt, a, rtol=rtol, atol=rtol)
+    q, r = backend.qr(a)
+    assert q.shape == (shape[0], k) and r.shape == (k, shape[1])
+    assert_close(q @ r, a, rtol=rtol, atol=rtol)
+    assert_close(q.T @ q, np.eye(k), rtol=rtol, atol=rtol)
+    assert np.allclose(np.triu(tt.to_numpy(r)), tt.to_numpy(r))
+
+
+def test_default_rng_is_seeded():
+    a = tt.to_numpy(backend.default_rng(5).random(4))
+    b = tt.to_numpy(backend.default_rng(5).random(4))
+    np.testing.assert_array_equal(a, b)
+    backend.synchronize()  # a no-op on NumPy, a device sync on CuPy
+
+
+@pytest.mark.skipif(not HAS_CUPY, reason="needs CuPy and a GPU")
+def test_mixing_numpy_and_cupy_is_a_type_error():
+    import cupy
+
+    host = tt.Tensor(np.ones(3), requires_grad=True)
+    dev = tt.Tensor(cupy.ones(3), requires_grad=True)
+    with pytest.raises(TypeError, match="different backends"):
+        host + dev
+    with pytest.raises(TypeError, match="different backends"):
+        tt.einsum("i,i->", host, dev)
+    with pytest.raises(TypeError, match="different backends"):
+        tt.get_xp(np.ones(1), cupy.ones(1))
+    with pytest.raises(TypeError, match="different backends"):
+        (dev * 2.0).backward(np.ones(3))
+
+
+# --- GPU parity: the same computation on every available backend agrees with NumPy -----------------
+def _parity_inputs():
+    rng = np.random.default_rng(3)
+    return rng.standard_normal((4, 5)), rng.standard_normal((5, 3)), np.array([0, 2, 2, 1])
+
+
+PARITY = {
+    "matmul_tanh": lambda xp, a, b, ids: tt.tanh(a @ b).sum(),
+    "einsum": lambda xp, a, b, ids: tt.einsum("ij,jk->ik", a, b).sum(),
+    "take_softmax": lambda xp, a, b, ids: (tt.softmax(tt.take(a, xp.asarray(ids))) * 2.0).sum(),
+    "cross_entropy": lambda xp, a, b, ids: tt.cross_entropy(a @ b, xp.asarray(ids[:4] % 3)),
+    "getitem_repeat": lambda xp, a, b, ids: (a[xp.asarray(ids)] ** 2).sum(),
+    "sigmoid_max": lambda xp, a, b, ids: tt.sigmoid(a).max(axis=1).sum(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PARITY))
+@pytest.mark.parametrize("backend_name", available_backends())
+def test_backend_parity(backend_name, name):
+    fn = PARITY[name]
+    a0, b0, ids = _parity_inputs()
+    results = {}
+    for bname in ("numpy", backend_name):
+        tt.set_backend(bname)
+        xp = tt.get_xp()
+        a = tt.Tensor(xp.asarray(a0), requires_grad=True)
+        b = tt.Tensor(xp.asarray(b0), requires_grad=True)
+        out = fn(xp, a, b, ids)
+        out.backward()
+        assert isinstance(a.grad, xp.ndarray)
+        results[bname] = (tt.to_numpy(out), tt.to_numpy(a.grad),
+                          None if b.grad is None else tt.to_numpy(b.grad))
+    for ref, got in zip(results["numpy"], results[backend_name]):
+        if ref is not None:
+            assert_close(got, ref, rtol=1e-9, atol=1e-11)

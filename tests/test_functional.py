@@ -1,0 +1,232 @@
+"""Fused composites (tinytt/functional.py): softmax family, losses, dropout."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import tinytt as tt
+from conftest import on_device
+from tinytt.testing import assert_close, check_grads
+from tinytt.testing.strategies import float_arrays, shapes
+
+
+def T(a, requires_grad=False):
+    return tt.Tensor(on_device(a), requires_grad=requires_grad)
+
+
+def np_log_softmax(x, axis=-1):
+    m = x.max(axis=axis, keepdims=True)
+    return x - m - np.log(np.exp(x - m).sum(axis=axis, keepdims=True))
+
+
+def np_cross_entropy(logits, targets, ignore_index=None, label_smoothing=0.0):
+    logp = np_log_softmax(logits)
+    c = logits.shape[-1]
+    keep = np.ones(targets.shape, bool) if ignore_index is None else targets != ignore_index
+    total, count = 0.0, 0
+    for idx in np.ndindex(targets.shape):
+        if not keep[idx]:
+            continue
+        q = np.full(c, label_smoothing / c)
+        q[targets[idx]] += 1 - label_smoothing
+        total += -(q * logp[idx]).sum()
+        count += 1
+    return total / count if count else 0.0
+
+
+def check_op(op, ref, *arrays, float32=True):
+    assert_close(op(*[T(a) for a in arrays]), ref(*arrays), dtype=np.float64)
+    check_grads(op, *[on_device(a) for a in arrays])
+    if float32:
+        xs = [T(a.astype(np.float32), True) for a in arrays]
+        out = op(*xs)
+        assert out.dtype == np.float32
+        assert_close(out, ref(*[a.astype(np.float32).astype(np.float64) for a in arrays]), dtype=np.float32)
+        out.backward(on_device(np.ones(out.shape, np.float32)))
+        assert all(x.grad.dtype == np.float32 for x in xs)
+
+
+@st.composite
+def array_and_axis(draw):
+    shape = draw(shapes(min_dims=1, max_dims=3, max_side=5))
+    return draw(float_arrays(shape)), draw(st.integers(-len(shape), len(shape) - 1))
+
+
+@given(args=array_and_axis())
+def test_softmax(args):
+    a, axis = args
+    check_op(lambda x: tt.softmax(x, axis=axis), lambda x: np.exp(np_log_softmax(x, axis)), a)
+
+
+@given(args=array_and_axis())
+def test_log_softmax(args):
+    a, axis = args
+    check_op(lambda x: tt.log_softmax(x, axis=axis), lambda x: np_log_softmax(x, axis), a)
+
+
+@given(args=array_and_axis(), keepdims=st.booleans())
+def test_logsumexp(args, keepdims):
+    a, axis = args
+
+    def ref(x):
+        m = x.max(axis=axis, keepdims=True)
+        out = m + np.log(np.exp(x - m).sum(axis=axis, keepdims=True))
+        return out if keepdims else np.squeeze(out, axis=axis)
+
+    check_op(lambda x: tt.logsumexp(x, axis=axis, keepdims=keepdims), ref, a)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_family_stable_for_large_logits(dtype):
+    a = np.array([[1000.0, -1000.0, 0.0], [-1000.0, -1000.0, -999.0]], dtype)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        s = tt.to_numpy(tt.softmax(T(a)))
+        ls = tt.to_numpy(tt.log_softmax(T(a)))
+        lse = tt.to_numpy(tt.logsumexp(T(a)))
+        ce = tt.cross_entropy(T(a, True), on_device(np.array([1, 2])))
+    for v in (s, ls, lse, tt.to_numpy(ce)):
+        assert np.all(np.isfinite(v))
+    assert_close(s.sum(axis=-1), [1.0, 1.0], dtype=dtype)
+    assert_close(lse, [1000.0, -999.0 + np.log(1 + 2 * np.exp(-1.0))], dtype=dtype)
+
+
+def test_softmax_axis_error():
+    with pytest.raises(ValueError, match="axis"):
+        tt.softmax(T(np.ones((2, 3))), axis=2)
+
+
+@st.composite
+def ce_case(draw):
+    batch = draw(shapes(min_dims=0, max_dims=2, max_side=4))
+    c = draw(st.integers(1, 5))
+    logits = draw(float_arrays(batch + (c,)))
+    n = int(np.prod(batch))
+    targets = np.array(draw(st.lists(st.integers(0, c - 1), min_size=n, max_size=n)), np.int64).reshape(batch)
+    return logits, targets
+
+
+@given(case=ce_case(), smoothing=st.sampled_from([0.0, 0.1, 0.5]), ignore=st.booleans(), data=st.data())
+def test_cross_entropy(case, smoothing, ignore, data):
+    logits, targets = case
+    ignore_index = None
+    if ignore and targets.size:
+        ignore_index = -100
+        drop = np.array(data.draw(st.lists(st.booleans(), min_size=targets.size, max_size=targets.size),
+                                  label="drop")).reshape(targets.shape)
+        targets = np.where(drop, -100, targets)
+    t = on_device(targets)
+
+    def op(x):
+        return tt.cross_entropy(x, t, ignore_index=ignore_index, label_smoothing=smoothing)
+
+    check_op(op, lambda x: np.float64(np_cross_entropy(x, targets, ignore_index, smoothing)), logits)
+
+
+def test_cross_entropy_mean_and_ignored_positions_get_no_gradient():
+    logits = np.array([[2.0, 0.0, -1.0], [0.5, 0.5, 0.5], [1.0, 3.0, 0.0]])
+    targets = np.array([0, 1, 1])
+    x = T(logits, True)
+    loss = tt.cross_entropy(x, on_device(targets), ignore_index=1)
+    assert_close(loss, -np_log_softmax(logits)[0, 0], dtype=np.float64)  # mean over the one kept row
+    loss.backward()
+    g = tt.to_numpy(x.grad)
+    assert np.all(g[1:] == 0)
+    assert_close(g[0], np.exp(np_log_softmax(logits)[0]) - [1, 0, 0], dtype=np.float64)
+    # everything ignored: loss 0, gradient 0
+    y = T(logits, True)
+    loss = tt.cross_entropy(y, on_device(np.full(3, 7)), ignore_index=7)
+    loss.backward()
+    assert float(tt.to_numpy(loss)) == 0.0 and np.all(tt.to_numpy(y.grad) == 0)
+
+
+def test_cross_entropy_errors():
+    x = T(np.zeros((2, 3)), True)
+    with pytest.raises(IndexError, match=r"\[0, 3\)"):
+        tt.cross_entropy(x, on_device(np.array([0, 3])))
+    with pytest.raises(IndexError, match=r"\[0, 3\)"):
+        tt.cross_entropy(x, on_device(np.array([-1, 0])))
+    with pytest.raises(TypeError, match="integer"):
+        tt.cross_entropy(x, on_device(np.array([0.0, 1.0])))
+    with pytest.raises(ValueError, match=r"targets shape \(3,\)"):
+        tt.cross_entropy(x, on_device(np.array([0, 1, 2])))
+    with pytest.raises(ValueError, match=r"targets shape \(2, 1\)"):
+        tt.cross_entropy(x, on_device(np.array([[0], [1]])))
+    with pytest.raises(ValueError, match="label_smoothing"):
+        tt.cross_entropy(x, on_device(np.array([0, 1])), label_smoothing=1.0)
+    with pytest.raises(TypeError, match="floating"):
+        tt.cross_entropy(T(np.zeros((2, 3), np.int64)), on_device(np.array([0, 1])))
+
+
+@given(a=float_arrays(shapes(max_dims=3, max_side=4), bound=20.0), data=st.data())
+def test_bce_with_logits(a, data):
+    y = data.draw(float_arrays(a.shape, bound=1.0), label="y")
+    y = np.abs(y)
+
+    def ref(x):  # -y log s(x) - (1 - y) log(1 - s(x)) = softplus(x) - x y, without cancellation
+        return np.mean(np.logaddexp(0.0, x) - x * y) if x.size else np.float64(0.0)
+
+    check_op(lambda x: tt.binary_cross_entropy_with_logits(x, on_device(y.astype(x.dtype))), ref, a)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bce_stable_for_large_logits(dtype):
+    a = np.array([-1000.0, 1000.0, -1000.0, 1000.0], dtype)
+    y = np.array([0.0, 1.0, 1.0, 0.0], dtype)
+    x = T(a, True)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        loss = tt.binary_cross_entropy_with_logits(x, on_device(y))
+        loss.backward()
+    assert loss.dtype == dtype
+    assert_close(loss, 500.0, dtype=dtype)
+    assert_close(x.grad, [0.0, 0.0, -0.25, 0.25], dtype=dtype)
+    with pytest.raises(ValueError, match="targets shape"):
+        tt.binary_cross_entropy_with_logits(x, on_device(np.ones(3, dtype)))
+
+
+@given(a=float_arrays(shapes(max_dims=3, max_side=4)), data=st.data())
+def test_mse(a, data):
+    b = data.draw(float_arrays(a.shape), label="b")
+    check_op(lambda x, y: tt.mse(x, y), lambda x, y: np.mean((x - y) ** 2), a, b)
+    with pytest.raises(ValueError, match="mse"):
+        tt.mse(T(np.ones((2, 3))), T(np.ones((3, 2))))
+
+
+# --- dropout ---------------------------------------------------------------------------------
+def test_dropout_eval_and_p0_are_identity():
+    x = T(np.ones((3, 4)), True)
+    assert tt.dropout(x, 0.5, training=False) is x
+    assert tt.dropout(x, 0.0) is x
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_dropout_mask_scale_and_seed(dtype, p):
+    x = T(np.ones((200, 50), dtype), True)
+    y1 = tt.dropout(x, p, rng=tt.backend.default_rng(123))
+    y2 = tt.dropout(x, p, rng=tt.backend.default_rng(123))
+    y3 = tt.dropout(x, p, rng=tt.backend.default_rng(124))
+    v1, v2, v3 = (tt.to_numpy(y) for y in (y1, y2, y3))
+    assert y1.dtype == dtype
+    np.testing.assert_array_equal(v1, v2)  # same seed, same mask
+    assert not np.array_equal(v1, v3)
+    kept = v1 != 0
+    assert_close(v1[kept], np.full(kept.sum(), 1 / (1 - p)), dtype=dtype)
+    # expectation preserved roughly: 10,000 Bernoulli draws, tolerance of ~5 standard errors
+    stderr = np.sqrt(p / (1 - p) / v1.size)
+    assert abs(v1.mean() - 1.0) < 5 * stderr
+    assert abs((~kept).mean() - p) < 5 * np.sqrt(p * (1 - p) / v1.size)
+    # the gradient uses the same mask and scale
+    y1.backward(on_device(np.ones(v1.shape, dtype)))
+    np.testing.assert_array_equal(tt.to_numpy(x.grad), v1)
+
+
+def test_dropout_gradcheck_with_fixed_mask():
+    a = np.random.default_rng(0).standard_normal((4, 5))
+    check_grads(lambda x: tt.dropout(x, 0.3, rng=tt.backend.default_rng(7)), on_device(a))
+
+
+@pytest.mark.parametrize("p", [-0.1, 1.0, 1.5, "0.5", None])
+def test_dropout_rejects_bad_p(p):
+    with pytest.raises(ValueError, match=r"dropout: p must be a probability in \[0, 1\)"):
+        tt.dropout(T(np.ones(3)), p)

@@ -1,0 +1,112 @@
+"""tinytt.testing: check_grads catches wrong VJPs, assert_close tolerances, hypothesis strategies."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+
+import tinytt as tt
+from conftest import on_device
+from tinytt.tensor import record
+from tinytt.testing import TOLERANCES, assert_close, available_backends, check_grads, tolerances
+from tinytt.testing.strategies import (
+    broadcastable_shapes, float_arrays, shapes, tt_matrix_shapes, tt_ranks, tt_shapes,
+)
+
+
+def square_with_vjp(scale_a, scale_b=1.0):
+    """a**2 * b as a custom op whose VJP for a is scaled by ``scale_a`` (1.0 is correct)."""
+    def op(a, b):
+        out = a.data ** 2 * b.data
+        return record("custom_square", out, (a, b),
+                      (lambda g: g * 2 * a.data * b.data * scale_a,
+                       lambda g: g * a.data ** 2 * scale_b))
+    return op
+
+
+def test_check_grads_passes_on_correct_vjp():
+    a = on_device(np.random.default_rng(0).standard_normal((3, 2)))
+    b = on_device(np.random.default_rng(1).standard_normal((3, 2)))
+    check_grads(square_with_vjp(1.0), a, b)
+
+
+def test_check_grads_fails_on_wrong_vjp_and_names_the_input():
+    a = on_device(np.random.default_rng(0).standard_normal((3, 2)))
+    b = on_device(np.random.default_rng(1).standard_normal((3, 2)))
+    with pytest.raises(AssertionError, match=r"input 0 \(weights\).*shape \(3, 2\)"):
+        check_grads(square_with_vjp(1.1), a, b, names=("weights", "scale"))
+    with pytest.raises(AssertionError, match=r"input 1 \(scale\)"):
+        check_grads(square_with_vjp(1.0, scale_b=-1.0), a, b, names=("weights", "scale"))
+    with pytest.raises(AssertionError, match="input 1"):
+        check_grads(square_with_vjp(1.0, scale_b=0.0), a, b)
+
+
+def test_check_grads_fails_on_a_missing_gradient():
+    def op(a):  # differentiable in a, but records no VJP
+        return record("no_vjp", a.data * 3.0, (a,), (None,))
+    with pytest.raises(AssertionError, match="input 0"):
+        check_grads(op, on_device(np.ones(3)))
+
+
+def test_check_grads_passes_integer_inputs_through():
+    x = on_device(np.random.default_rng(0).standard_normal((4, 3)))
+    ids = on_device(np.array([0, 3, 3]))
+    check_grads(lambda t, i: tt.take(t, i) * 2.0, x, ids)
+
+
+def test_check_grads_rejects_float32_and_non_tensor_outputs():
+    with pytest.raises(TypeError, match="float64"):
+        check_grads(lambda t: t * 2.0, on_device(np.ones(3, np.float32)))
+    with pytest.raises(TypeError, match="Tensor"):
+        check_grads(lambda t: 3.0, on_device(np.ones(3)))
+    with pytest.raises(ValueError, match="no floating-point input"):
+        check_grads(lambda i: i, on_device(np.arange(3)))
+
+
+def test_tolerances_and_assert_close():
+    assert tolerances(np.float64) == TOLERANCES["float64"] == (1e-10, 1e-12)
+    assert tolerances("float32") == TOLERANCES["float32"] == (1e-4, 1e-5)
+    with pytest.raises(ValueError, match="float16"):
+        tolerances(np.float16)
+    assert_close(np.float32(1.00005), 1.0)  # within float32 rtol 1e-4
+    with pytest.raises(AssertionError):
+        assert_close(np.float64(1.00005), 1.0)  # float64 inputs: rtol 1e-10
+    with pytest.raises(AssertionError):
+        assert_close(np.float32(1.001), np.float32(1.0))
+    assert_close(tt.Tensor(on_device(np.ones(2))), np.ones(2))
+    with pytest.raises(AssertionError, match="my message"):
+        assert_close(np.ones(2), np.zeros(2), err_msg="my message")
+    with pytest.raises(AssertionError):
+        assert_close(np.ones(2), np.ones(3))
+
+
+def test_available_backends():
+    assert "numpy" in available_backends()
+
+
+@given(shape=shapes(min_dims=1, max_dims=3, min_side=2, max_side=4))
+def test_shapes_strategy(shape):
+    assert 1 <= len(shape) <= 3 and all(2 <= n <= 4 for n in shape)
+
+
+@given(shape_pair=broadcastable_shapes(3, max_dims=3))
+def test_broadcastable_shapes_strategy(shape_pair):
+    assert len(shape_pair) == 3
+    np.broadcast_shapes(*shape_pair)
+
+
+@given(a=float_arrays((3, 2), bound=2.0), b=float_arrays(shapes(max_dims=2), dtype=np.float32))
+def test_float_arrays_strategy(a, b):
+    assert a.shape == (3, 2) and a.dtype == np.float64 and np.all(np.abs(a) <= 2.0)
+    assert b.dtype == np.float32 and np.all(np.isfinite(b)) and np.all(np.abs(b) <= 5.0)
+
+
+@given(modes=tt_shapes(max_order=4), matrix=tt_matrix_shapes())
+def test_tt_strategies(modes, matrix):
+    assert 1 <= len(modes) <= 4
+    rows, cols = matrix
+    assert len(rows) == len(cols) >= 1
+
+
+@given(ranks=tt_ranks(order=4, max_rank=3))
+def test_tt_ranks_strategy(ranks):
+    assert len(ranks) == 5 and ranks[0] == ranks[-1] == 1 and all(1 <= r <= 3 for r in ranks)

@@ -1,0 +1,475 @@
+"""Primitive ops (tinytt/ops.py): forward against NumPy float64, gradients by check_grads.
+
+Every op is tested with hypothesis-drawn shapes (broadcasting, size-1 and, where
+meaningful, zero-size dimensions) on the backend under test; a float32 variant
+checks the dtype is kept and the values agree within the float32 tolerances.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import tinytt as tt
+from conftest import on_device
+from tinytt.testing import assert_close, check_grads
+from tinytt.testing.strategies import broadcastable_shapes, float_arrays, shapes
+
+
+def T(a, requires_grad=False):
+    return tt.Tensor(on_device(a), requires_grad=requires_grad)
+
+
+def away_from(a, points, gap=1e-2):
+    """Move values within ``gap`` of a kink (relu at 0, clip bounds, ties) off it."""
+    a = np.array(a, dtype=np.float64, copy=True)
+    for p in points:
+        close = np.abs(a - p) < gap
+        a[close] = p + 2 * gap
+    return a
+
+
+def distinct(a):
+    """Values ordered like ``a`` but at least 0.4 apart (no ties for max), in [-5, 5] or so."""
+    a = np.asarray(a, dtype=np.float64)
+    flat = a.reshape(-1)
+    out = np.empty_like(flat)
+    out[np.argsort(flat, kind="stable")] = 0.5 * np.arange(flat.size) - 0.25 * flat.size
+    return (out + 0.01 * flat).reshape(a.shape)
+
+
+def check_forward_and_grads(op, ref, *arrays, float32=True, names=None):
+    """op on Tensors vs ref on float64 NumPy arrays; check_grads; float32 keeps dtype and values."""
+    expected = ref(*arrays)
+    got = op(*[T(a) for a in arrays])
+    assert_close(got, expected, dtype=np.float64)
+    check_grads(op, *[on_device(a) for a in arrays], names=names)
+    if float32:
+        xs = [T(a.astype(np.float32), requires_grad=True) for a in arrays]
+        out = op(*xs)
+        assert out.dtype == np.float32
+        ref32 = ref(*[a.astype(np.float32).astype(np.float64) for a in arrays])
+        assert_close(out, ref32, dtype=np.float32)
+        out.backward(on_device(np.ones(out.shape, np.float32)))
+        for x in xs:
+            assert x.grad.dtype == np.float32 and x.grad.shape == x.shape
+
+
+# --- binary elementwise ----------------------------------------------------------------------
+BINARY = {
+    "add": (lambda a, b: a + b, np.add),
+    "sub": (lambda a, b: a - b, np.subtract),
+    "mul": (lambda a, b: a * b, np.multiply),
+    "div": (lambda a, b: a / b, np.divide),
+    "add_fn": (tt.add, np.add),
+    "sub_fn": (tt.sub, np.subtract),
+    "mul_fn": (tt.mul, np.multiply),
+    "div_fn": (tt.div, np.divide),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BINARY))
+@given(data=st.data(), shapes_=broadcastable_shapes(2, min_dims=0, max_dims=3, max_side=4))
+def test_binary_ops_broadcast(name, data, shapes_):
+    op, ref = BINARY[name]
+    a = data.draw(float_arrays(shapes_[0]), label="a")
+    b = data.draw(float_arrays(shapes_[1]), label="b")
+    if name.startswith("div"):
+        b = np.where(np.abs(b) < 0.5, 0.5 + np.abs(b), b)  # keep the divisor away from 0
+    check_forward_and_grads(op, ref, a, b, names=("a", "b"))
+
+
+@given(shape=shapes(min_dims=1, max_dims=3, min_side=1, max_side=3), data=st.data())
+def test_binary_zero_size(shape, data):
+    zero_at = data.draw(st.integers(0, len(shape) - 1), label="zero_at")
+    shape = shape[:zero_at] + (0,) + shape[zero_at + 1:]
+    a, b = np.ones(shape), np.ones(shape[-1:])
+    x, y = T(a, True), T(b, True)
+    (x * y + x).sum().backward()
+    assert x.grad.shape == shape and y.grad.shape == b.shape
+    assert_close(y.grad, np.zeros(b.shape), dtype=np.float64)
+
+
+@pytest.mark.parametrize("scalar", [2.0, 3, -0.5, np.float32(1.5), np.float64(2.5)])
+def test_python_and_numpy_scalar_operands_keep_dtype(scalar):
+    for dtype in (np.float32, np.float64):
+        x = T(np.array([1.0, 2.0, 4.0], dtype), True)
+        outs = [x + scalar, scalar + x, x - scalar, scalar - x, x * scalar, scalar * x,
+                x / scalar, scalar / x]
+        for out in outs:
+            assert out.dtype == dtype, (scalar, dtype)
+            out.sum().backward()
+            assert x.grad.dtype == dtype
+        s = float(scalar)
+        expected = 2 + 2 * s + 1 / s - s / np.array([1.0, 2.0, 4.0]) ** 2
+        assert_close(x.grad, expected, dtype=dtype)
+
+
+def test_neg():
+    a = np.array([[1.0, -2.0], [0.0, 3.5]])
+    check_forward_and_grads(lambda x: -x, np.negative, a)
+    check_forward_and_grads(tt.neg, np.negative, a)
+
+
+@pytest.mark.parametrize("exponent", [2, 3, 0, 1, -1, 0.5, 1.5, -2.5, np.float64(2.0), np.int64(3)])
+@given(a=float_arrays(shapes(max_dims=3, max_side=4), bound=3.0))
+def test_pow_scalar_exponent(exponent, a):
+    a = np.abs(a) + 0.5  # positive base: fractional and negative exponents are defined
+    check_forward_and_grads(lambda x: x ** exponent, lambda x: np.power(x, float(exponent)), a)
+    check_forward_and_grads(lambda x: tt.power(x, exponent), lambda x: np.power(x, float(exponent)), a)
+
+
+def test_pow_negative_base_integer_exponent():
+    a = np.array([-2.0, -0.5, 1.5])
+    check_forward_and_grads(lambda x: x ** 3, lambda x: x ** 3, a)
+
+
+def test_pow_rejects_tensor_exponent():
+    x = T(np.ones(3), True)
+    with pytest.raises(TypeError, match="exponent"):
+        x ** T(np.ones(3))
+    with pytest.raises(TypeError, match="exponent"):
+        tt.power(x, np.ones(3))
+    with pytest.raises(TypeError):
+        2.0 ** x
+
+
+# --- matmul ----------------------------------------------------------------------------------
+@st.composite
+def matmul_shapes(draw):
+    n, k, m = draw(st.integers(1, 4)), draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    batch_a, batch_b = draw(broadcastable_shapes(2, min_dims=0, max_dims=2, max_side=3))
+    kind = draw(st.sampled_from(["mm", "vec_mat", "mat_vec", "vec_vec"]))
+    sa = (k,) if kind in ("vec_mat", "vec_vec") else batch_a + (n, k)
+    sb = (k,) if kind in ("mat_vec", "vec_vec") else batch_b + (k, m)
+    return sa, sb
+
+
+@given(data=st.data(), sh=matmul_shapes())
+def test_matmul(data, sh):
+    a = data.draw(float_arrays(sh[0]), label="a")
+    b = data.draw(float_arrays(sh[1]), label="b")
+    check_forward_and_grads(lambda x, y: x @ y, np.matmul, a, b, names=("a", "b"))
+    check_forward_and_grads(tt.matmul, np.matmul, a, b, names=("a", "b"))
+
+
+def test_matmul_with_array_operand_and_zero_k():
+    a = np.random.default_rng(0).standard_normal((3, 4))
+    x = T(a, True)
+    out = on_device(np.ones((2, 3))) @ x  # ndarray @ Tensor goes to Tensor.__rmatmul__
+    assert isinstance(out, tt.Tensor)
+    assert_close(out, np.ones((2, 3)) @ a, dtype=np.float64)
+    z = T(np.ones((2, 0)), True) @ T(np.ones((0, 3)), True)
+    assert_close(z, np.zeros((2, 3)), dtype=np.float64)
+
+
+@pytest.mark.parametrize("sa, sb", [((2, 3), (4, 5)), ((3,), (4,)), ((2, 3), (4,)), ((3,), (4, 2)),
+                                    ((2, 2, 3), (3, 3, 4)), ((), (3,))])
+def test_matmul_shape_errors(sa, sb):
+    with pytest.raises(ValueError, match="matmul") as exc:
+        T(np.ones(sa)) @ T(np.ones(sb))
+    assert str(sa) in str(exc.value) and str(sb) in str(exc.value)
+
+
+# --- reductions ------------------------------------------------------------------------------
+@st.composite
+def array_and_axis(draw, min_side=1, min_dims=0):
+    shape = draw(shapes(min_dims=min_dims, max_dims=3, min_side=min_side, max_side=4))
+    a = draw(float_arrays(shape))
+    nd = len(shape)
+    axis = draw(st.one_of(
+        st.none(),
+        st.integers(-nd, nd - 1) if nd else st.none(),
+        st.lists(st.integers(0, max(nd - 1, 0)), unique=True, max_size=nd).map(tuple) if nd else st.none(),
+    ))
+    keepdims = draw(st.booleans())
+    return a, axis, keepdims
+
+
+@given(args=array_and_axis(min_side=0))
+def test_sum(args):
+    a, axis, keepdims = args
+    check_forward_and_grads(lambda x: tt.sum(x, axis=axis, keepdims=keepdims),
+                            lambda x: np.sum(x, axis=axis, keepdims=keepdims), a)
+    check_forward_and_grads(lambda x: x.sum(axis, keepdims),
+                            lambda x: np.sum(x, axis=axis, keepdims=keepdims), a, float32=False)
+
+
+@given(args=array_and_axis())
+def test_mean(args):
+    a, axis, keepdims = args
+    check_forward_and_grads(lambda x: tt.mean(x, axis=axis, keepdims=keepdims),
+                            lambda x: np.mean(x, axis=axis, keepdims=keepdims), a)
+
+
+@given(args=array_and_axis())
+def test_max(args):
+    a, axis, keepdims = args
+    a = distinct(a)
+    check_forward_and_grads(lambda x: tt.max(x, axis=axis, keepdims=keepdims),
+                            lambda x: np.max(x, axis=axis, keepdims=keepdims), a)
+
+
+def test_max_ties_share_gradient_and_zero_size_error():
+    x = T(np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0]]), True)
+    x.max(axis=1).sum().backward()
+    assert_close(x.grad, [[0, 0.5, 0.5], [1 / 3, 1 / 3, 1 / 3]], dtype=np.float64)
+    with pytest.raises(ValueError, match="zero-size"):
+        tt.max(T(np.ones((0, 2))))
+
+
+@pytest.mark.parametrize("fn", [tt.sum, tt.mean, tt.max])
+def test_reduction_axis_errors(fn):
+    with pytest.raises(ValueError, match="out of range"):
+        fn(T(np.ones((2, 3))), axis=2)
+    with pytest.raises(ValueError, match="out of range"):
+        fn(T(np.float64(1.0)), axis=0)  # a 0-d tensor has no axis 0
+    with pytest.raises(ValueError, match="repeats"):
+        fn(T(np.ones((2, 3))), axis=(1, -1))
+
+
+# --- shape ops -------------------------------------------------------------------------------
+@given(a=float_arrays(shapes(max_dims=4, min_side=0, max_side=4)), data=st.data())
+def test_reshape(a, data):
+    perm = data.draw(st.permutations(a.shape), label="perm")
+    new = tuple(perm)
+    check_forward_and_grads(lambda x: x.reshape(new), lambda x: x.reshape(new), a)
+    check_forward_and_grads(lambda x: tt.reshape(x, -1), lambda x: x.reshape(-1), a, float32=False)
+    if a.ndim:
+        check_forward_and_grads(lambda x: x.reshape(*new), lambda x: x.reshape(new), a, float32=False)
+
+
+def test_reshape_error_names_shapes():
+    with pytest.raises(ValueError, match=r"\(2, 3\).*\(4,\)"):
+        T(np.ones((2, 3))).reshape(4)
+
+
+@given(a=float_arrays(shapes(max_dims=4, max_side=4)), data=st.data())
+def test_transpose(a, data):
+    axes = tuple(data.draw(st.permutations(range(a.ndim)), label="axes"))
+    check_forward_and_grads(lambda x: tt.transpose(x, axes), lambda x: np.transpose(x, axes), a)
+    check_forward_and_grads(lambda x: x.T, lambda x: x.T, a, float32=False)
+
+
+def test_transpose_errors():
+    x = T(np.ones((2, 3)))
+    for axes in [(0,), (0, 0), (3, 0), (0, 1, 2)]:
+        with pytest.raises(ValueError, match="permutation"):
+            tt.transpose(x, axes)
+
+
+@st.composite
+def array_and_basic_index(draw):
+    shape = draw(shapes(min_dims=1, max_dims=3, min_side=1, max_side=5))
+    a = draw(float_arrays(shape))
+    idx = []
+    for n in shape:
+        kind = draw(st.sampled_from(["int", "slice", "full"]))
+        if kind == "int":
+            idx.append(draw(st.integers(-n, n - 1)))
+        elif kind == "slice":
+            idx.append(slice(draw(st.integers(-n, n)), draw(st.integers(-n, n)),
+                             draw(st.sampled_from([1, 2, -1]))))
+        else:
+            idx.append(slice(None))
+    if draw(st.booleans()):
+        idx.insert(draw(st.integers(0, len(idx))), None)
+    return a, tuple(idx)
+
+
+@given(args=array_and_basic_index())
+def test_getitem_basic(args):
+    a, idx = args
+    check_forward_and_grads(lambda x: x[idx], lambda x: x[idx], a)
+    check_forward_and_grads(lambda x: tt.getitem(x, idx), lambda x: x[idx], a, float32=False)
+
+
+@given(a=float_arrays(shapes(min_dims=1, max_dims=3, max_side=4)), data=st.data())
+def test_getitem_integer_arrays_repeat_and_accumulate(a, data):
+    n = a.shape[0]
+    ids = np.array(data.draw(st.lists(st.integers(-n, n - 1), min_size=0, max_size=8), label="ids"),
+                   dtype=np.int64)
+    check_forward_and_grads(lambda x: x[on_device(ids)], lambda x: x[ids], a)
+    # also through a list and a Tensor index, and mixed with a slice
+    check_forward_and_grads(lambda x: x[list(ids)] if len(ids) else x[on_device(ids)],
+                            lambda x: x[ids], a, float32=False)
+    check_forward_and_grads(lambda x: x[tt.Tensor(on_device(ids)), ...], lambda x: x[ids, ...], a,
+                            float32=False)
+
+
+def test_getitem_repeated_index_accumulates_exactly():
+    x = T(np.zeros(4), True)
+    x[on_device(np.array([1, 1, 3, 1]))].sum().backward()
+    assert_close(x.grad, [0, 3, 0, 1], dtype=np.float64)
+    y = T(np.arange(6.0).reshape(2, 3), True)
+    mask = on_device(np.array([[True, False, True], [False, True, True]]))
+    assert_close(y[mask], [0, 2, 4, 5], dtype=np.float64)
+    y[mask].sum().backward()
+    assert_close(y.grad, [[1, 0, 1], [0, 1, 1]], dtype=np.float64)
+
+
+def test_getitem_rejects_float_indices():
+    x = T(np.ones((3, 2)))
+    with pytest.raises(TypeError, match="integer"):
+        x[on_device(np.array([0.0, 1.0]))]
+    with pytest.raises(TypeError, match="integer"):
+        x[tt.Tensor(on_device(np.array([1.0])))]
+    with pytest.raises(TypeError, match="float"):
+        x[1.0]
+    with pytest.raises(TypeError, match="integer"):
+        tt.take(x, on_device(np.array([0.5])))
+
+
+@given(a=float_arrays(shapes(min_dims=1, max_dims=3, max_side=4)), data=st.data())
+def test_take_axis0(a, data):
+    n = a.shape[0]
+    ishape = data.draw(shapes(min_dims=0, max_dims=2, min_side=0, max_side=4), label="ishape")
+    ids = np.array(data.draw(st.lists(st.integers(0, n - 1), min_size=int(np.prod(ishape)),
+                                      max_size=int(np.prod(ishape))), label="ids"),
+                   dtype=np.int64).reshape(ishape)
+    check_forward_and_grads(lambda x: tt.take(x, on_device(ids)), lambda x: np.take(x, ids, axis=0), a)
+
+
+def test_take_errors():
+    x = T(np.ones((3, 2)))
+    with pytest.raises(IndexError, match=r"\[0, 3\)"):
+        tt.take(x, on_device(np.array([0, 3])))
+    with pytest.raises(IndexError):
+        tt.take(x, on_device(np.array([-1])))
+    with pytest.raises(ValueError, match="at least one dimension"):
+        tt.take(T(np.float64(1.0)), on_device(np.array([0])))
+
+
+@given(data=st.data(), base=shapes(min_dims=1, max_dims=3, max_side=3))
+def test_concat_stack_split(data, base):
+    axis = data.draw(st.integers(-len(base), len(base) - 1), label="axis")
+    k = data.draw(st.integers(1, 3), label="k")
+    arrays = []
+    for _ in range(k):
+        s = list(base)
+        s[axis] = data.draw(st.integers(0, 3), label="len")
+        arrays.append(data.draw(float_arrays(tuple(s)), label="part"))
+    check_forward_and_grads(lambda *xs: tt.concat(list(xs), axis=axis),
+                            lambda *xs: np.concatenate(xs, axis=axis), *arrays)
+    same = [data.draw(float_arrays(base), label="same") for _ in range(k)]
+    saxis = data.draw(st.integers(-len(base) - 1, len(base)), label="saxis")
+    check_forward_and_grads(lambda *xs: tt.stack(list(xs), axis=saxis),
+                            lambda *xs: np.stack(xs, axis=saxis), *same)
+    # split: equal sections and explicit points, recombined with weights so each piece matters
+    whole = np.concatenate(arrays, axis=axis)
+    n = whole.shape[axis]
+    points = sorted(data.draw(st.lists(st.integers(0, n), max_size=3), label="points"))
+
+    def split_fn(x):
+        parts = tt.split(x, points, axis=axis)
+        return tt.concat([p * float(i + 1) for i, p in enumerate(parts)], axis=axis)
+
+    def split_ref(x):
+        parts = np.split(x, points, axis=axis)
+        return np.concatenate([p * float(i + 1) for i, p in enumerate(parts)], axis=axis)
+
+    check_forward_and_grads(split_fn, split_ref, whole)
+    if n:
+        pieces = tt.split(T(whole), 1, axis=axis)
+        assert len(pieces) == 1 and pieces[0].shape == whole.shape
+
+
+def test_concat_stack_split_errors():
+    with pytest.raises(ValueError, match="tensor 1"):
+        tt.concat([T(np.ones((2, 3))), T(np.ones((2, 4)))], axis=0)
+    with pytest.raises(ValueError, match="tensor 1"):
+        tt.stack([T(np.ones((2, 3))), T(np.ones((3, 2)))])
+    with pytest.raises(ValueError, match="sections"):
+        tt.split(T(np.ones(5)), 2)
+    with pytest.raises(ValueError):
+        tt.concat([])
+
+
+def test_concat_same_tensor_twice_accumulates():
+    x = T(np.array([1.0, 2.0]), True)
+    (tt.concat([x, x * 2.0, x]) ** 2).sum().backward()
+    assert_close(x.grad, 2 * np.array([1.0, 2.0]) * (1 + 4 + 1), dtype=np.float64)
+
+
+@given(data=st.data(), sh=broadcastable_shapes(3, min_dims=0, max_dims=3, max_side=3))
+def test_where(data, sh):
+    cond = data.draw(st.lists(st.booleans(), min_size=int(np.prod(sh[0])), max_size=int(np.prod(sh[0]))),
+                     label="cond")
+    cond = np.array(cond, dtype=bool).reshape(sh[0])
+    a = data.draw(float_arrays(sh[1]), label="a")
+    b = data.draw(float_arrays(sh[2]), label="b")
+    check_forward_and_grads(lambda x, y: tt.where(on_device(cond), x, y),
+                            lambda x, y: np.where(cond, x, y), a, b)
+    with pytest.raises(TypeError, match="boolean"):
+        tt.where(on_device(cond.astype(np.float64)), T(a), T(b))
+
+
+def test_where_with_scalar_branch():
+    x = T(np.array([-1.0, 2.0], np.float32), True)
+    out = tt.where(x.data > 0, x, 0.0)
+    assert out.dtype == np.float32
+    out.sum().backward()
+    assert_close(x.grad, [0.0, 1.0])
+
+
+def test_astype_round_trip():
+    x = T(np.array([1.5, -2.0]), True)
+    y = x.astype(np.float32)
+    assert y.dtype == np.float32
+    (y * 3.0).sum().backward()
+    assert x.grad.dtype == np.float64
+    assert_close(x.grad, [3.0, 3.0], dtype=np.float64)
+
+
+# --- unary elementwise -----------------------------------------------------------------------
+def _np_sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+UNARY = {
+    # name: (tinytt op, numpy reference, value transform for the domain, kinks)
+    "exp": (tt.exp, np.exp, lambda a: a, ()),
+    "exp_method": (lambda x: x.exp(), np.exp, lambda a: a, ()),
+    "log": (tt.log, np.log, lambda a: np.abs(a) + 0.1, ()),
+    "sqrt": (tt.sqrt, np.sqrt, lambda a: np.abs(a) + 0.1, ()),
+    "tanh": (tt.tanh, np.tanh, lambda a: a, ()),
+    "sigmoid": (tt.sigmoid, _np_sigmoid, lambda a: a, ()),
+    "relu": (tt.relu, lambda x: np.maximum(x, 0), lambda a: a, (0.0,)),
+    "clip": (lambda x: tt.clip(x, -1.0, 2.0), lambda x: np.clip(x, -1.0, 2.0), lambda a: a, (-1.0, 2.0)),
+    "clip_min": (lambda x: tt.clip(x, a_min=0.5), lambda x: np.clip(x, 0.5, None), lambda a: a, (0.5,)),
+    "clip_max": (lambda x: tt.clip(x, a_max=0.5), lambda x: np.clip(x, None, 0.5), lambda a: a, (0.5,)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNARY))
+@given(a=float_arrays(shapes(max_dims=3, min_side=0, max_side=4)))
+def test_unary_ops(name, a):
+    op, ref, domain, kinks = UNARY[name]
+    a = away_from(domain(a), kinks)
+    check_forward_and_grads(op, ref, a)
+
+
+def test_clip_errors_and_bound_gradient():
+    with pytest.raises(ValueError, match="a_min"):
+        tt.clip(T(np.ones(2)))
+    with pytest.raises(ValueError, match="greater"):
+        tt.clip(T(np.ones(2)), 2.0, 1.0)
+    x = T(np.array([-1.0, 0.0, 2.0, 3.0]), True)
+    tt.clip(x, -1.0, 2.0).sum().backward()
+    assert_close(x.grad, [1.0, 1.0, 1.0, 0.0], dtype=np.float64)  # bounds included
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_stable_for_large_inputs(dtype):
+    a = np.array([-1000.0, -100.0, -30.0, 0.0, 30.0, 100.0, 1000.0], dtype)
+    x = T(a, True)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        s = tt.sigmoid(x)
+        s.sum().backward()
+    got = tt.to_numpy(s)
+    assert s.dtype == dtype and np.all(np.isfinite(got)) and np.all(np.isfinite(tt.to_numpy(x.grad)))
+    assert got[0] == 0.0 and got[-1] == 1.0 and got[3] == 0.5
+    assert_close(got, _np_sigmoid(np.clip(a.astype(np.float64), -700, 700)), dtype=dtype)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        tanh = tt.tanh(T(a))
+    assert np.all(np.isfinite(tt.to_numpy(tanh)))

@@ -1,0 +1,148 @@
+"""The fused TT-matrix row lookup against dense ground truth, for every strategy."""
+
+import numpy
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import tinytt as tt
+from tinytt.testing import assert_close, check_grads
+from tinytt.tt.lookup import STRATEGIES, estimate_costs, plan_lookup, tt_matrix_rows
+
+# every strategy, plus the prefix strategy forced into each of its two level modes
+VARIANTS = [(s, None) for s in STRATEGIES] + [("prefix", "select"), ("prefix", "expand"), ("auto", None)]
+
+
+def dense_tt_matrix(cores):
+    """V' x D matrix of NumPy cores by explicit index loops over digits (no shared code)."""
+    row_shape = [c.shape[1] for c in cores]
+    col_shape = [c.shape[2] for c in cores]
+    n_rows, n_cols = int(numpy.prod(row_shape)), int(numpy.prod(col_shape))
+    out = numpy.empty((n_rows, n_cols), dtype=numpy.float64)
+    for i in range(n_rows):
+        ri = numpy.unravel_index(i, row_shape)
+        for j in range(n_cols):
+            cj = numpy.unravel_index(j, col_shape)
+            m = numpy.ones((1, 1))
+            for k, c in enumerate(cores):
+                m = m @ c[:, ri[k], cj[k], :]
+            out[i, j] = m[0, 0]
+    return out
+
+
+@st.composite
+def tt_matrix_and_ids(draw, max_cores=6):
+    n = draw(st.integers(2, max_cores))
+    budget = 4 if n <= 3 else 2
+    row_shape = [draw(st.integers(1, budget + 1)) for _ in range(n)]
+    col_shape = [draw(st.integers(1, budget)) for _ in range(n)]
+    ranks = [1] + [draw(st.integers(1, 3)) for _ in range(n - 1)] + [1]
+    seed = draw(st.integers(0, 2**31 - 1))
+    rng = numpy.random.default_rng(seed)
+    cores = [rng.standard_normal((ranks[k], row_shape[k], col_shape[k], ranks[k + 1])) for k in range(n)]
+    n_rows = int(numpy.prod(row_shape))
+    id_shape = draw(st.sampled_from([(5,), (2, 3), (3, 1, 2)]))
+    ids = rng.integers(0, n_rows, size=id_shape)
+    ids.reshape(-1)[0] = ids.reshape(-1)[-1]  # always at least one repeat
+    return cores, ids
+
+
+@given(tt_matrix_and_ids())
+def test_rows_equal_dense_rows_for_every_strategy(case):
+    cores, ids = case
+    dense = dense_tt_matrix(cores)
+    device_cores = [tt.to_device(c) for c in cores]
+    for strategy, mode in VARIANTS:
+        out = tt_matrix_rows(device_cores, tt.to_device(ids), [c.shape[1] for c in cores],
+                             [c.shape[2] for c in cores], strategy=strategy, mode=mode)
+        assert out.shape == ids.shape + (dense.shape[1],)
+        assert_close(out, dense[ids], rtol=1e-10, atol=1e-12, err_msg=f"{strategy}/{mode}")
+
+
+@given(tt_matrix_and_ids(max_cores=4))
+def test_core_gradients_equal_dense_path(case):
+    cores, ids = case
+    rng = numpy.random.default_rng(1)
+    row_shape, col_shape = [c.shape[1] for c in cores], [c.shape[2] for c in cores]
+    upstream = tt.to_device(rng.standard_normal(ids.shape + (int(numpy.prod(col_shape)),)))
+    # dense path: full matrix through the autodiff, then integer-array indexing
+    leaves = [tt.Tensor(tt.to_device(c), requires_grad=True) for c in cores]
+    tt.TTMatrix(leaves).full()[tt.to_device(ids)].backward(upstream)
+    expected = [leaf.grad for leaf in leaves]
+    for strategy, mode in VARIANTS:
+        leaves = [tt.Tensor(tt.to_device(c), requires_grad=True) for c in cores]
+        tt_matrix_rows(leaves, tt.to_device(ids), row_shape, col_shape, strategy=strategy, mode=mode).backward(upstream)
+        for k, (leaf, want) in enumerate(zip(leaves, expected)):
+            assert leaf.grad.shape == want.shape
+            assert_close(leaf.grad, want, rtol=1e-9, atol=1e-10, err_msg=f"core {k}, {strategy}/{mode}")
+
+
+@pytest.mark.parametrize("strategy,mode", VARIANTS)
+def test_check_grads_with_padding(strategy, mode):
+    rng = numpy.random.default_rng(3)
+    row_shape, col_shape, ranks = (3, 2, 4), (2, 3, 2), (1, 2, 3, 1)
+    cores = [tt.to_device(rng.standard_normal((ranks[k], row_shape[k], col_shape[k], ranks[k + 1]))) for k in range(3)]
+    ids = tt.to_device(numpy.array([[0, 5, 5], [23, 7, 0]]))
+    check_grads(lambda *cs: tt_matrix_rows(list(cs), ids, row_shape, col_shape, strategy=strategy, padding_idx=5,
+                                           mode=mode), *cores)
+
+
+def test_padding_rows_are_zero_and_get_no_gradient():
+    rng = numpy.random.default_rng(4)
+    cores = [rng.standard_normal((1, 4, 2, 2)), rng.standard_normal((2, 5, 3, 1))]
+    ids = numpy.array([3, 7, 3, 19])
+    for strategy in STRATEGIES:
+        leaves = [tt.Tensor(tt.to_device(c), requires_grad=True) for c in cores]
+        out = tt_matrix_rows(leaves, tt.to_device(ids), (4, 5), (2, 3), strategy=strategy, padding_idx=3)
+        assert numpy.all(tt.to_numpy(out)[[0, 2]] == 0)
+        out.backward(tt.to_device(numpy.ones(out.shape)))
+        # the same gradient as a lookup of the non-padding ids only
+        ref = [tt.Tensor(tt.to_device(c), requires_grad=True) for c in cores]
+        tt_matrix_rows(ref, tt.to_device(ids[[1, 3]]), (4, 5), (2, 3)).backward(tt.to_device(numpy.ones((2, 6))))
+        for a, b in zip(leaves, ref):
+            assert_close(a.grad, b.grad, rtol=1e-12, atol=1e-12)
+
+
+def test_gradients_only_at_digits_that_occur():
+    rng = numpy.random.default_rng(5)
+    cores = [tt.Tensor(tt.to_device(rng.standard_normal(s)), requires_grad=True)
+             for s in [(1, 4, 2, 3), (3, 5, 2, 2), (2, 6, 2, 1)]]
+    ids = numpy.array([0 * 30 + 1 * 6 + 2, 3 * 30 + 1 * 6 + 5])  # digits (0,1,2) and (3,1,5)
+    tt_matrix_rows(cores, tt.to_device(ids), (4, 5, 6), (2, 2, 2)).backward(tt.to_device(numpy.ones((2, 8))))
+    touched = [{0, 3}, {1}, {2, 5}]
+    for core, digits in zip(cores, touched):
+        grad = tt.to_numpy(core.grad)
+        for digit in range(grad.shape[1]):
+            assert (numpy.abs(grad[:, digit]).max() > 0) == (digit in digits)
+
+
+def test_float32_stays_float32():
+    rng = numpy.random.default_rng(6)
+    cores = [tt.Tensor(tt.to_device(rng.standard_normal(s).astype(numpy.float32)), requires_grad=True)
+             for s in [(1, 5, 4, 3), (3, 6, 2, 1)]]
+    out = tt_matrix_rows(cores, tt.to_device(numpy.array([1, 2, 29])), (5, 6), (4, 2))
+    assert out.dtype == numpy.float32
+    out.backward(tt.to_device(numpy.ones(out.shape, dtype=numpy.float32)))
+    assert all(c.grad.dtype == numpy.float32 for c in cores)
+
+
+def test_bad_ids_and_strategy():
+    cores = [tt.to_device(numpy.ones((1, 2, 2, 1)))] * 2
+    with pytest.raises(TypeError, match="integer"):
+        tt_matrix_rows(cores, tt.to_device(numpy.array([0.5])), (2, 2), (2, 2))
+    with pytest.raises(IndexError, match=r"\[0, 4\)"):
+        tt_matrix_rows(cores, tt.to_device(numpy.array([4])), (2, 2), (2, 2))
+    with pytest.raises(IndexError):
+        tt_matrix_rows(cores, tt.to_device(numpy.array([-1])), (2, 2), (2, 2))
+    with pytest.raises(ValueError, match="strategy"):
+        tt_matrix_rows(cores, tt.to_device(numpy.array([1])), (2, 2), (2, 2), strategy="fastest")
+
+
+def test_cost_model_prefers_sharing_for_clustered_ids_and_full_for_dense_batches():
+    row_shape, col_shape, ranks = (25, 30, 40), (4, 8, 8), (1, 16, 16, 1)
+    few = numpy.array([3, 17, 41, 1000])
+    assert plan_lookup(few, row_shape, col_shape, ranks).strategy != "full"
+    everything = numpy.arange(30000)
+    costs = estimate_costs(everything, row_shape, col_shape, ranks)
+    assert costs["full"] < costs["gather"]
+    assert plan_lookup(everything, row_shape, col_shape, ranks).strategy in ("full", "prefix")

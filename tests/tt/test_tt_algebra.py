@@ -1,0 +1,175 @@
+"""TensorTrain container and algebra: every op equals its dense counterpart; gradients; errors."""
+
+import numpy
+import pytest
+from hypothesis import given, strategies as st
+
+import tinytt
+from tinytt.testing import check_grads
+from tinytt.tensor import Tensor
+from tinytt.tt import TensorTrain, dot, hadamard, norm, random_tt
+from tinytt.tt.cores import full_cores
+
+DTYPES = [numpy.float32, numpy.float64]
+RTOL = {numpy.float32: 1e-4, numpy.float64: 1e-10}
+
+
+@st.composite
+def tt_pair(draw, max_dims=6, max_side=6, max_rank=5):
+    """Two random TTs of one shape (float64 NumPy cores) and a dtype."""
+    nd = draw(st.integers(1, max_dims))
+    shape = tuple(draw(st.lists(st.integers(1, max_side), min_size=nd, max_size=nd)))
+    rng = numpy.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    pair = []
+    for _ in range(2):
+        ranks = [1] + draw(st.lists(st.integers(1, max_rank), min_size=nd - 1, max_size=nd - 1)) + [1]
+        pair.append([rng.standard_normal((ranks[k], n, ranks[k + 1])) for k, n in enumerate(shape)])
+    return pair[0], pair[1], draw(st.sampled_from(DTYPES))
+
+
+def make(cores, dtype):
+    return TensorTrain([tinytt.to_device(c.astype(dtype)) for c in cores])
+
+
+def ref64(cores, dtype):
+    """Float64 dense value of the cores as stored in ``dtype`` and the |.|-weighted scale."""
+    cs = [c.astype(dtype).astype(numpy.float64) for c in cores]
+    return full_cores(cs), full_cores([numpy.abs(c) for c in cs])
+
+
+def assert_tt_close(actual, expected, scale, dtype):
+    """|actual - expected| <= rtol * scale elementwise, scale = sum over paths of |products|."""
+    a = tinytt.to_numpy(actual).astype(numpy.float64)
+    assert a.shape == numpy.shape(expected)
+    bound = RTOL[dtype] * (numpy.asarray(scale) + 1e-30)
+    assert numpy.all(numpy.abs(a - expected) <= bound), numpy.max(numpy.abs(a - expected) - bound)
+
+
+@given(tt_pair())
+def test_full_add_sub_scale(pair):
+    ca, cb, dtype = pair
+    a, b = make(ca, dtype), make(cb, dtype)
+    (fa, sa), (fb, sb) = ref64(ca, dtype), ref64(cb, dtype)
+    assert a.shape == fa.shape and a.ndim == len(ca) and a.dtype == dtype
+    assert a.ranks == tuple([1] + [c.shape[2] for c in ca])
+    assert_tt_close(a.full(), fa, sa, dtype)
+    s = a + b
+    assert s.ranks[1:-1] == tuple(x + y for x, y in zip(a.ranks[1:-1], b.ranks[1:-1]))
+    assert_tt_close(s.full(), fa + fb, sa + sb, dtype)
+    assert_tt_close((a - b).full(), fa - fb, sa + sb, dtype)
+    assert_tt_close((2.5 * a).full(), 2.5 * fa, 2.5 * sa, dtype)
+    assert_tt_close((a * -3.0).full(), -3.0 * fa, 3.0 * sa, dtype)
+    assert_tt_close((-a).full(), -fa, sa, dtype)
+    assert_tt_close((a / 4.0).full(), fa / 4.0, sa / 4.0, dtype)
+    assert (2.0 * a).dtype == dtype
+
+
+@given(tt_pair())
+def test_hadamard_dot_norm(pair):
+    ca, cb, dtype = pair
+    a, b = make(ca, dtype), make(cb, dtype)
+    (fa, sa), (fb, sb) = ref64(ca, dtype), ref64(cb, dtype)
+    h = hadamard(a, b)
+    assert h.ranks == tuple(x * y for x, y in zip(a.ranks, b.ranks))
+    assert_tt_close(h.full(), fa * fb, sa * sb, dtype)
+    d = dot(a, b)
+    assert d.shape == () and d.dtype == dtype
+    assert_tt_close(d, numpy.sum(fa * fb), numpy.sum(sa * sb), dtype)
+    n = a.norm()
+    assert n.shape == () and n.dtype == dtype
+    assert_tt_close(n, numpy.linalg.norm(fa), numpy.linalg.norm(sa), dtype)
+    assert_tt_close(norm(a - a), 0.0, 2 * numpy.linalg.norm(sa), dtype)
+
+
+@given(tt_pair(), st.integers(0, 2**32 - 1))
+def test_element_access_and_gather(pair, seed):
+    ca, _, dtype = pair
+    a = make(ca, dtype)
+    fa, sa = ref64(ca, dtype)
+    rng = numpy.random.default_rng(seed)
+    idx = numpy.stack([rng.integers(0, n, size=7) for n in a.shape], axis=1)
+    idx = numpy.concatenate([idx, idx[:2]])  # repeated indices
+    got = a.gather(tinytt.to_device(idx))
+    assert got.shape == (9,)
+    assert_tt_close(got, fa[tuple(idx.T)], sa[tuple(idx.T)], dtype)
+    first = tuple(int(i) for i in idx[0])
+    assert_tt_close(a[first], fa[first], sa[first], dtype)
+    neg = tuple(i - n for i, n in zip(first, a.shape))
+    assert_tt_close(a[neg], fa[first], sa[first], dtype)
+
+
+def test_gradients():
+    rng = numpy.random.default_rng(0)
+    shape = (3, 2, 4)
+    ca = [rng.standard_normal(s) for s in [(1, 3, 2), (2, 2, 3), (3, 4, 1)]]
+    cb = [rng.standard_normal(s) for s in [(1, 3, 3), (3, 2, 2), (2, 4, 1)]]
+    ca, cb = [tinytt.to_device(c) for c in ca], [tinytt.to_device(c) for c in cb]
+    idx = tinytt.to_device(numpy.array([[0, 1, 3], [2, 0, 0], [0, 1, 3]]))
+    check_grads(lambda *c: TensorTrain(c).full(), *ca)
+    check_grads(lambda *c: dot(TensorTrain(c[:3]), TensorTrain(c[3:])), *ca, *cb)
+    check_grads(lambda *c: TensorTrain(c).norm(), *ca)
+    check_grads(lambda *c: hadamard(TensorTrain(c[:3]), TensorTrain(c[3:])).full(), *ca, *cb)
+    check_grads(lambda *c: (TensorTrain(c[:3]) - TensorTrain(c[3:]) * 2.0).full(), *ca, *cb)
+    check_grads(lambda *c: TensorTrain(c).gather(idx), *ca)
+    check_grads(lambda *c: TensorTrain(c)[2, 1, 0], *ca)
+    check_grads(lambda s, *c: (TensorTrain(c) * s).full(), tinytt.to_device(numpy.array(1.5)), *ca)
+    assert shape == TensorTrain(ca).shape
+
+
+def test_norm_gradient_at_zero_is_finite():
+    c = [Tensor(tinytt.to_device(numpy.zeros(s)), requires_grad=True) for s in [(1, 2, 2), (2, 3, 1)]]
+    n = TensorTrain(c).norm()
+    n.backward()
+    assert float(tinytt.to_numpy(n.data)) == 0.0
+    assert all(numpy.all(numpy.isfinite(tinytt.to_numpy(x.grad))) for x in c)
+
+
+def test_norm_is_stable_for_cancellation():
+    a = random_tt((4, 5, 6), 3, seed=1)
+    b = a + (-1.0 + 1e-9) * a  # = 1e-9 * a
+    ratio = float(tinytt.to_numpy(b.norm().data)) / float(tinytt.to_numpy(a.norm().data))
+    assert ratio == pytest.approx(1e-9, rel=1e-5)
+
+
+def test_random_tt():
+    a = random_tt((3, 4, 5), [1, 2, 3, 1], seed=3, dtype="float32")
+    assert a.ranks == (1, 2, 3, 1) and a.dtype == numpy.float32
+    b = random_tt((3, 4, 5), [1, 2, 3, 1], seed=3, dtype="float32")
+    numpy.testing.assert_array_equal(tinytt.to_numpy(a.full()), tinytt.to_numpy(b.full()))
+    big = random_tt((8, 8, 8, 8), 6, seed=0)
+    var = float(numpy.var(tinytt.to_numpy(big.full())))
+    assert 0.3 < var < 3.0
+
+
+def test_bad_inputs():
+    xp = tinytt.get_xp()
+    good = [xp.ones((1, 2, 3)), xp.ones((3, 2, 1))]
+    with pytest.raises(ValueError, match="rank mismatch"):
+        TensorTrain([xp.ones((1, 2, 3)), xp.ones((2, 2, 1))])
+    with pytest.raises(ValueError, match="boundary ranks"):
+        TensorTrain([xp.ones((2, 2, 3)), xp.ones((3, 2, 1))])
+    with pytest.raises(ValueError, match="3-D"):
+        TensorTrain([xp.ones((1, 2, 3, 1))])
+    with pytest.raises(TypeError, match="one dtype"):
+        TensorTrain([xp.ones((1, 2, 3)), xp.ones((3, 2, 1), dtype=xp.float32)])
+    with pytest.raises(TypeError, match="floating"):
+        TensorTrain([xp.ones((1, 2, 1), dtype=xp.int64)])
+    with pytest.raises(ValueError, match="at least one core"):
+        TensorTrain([])
+    a = TensorTrain(good)
+    with pytest.raises(ValueError, match="shapes differ"):
+        _ = a + TensorTrain([xp.ones((1, 3, 1)), xp.ones((1, 2, 1))])
+    with pytest.raises(TypeError, match="dtypes differ"):
+        dot(a, TensorTrain([g.astype(xp.float32) for g in good]))
+    with pytest.raises(TypeError, match="tuple of 2 ints"):
+        _ = a[0]
+    with pytest.raises(IndexError, match="out of range"):
+        _ = a[0, 2]
+    with pytest.raises(TypeError, match=r"shape \(K, 2\)"):
+        a.gather(xp.zeros((3, 3), dtype=xp.int64))
+    with pytest.raises(IndexError):
+        a.gather(xp.asarray([[0, 5]]))
+    with pytest.raises(TypeError, match="hadamard"):
+        _ = a * a
+    with pytest.raises(ValueError, match="direction"):
+        a.orthogonalize("up")

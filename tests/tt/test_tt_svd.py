@@ -1,0 +1,202 @@
+"""TT-SVD, rounding and orthogonalisation against dense NumPy float64 ground truth."""
+
+import math
+
+import numpy
+import pytest
+from hypothesis import given, strategies as st
+
+import tinytt
+from tinytt.tt import TensorTrain, choose_rank, round_tt, tt_svd, tt_svd_cores
+from tinytt.tt.cores import add_cores, full_cores
+
+DTYPES = [numpy.float32, numpy.float64]
+
+
+@st.composite
+def tt_cases(draw, max_dims=6, max_side=6, max_rank=5):
+    """(shape, ranks, float64 NumPy cores) of a random TT with generic Gaussian cores."""
+    nd = draw(st.integers(1, max_dims))
+    shape = tuple(draw(st.lists(st.integers(1, max_side), min_size=nd, max_size=nd)))
+    inner = draw(st.lists(st.integers(1, max_rank), min_size=nd - 1, max_size=nd - 1))
+    ranks = [1] + inner + [1]
+    rng = numpy.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    cores = [rng.standard_normal((ranks[k], n, ranks[k + 1])) for k, n in enumerate(shape)]
+    return shape, ranks, cores
+
+
+def generic_ranks(shape, ranks):
+    """True TT ranks of a TT with generic cores: min of the left and right reachable ranks."""
+    nd = len(shape)
+    left, right = [1] * (nd + 1), [1] * (nd + 1)
+    for k in range(1, nd):
+        left[k] = min(left[k - 1] * shape[k - 1], ranks[k])
+    for k in range(nd - 1, 0, -1):
+        right[k] = min(right[k + 1] * shape[k], ranks[k])
+    return tuple([1] + [min(left[k], right[k]) for k in range(1, nd)] + [1])
+
+
+def dev(a, dtype=None):
+    return tinytt.to_device(numpy.asarray(a, dtype=dtype))
+
+
+def host_full(tt):
+    return full_cores([tinytt.to_numpy(c).astype(numpy.float64) for c in tt.cores])
+
+
+def slack(dtype):
+    return 2e-5 if dtype == numpy.float32 else 1e-13
+
+
+@given(tt_cases())
+def test_exact_recovery_of_known_ranks(case):
+    shape, ranks, cores = case
+    dense = full_cores(cores)
+    a = tt_svd(dev(dense), eps=1e-10)
+    assert a.shape == shape
+    assert a.ranks == generic_ranks(shape, ranks)
+    err = numpy.linalg.norm(host_full(a) - dense)
+    assert err <= 1e-12 * numpy.linalg.norm(dense)
+
+
+@given(tt_cases(), st.floats(1e-12, 0.5), st.floats(0.0, 1.0), st.sampled_from(DTYPES))
+def test_eps_bound(case, eps, noise, dtype):
+    shape, ranks, cores = case
+    rng = numpy.random.default_rng(len(shape))
+    dense = full_cores(cores) + noise * rng.standard_normal(shape)
+    dense = dense.astype(dtype)
+    a = tt_svd(dev(dense), eps=eps)
+    assert a.dtype == dtype
+    ref = dense.astype(numpy.float64)
+    nrm = numpy.linalg.norm(ref)
+    err = numpy.linalg.norm(host_full(a) - ref)
+    assert err <= (eps + slack(dtype)) * nrm
+    # rounding of the result keeps the same guarantee relative to the TT's own norm
+    b = a.round(eps)
+    assert numpy.linalg.norm(host_full(b) - host_full(a)) <= (eps + slack(dtype)) * numpy.linalg.norm(host_full(a))
+
+
+@given(tt_cases(), st.integers(1, 4), st.sampled_from(DTYPES))
+def test_max_rank_is_respected(case, max_rank, dtype):
+    shape, ranks, cores = case
+    dense = full_cores(cores).astype(dtype)
+    a = tt_svd(dev(dense), eps=0.0, max_rank=max_rank)
+    assert max(a.ranks) <= max_rank
+    b = TensorTrain([dev(c, dtype) for c in cores]).round(0.0, max_rank)
+    assert max(b.ranks) <= max_rank
+    assert b.dtype == dtype
+
+
+@given(st.integers(1, 8), st.integers(1, 8), st.integers(1, 4), st.integers(0, 1000))
+def test_two_dim_truncation_is_optimal(m, n, r, seed):
+    """For a matrix, TT-SVD with max_rank r is the best rank-r approximation (Eckart-Young)."""
+    a = numpy.random.default_rng(seed).standard_normal((m, n))
+    s = numpy.linalg.svd(a, compute_uv=False)
+    t = tt_svd(dev(a), eps=0.0, max_rank=r)
+    err = numpy.linalg.norm(host_full(t) - a)
+    assert err == pytest.approx(math.sqrt(float(numpy.sum(s[r:] ** 2))), rel=1e-8, abs=1e-12)
+
+
+@given(tt_cases(max_rank=4))
+def test_round_of_sum_is_twice(case):
+    shape, ranks, cores = case
+    a = TensorTrain([dev(c) for c in cores])
+    r = round_tt(a + a, 1e-10)
+    assert r.ranks == generic_ranks(shape, ranks)
+    dense = full_cores(cores)
+    assert numpy.linalg.norm(host_full(r) - 2 * dense) <= 1e-12 * numpy.linalg.norm(dense)
+
+
+@given(tt_cases(max_rank=4), st.sampled_from(["left", "right"]), st.sampled_from(DTYPES))
+def test_orthogonalize_sweeps(case, direction, dtype):
+    shape, ranks, cores = case
+    a = TensorTrain([dev(c, dtype) for c in cores])
+    o = a.orthogonalize(direction)
+    assert o.dtype == dtype
+    tol = 1e-5 if dtype == numpy.float32 else 1e-12
+    dense = full_cores(cores)
+    assert numpy.linalg.norm(host_full(o) - dense) <= tol * 10 * numpy.sum(numpy.abs(full_cores([numpy.abs(c) for c in cores])))
+    hc = [tinytt.to_numpy(c).astype(numpy.float64) for c in o.cores]
+    check = hc[:-1] if direction == "left" else hc[1:]
+    for g in check:
+        r0, n, r1 = g.shape
+        q = g.reshape(r0 * n, r1) if direction == "left" else g.reshape(r0, n * r1).T
+        numpy.testing.assert_allclose(q.T @ q, numpy.eye(q.shape[1]), atol=tol)
+
+
+def test_small_and_degenerate_inputs():
+    v = numpy.arange(1.0, 6.0)
+    t = tt_svd(dev(v))
+    assert t.shape == (5,) and t.ranks == (1, 1)
+    numpy.testing.assert_allclose(host_full(t), v, rtol=1e-14)
+    z = tt_svd(dev(numpy.zeros((3, 1, 4, 2))))
+    assert z.ranks == (1, 1, 1, 1, 1) and z.shape == (3, 1, 4, 2)
+    assert numpy.all(host_full(z) == 0)
+    ones = tt_svd(dev(numpy.ones((2, 3, 4))))
+    assert ones.ranks == (1, 1, 1, 1)
+    ints = tt_svd(dev(numpy.arange(24).reshape(2, 3, 4)))
+    assert ints.dtype == numpy.float64
+    single = tt_svd(dev(numpy.ones((1, 1, 1), dtype=numpy.float32)))
+    assert single.ranks == (1, 1, 1, 1) and single.dtype == numpy.float32
+    zr = TensorTrain([dev(numpy.zeros((1, 2, 3))), dev(numpy.zeros((3, 2, 1)))]).round(0.1)
+    assert zr.ranks == (1, 1, 1)
+    assert not tt_svd(dev(v)).cores[0].requires_grad
+
+
+def test_bad_inputs():
+    a = numpy.ones((2, 3))
+    with pytest.raises(ValueError, match="eps must be a non-negative"):
+        tt_svd(dev(a), eps=-1e-3)
+    bad = a.copy()
+    bad[0, 1] = numpy.nan
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        tt_svd(dev(bad))
+    bad[0, 1] = numpy.inf
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        tt_svd(dev(bad))
+    with pytest.raises(ValueError, match="0-d"):
+        tt_svd(dev(numpy.float64(3.0)))
+    with pytest.raises(ValueError, match="max_rank"):
+        tt_svd(dev(a), max_rank=0)
+    with pytest.raises(TypeError, match="complex"):
+        tt_svd(numpy.ones((2, 2), dtype=complex))
+    huge = numpy.full((2, 2), 1e200)
+    assert tt_svd_cores(dev(huge))[0].shape == (1, 2, 1)
+
+
+def test_choose_rank():
+    s = numpy.array([4.0, 2.0, 1.0, 0.5])
+    assert choose_rank(s, 0.0) == 4
+    assert choose_rank(s, 0.5) == 3
+    assert choose_rank(s, math.sqrt(1.25)) == 2
+    assert choose_rank(s, 100.0) == 1
+    assert choose_rank(s, 0.0, max_rank=2) == 2
+
+
+def test_add_cores_matches_dense():
+    rng = numpy.random.default_rng(0)
+    a = [rng.standard_normal(s) for s in [(1, 2, 3), (3, 4, 2), (2, 3, 1)]]
+    b = [rng.standard_normal(s) for s in [(1, 2, 1), (1, 4, 2), (2, 3, 1)]]
+    numpy.testing.assert_allclose(full_cores(add_cores(a, b)), full_cores(a) + full_cores(b), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("noise", [0.0, 1e-6, 1.0])
+def test_large_unfoldings(dtype, noise):
+    """Unfoldings large enough for the verified low-rank range path, and its full-rank fallback."""
+    rng = numpy.random.default_rng(11)
+    a = rng.standard_normal((200, 7)) @ rng.standard_normal((7, 260)) + noise * rng.standard_normal((200, 260))
+    a = a.astype(dtype)
+    ref = a.astype(numpy.float64)
+    s = numpy.linalg.svd(ref, compute_uv=False)
+    tails = numpy.sqrt(numpy.cumsum((s ** 2)[::-1])[::-1])
+    for eps in (1e-10, 1e-4, 0.3):
+        t = tt_svd(dev(a), eps=eps)
+        err = numpy.linalg.norm(host_full(t) - ref)
+        assert err <= (eps + slack(dtype)) * numpy.linalg.norm(ref)
+        optimal = int(numpy.argmax(tails <= eps * numpy.linalg.norm(ref))) if eps > slack(dtype) else None
+        if optimal is not None and tails[optimal] < 0.4 * eps * numpy.linalg.norm(ref):
+            assert t.ranks[1] <= optimal + 1
+    if noise == 0.0 and dtype == numpy.float64:
+        assert tt_svd(dev(a), eps=1e-10).ranks == (1, 7, 1)
+    assert tt_svd(dev(a), eps=0.0, max_rank=5).ranks == (1, 5, 1)

@@ -1,0 +1,177 @@
+"""Dense layers: Linear, Embedding (hand-written lookup op), Dropout, activations."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy
+
+from .. import ops
+from ..backend import default_rng, get_xp, is_cupy_array, scatter_add
+from ..functional import dropout
+from ..tensor import Tensor, record
+from . import init as _init
+from .module import Module, Parameter
+
+__all__ = ["Linear", "Embedding", "Dropout", "ReLU", "Tanh", "embedding", "check_ids"]
+
+
+def _check_size(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+class Linear(Module):
+    """``y = x @ W + b`` with ``W`` of shape ``(in_features, out_features)``.
+
+    Args:
+        in_features, out_features: sizes.
+        bias: add a bias ``b`` (out_features,), initialised to zero.
+        init: ``"glorot"`` (uniform, Var = 2/(in+out)) or ``"he"`` (normal, Var = 2/in).
+        dtype: parameter dtype (float32 by default).
+        seed: seed (int, None or numpy Generator) of the initialisation.
+
+    ``x`` may have any number of leading dimensions ``(..., in_features)``; it is
+    flattened to 2-D for one GEMM. Cost O(numel(x) * out_features).
+    """
+
+    def __init__(self, in_features, out_features, bias: bool = True, init: str = "glorot",
+                 dtype="float32", seed=None):
+        self.in_features = _check_size("in_features", in_features)
+        self.out_features = _check_size("out_features", out_features)
+        rng = _init.make_rng(seed)
+        if init == "glorot":
+            w = _init.glorot_uniform(self.in_features, self.out_features, dtype=dtype, rng=rng)
+        elif init == "he":
+            w = _init.he_normal(self.in_features, self.out_features, dtype=dtype, rng=rng)
+        else:
+            raise ValueError(f"Linear: init must be 'glorot' or 'he', got {init!r}")
+        self.weight = Parameter(w)
+        self.bias = Parameter(_init.zeros((self.out_features,), dtype)) if bias else None
+
+    def forward(self, x):
+        x = ops.as_tensor(x)
+        if x.ndim < 1 or x.shape[-1] != self.in_features:
+            raise ValueError(f"Linear: expected input (..., {self.in_features}), got shape {x.shape}")
+        if x.dtype != self.weight.dtype and x.dtype.kind == "f":
+            x = ops.astype(x, self.weight.dtype)
+        lead = x.shape[:-1]
+        y = ops.reshape(x, (-1, self.in_features)) @ self.weight if x.ndim != 2 else x @ self.weight
+        if self.bias is not None:
+            y = y + self.bias
+        return ops.reshape(y, lead + (self.out_features,)) if x.ndim != 2 else y
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features}, {self.out_features}, bias={self.bias is not None}"
+
+
+def check_ids(ids, num_rows: int, xp, name: str = "Embedding"):
+    """Validate token ids: an integer array (or Tensor / list) with values in [0, num_rows).
+
+    Returns the backend array. Raises TypeError (not integer) or IndexError (out of range).
+    """
+    if isinstance(ids, Tensor):
+        ids = ids.data
+    if isinstance(ids, (list, tuple, numbers.Integral)) and not isinstance(ids, bool):
+        ids = xp.asarray(ids)
+    if not (isinstance(ids, (numpy.ndarray, numpy.generic)) or is_cupy_array(ids)):
+        raise TypeError(f"{name}: ids must be an integer array, got {type(ids).__name__}")
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"{name}: ids must have an integer dtype, got {ids.dtype}")
+    get_xp(ids, xp.zeros(0))  # raises on a NumPy/CuPy mix
+    ids = xp.asarray(ids)
+    if ids.size:
+        lo, hi = int(ids.min()), int(ids.max())
+        if lo < 0 or hi >= num_rows:
+            raise IndexError(f"{name}: ids must lie in [0, {num_rows}), got values in [{lo}, {hi}]")
+    return ids
+
+
+def embedding(weight: Tensor, ids, padding_idx=None) -> Tensor:
+    """Rows of ``weight`` (V, D) for integer ``ids`` of any shape S -> S + (D,).
+
+    One recorded op. Backward: deterministic sorted segment sum of the output gradient
+    into a (V, D) array (``backend.scatter_add``), so repeated ids accumulate in a fixed
+    order; the row ``padding_idx`` (if given) receives no gradient.
+    """
+    xp = get_xp(weight.data)
+    v, d = weight.shape
+    ids = check_ids(ids, v, xp)
+    out = xp.take(weight.data, ids, axis=0)
+    flat = ids.reshape(-1)
+
+    def vjp(g):
+        grad = scatter_add(flat, g.reshape(-1, d), v)
+        if padding_idx is not None:
+            grad[padding_idx] = 0
+        return grad
+
+    return record("embedding", out, (weight,), (vjp,))
+
+
+class Embedding(Module):
+    """A (num_embeddings, embedding_dim) table; ``forward(ids)`` returns ``ids.shape + (D,)``.
+
+    Args:
+        num_embeddings, embedding_dim: sizes.
+        padding_idx: a row that starts at zero and never receives a gradient.
+        dtype: parameter dtype (float32 by default).
+        seed: initialisation seed; rows ~ N(0, 1) like PyTorch.
+    """
+
+    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, dtype="float32", seed=None):
+        self.num_embeddings = _check_size("num_embeddings", num_embeddings)
+        self.embedding_dim = _check_size("embedding_dim", embedding_dim)
+        if padding_idx is not None:
+            if isinstance(padding_idx, bool) or not isinstance(padding_idx, numbers.Integral) or not (
+                -self.num_embeddings <= padding_idx < self.num_embeddings
+            ):
+                raise ValueError(f"Embedding: padding_idx must be an int in [0, {self.num_embeddings}), "
+                                 f"got {padding_idx!r}")
+            padding_idx = int(padding_idx) % self.num_embeddings
+        self.padding_idx = padding_idx
+        w = _init.normal((self.num_embeddings, self.embedding_dim), 1.0, dtype, _init.make_rng(seed))
+        if padding_idx is not None:
+            w[padding_idx] = 0
+        self.weight = Parameter(w)
+
+    def forward(self, ids):
+        return embedding(self.weight, ids, self.padding_idx)
+
+    def extra_repr(self) -> str:
+        pad = f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
+        return f"{self.num_embeddings}, {self.embedding_dim}{pad}"
+
+
+class Dropout(Module):
+    """Inverted dropout with probability ``p`` in training mode; identity in ``eval()``.
+
+    Masks come from a backend generator seeded with ``seed`` (reproducible runs).
+    """
+
+    def __init__(self, p: float = 0.5, seed=None):
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p < 1.0:
+            raise ValueError(f"Dropout: p must be a probability in [0, 1), got {p!r}")
+        self.p = float(p)
+        self.rng = default_rng(seed)
+
+    def forward(self, x):
+        return dropout(x, self.p, training=self.training, rng=self.rng)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class ReLU(Module):
+    """Elementwise ``max(x, 0)``."""
+
+    def forward(self, x):
+        return ops.relu(x)
+
+
+class Tanh(Module):
+    """Elementwise ``tanh``."""
+
+    def forward(self, x):
+        return ops.tanh(x)

@@ -1,0 +1,26 @@
+"""Loss modules: thin wrappers over ``tinytt.functional``."""
+
+from ..functional import cross_entropy, mse
+from .module import Module
+
+__all__ = ["CrossEntropyLoss", "MSELoss"]
+
+
+class CrossEntropyLoss(Module):
+    """``CrossEntropyLoss(ignore_index=None, label_smoothing=0.0)(logits, targets)`` =
+    ``cross_entropy(logits, targets, ignore_index, label_smoothing)`` (mean over kept positions)."""
+
+    def __init__(self, ignore_index=None, label_smoothing: float = 0.0):
+        self.ignore_index = ignore_index
+        self.label_smoothing = label_smoothing
+
+    def forward(self, logits, targets):
+        return cross_entropy(logits, targets, ignore_index=self.ignore_index,
+                             label_smoothing=self.label_smoothing)
+
+
+class MSELoss(Module):
+    """``MSELoss()(prediction, target)`` = mean squared error."""
+
+    def forward(self, prediction, target):
+        return mse(prediction, target)

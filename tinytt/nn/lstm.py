@@ -1,0 +1,519 @@
+"""LSTM: a fused sequence op with hand-written backpropagation through time, and a
+reference built from primitive ops (for tests).
+
+Parameter layout (per layer and direction; gate order i, f, g, o like PyTorch)::
+
+    W_ih  (in, 4H)   columns [i | f | g | o]      == torch weight_ih_l{k}.T
+    W_hh  (H, 4H)    columns [i | f | g | o]      == torch weight_hh_l{k}.T
+    b     (4H,)                                   == torch bias_ih_l{k} + bias_hh_l{k}
+
+    z_t = x_t @ W_ih + h_{t-1} @ W_hh + b
+    i, f, o = sigmoid(z[i]), sigmoid(z[f]), sigmoid(z[o]);  g = tanh(z[g])
+    c_t = f * c_{t-1} + i * g;   h_t = o * tanh(c_t)
+
+Padding (``lengths``): for ``t >= lengths[b]`` the state is carried unchanged and the
+output is zero; the reverse direction starts at each sequence's last real token. So
+appending padding never changes the outputs at real positions, the final states or
+the gradients.
+
+The fused op (``lstm_layer``) records ONE node per layer and direction with VJPs for
+``x``, ``W_ih``, ``W_hh``, ``b``, ``h0`` and ``c0``:
+
+- forward: one GEMM ``(B*T, in) @ (in, 4H)`` for the input projection, then one
+  ``(B, H) @ (H, 4H)`` GEMM per step; gate nonlinearities in preallocated arrays
+  (one ``exp`` over all four gates: the weight columns are pre-scaled by -1 (i, f, o)
+  and -2 (g) so that ``1 / (1 + exp(z'))`` is sigmoid(z) and sigmoid(2z); then
+  ``g = 2 sigmoid(2z) - 1 = tanh(z)``. ``exp`` is several times cheaper than ``tanh``
+  in NumPy, and an overflow to inf gives the exact limit 0).
+- backward: one GEMM per step for ``dh_{t-1} = dz_t @ W_hh^T``; the per-step ``dz_t``
+  are kept, and ``dW_ih``, ``dW_hh``, ``dx`` are each ONE large GEMM at the end.
+- denormals: when the loss reads only the final state, ``dh``/``dc`` decay through time
+  into the subnormal range, which makes x86 arithmetic many times slower. Every 8 steps
+  of the backward, entries with ``|v| < tiny`` (1e-30 in float32, 1e-300 in float64)
+  are set to zero with one multiply by a mask. This changes gradients by less than
+  ``tiny`` per entry.
+
+Arrays are batch-major ``(B, T, ...)`` throughout, so neither ``x`` nor ``dx`` is
+transposed; per-step slices ``a[:, t]`` are strided views that BLAS and ufuncs take
+without copies.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy
+
+from .. import ops
+from ..backend import get_xp, is_cupy_array, to_numpy
+from ..tensor import Tensor, record
+from . import init as _init
+from .module import Module, Parameter
+
+__all__ = ["LSTM", "lstm_layer", "reference_lstm_layer", "reference_lstm", "check_lengths",
+           "FLUSH_EVERY"]
+
+#: the backward zeroes tiny values of dh and dc every this many steps
+FLUSH_EVERY = 8
+_TINY = {numpy.dtype("float32"): 1e-30, numpy.dtype("float64"): 1e-300}
+
+
+def check_lengths(lengths, batch: int, time: int, xp):
+    """Validate ``lengths``: integers, shape (batch,), 1 <= len <= time. Returns a host int64 array."""
+    if isinstance(lengths, Tensor):
+        lengths = lengths.data
+    lengths_np = to_numpy(lengths) if (is_cupy_array(lengths) or isinstance(lengths, numpy.ndarray)) \
+        else numpy.asarray(lengths)
+    if lengths_np.dtype.kind not in "iu":
+        raise TypeError(f"LSTM: lengths must be integers, got dtype {lengths_np.dtype}")
+    if lengths_np.shape != (batch,):
+        raise ValueError(f"LSTM: lengths must have shape ({batch},), got {lengths_np.shape}")
+    if batch and (lengths_np.min() < 1 or lengths_np.max() > time):
+        raise ValueError(f"LSTM: lengths must lie in [1, {time}], got values in "
+                         f"[{int(lengths_np.min())}, {int(lengths_np.max())}]")
+    return lengths_np.astype(numpy.int64)
+
+
+def _gate_constants(h: int, dtype, xp):
+    """Column constants over the 4H gate columns [i | f | g | o].
+
+    colscale: the weights are pre-multiplied by it so that ``1 / (1 + exp(z'))`` gives
+    sigmoid(z) for i, f, o (scale -1) and sigmoid(2z) for g (scale -2; then g = 2 s - 1).
+    shift, kfac: the backward's derivative ``kfac - (a - shift)^2`` equals a(1 - a)
+    for the sigmoid gates and 1 - g^2 for g.
+    """
+    colscale = numpy.full(4 * h, -1.0)
+    colscale[2 * h:3 * h] = -2.0
+    shift = numpy.full(4 * h, 0.5)
+    shift[2 * h:3 * h] = 0.0
+    kfac = numpy.full(4 * h, 0.25)
+    kfac[2 * h:3 * h] = 1.0
+    return tuple(xp.asarray(a, dtype=dtype) for a in (colscale, shift, kfac))
+
+
+def _forward_kernel(x, W_ih, W_hh, b, h0, c0, lengths_np, xp):
+    """Run the recurrence over batch-major x (B, T, in). Returns (Y, saved).
+
+    Y (B, T+2, H): outputs at [:, :T], final h at [:, T], final c at [:, T+1].
+    """
+    B, T, n_in = x.shape
+    H = W_hh.shape[0]
+    G = 4 * H
+    dtype = W_hh.dtype
+    colscale, shift, kfac = _gate_constants(H, dtype, xp)
+    if lengths_np is None:
+        t_eff, t_full = T, T
+        mask = None
+    else:
+        t_eff, t_full = int(lengths_np.max()), int(lengths_np.min())
+        mask = xp.asarray((numpy.arange(T)[None, :] < lengths_np[:, None]).astype(dtype))  # (B, T)
+    Wih_s = W_ih * colscale
+    Whh_s = W_hh * colscale
+    b_s = b * colscale
+    # ONE GEMM for the input projection of every step; the buffer then holds the gate
+    # activations [i, f, g, o] step by step.
+    acts = xp.matmul(x.reshape(B * T, n_in), Wih_s).reshape(B, T, G)
+    Y = xp.empty((B, T + 2, H), dtype=dtype)
+    Hs = xp.empty((B, T, H), dtype=dtype)  # Hs[:, t] = h_{t-1}, the state fed to step t
+    Cs = xp.empty((B, T, H), dtype=dtype)  # Cs[:, t] = c_{t-1}
+    Tc = xp.empty((B, T, H), dtype=dtype)  # tanh(c_new) at step t (before masking)
+    Hs[:, 0] = h0
+    Cs[:, 0] = c0
+    z = xp.empty((B, G), dtype=dtype)
+    tmp = xp.empty((B, H), dtype=dtype)
+    cn = xp.empty((B, H), dtype=dtype)
+    hn = xp.empty((B, H), dtype=dtype)
+    h_last = Y[:, T]
+    c_last = Y[:, T + 1]
+    one = dtype.type(1)
+    two = dtype.type(2)
+    with numpy.errstate(over="ignore"):  # exp(large) = inf gives the exact limit 0
+        for t in range(t_eff):
+            a = acts[:, t]
+            xp.matmul(Hs[:, t], Whh_s, out=z)
+            z += a
+            z += b_s
+            xp.exp(z, out=a)
+            a += one
+            xp.reciprocal(a, out=a)
+            i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
+            g *= two
+            g -= one
+            c_prev, h_prev = Cs[:, t], Hs[:, t]
+            last = t == t_eff - 1
+            c_next = c_last if last else Cs[:, t + 1]
+            h_next = h_last if last else Hs[:, t + 1]
+            y = Y[:, t]
+            tc = Tc[:, t]
+            if t < t_full:
+                xp.multiply(f, c_prev, out=c_next)
+                xp.multiply(i, g, out=tmp)
+                c_next += tmp
+                xp.tanh(c_next, out=tc)
+                xp.multiply(o, tc, out=y)
+                h_next[...] = y
+            else:
+                m = mask[:, t:t + 1]
+                xp.multiply(f, c_prev, out=cn)
+                xp.multiply(i, g, out=tmp)
+                cn += tmp
+                xp.tanh(cn, out=tc)
+                xp.multiply(o, tc, out=hn)
+                # state carried where masked: s = prev + m * (new - prev)
+                xp.subtract(cn, c_prev, out=c_next)
+                c_next *= m
+                c_next += c_prev
+                xp.subtract(hn, h_prev, out=h_next)
+                h_next *= m
+                h_next += h_prev
+                xp.multiply(hn, m, out=y)
+    if t_eff < T:
+        Y[:, t_eff:T] = 0
+        Hs[:, t_eff:] = 0  # paired with dz = 0 in the weight GEMMs
+    saved = dict(acts=acts, Hs=Hs, Cs=Cs, Tc=Tc, mask=mask, t_eff=t_eff, t_full=t_full,
+                 kfac=kfac, shift=shift)
+    return Y, saved
+
+
+def _backward_kernel(gY, x, W_ih, W_hh, saved, need, xp):
+    """BPTT. gY (B, T+2, H) -> dict of gradients for the names in ``need``."""
+    acts, Hs, Cs, Tc = saved["acts"], saved["Hs"], saved["Cs"], saved["Tc"]
+    mask, t_eff, t_full = saved["mask"], saved["t_eff"], saved["t_full"]
+    kfac, shift = saved["kfac"], saved["shift"]
+    B, T, n_in = x.shape
+    H = W_hh.shape[0]
+    G = 4 * H
+    dtype = W_hh.dtype
+    tiny = _TINY.get(numpy.dtype(dtype), 0.0)
+    dZ = xp.empty((B, T, G), dtype=dtype)
+    if t_eff < T:
+        dZ[:, t_eff:] = 0
+    WhhT = xp.ascontiguousarray(W_hh.T)
+    dh = xp.array(gY[:, T], dtype=dtype, copy=True)
+    dc = xp.array(gY[:, T + 1], dtype=dtype, copy=True)
+    tmp = xp.empty((B, H), dtype=dtype)
+    t4 = xp.empty((B, G), dtype=dtype)
+    carry_h = xp.empty((B, H), dtype=dtype)
+    carry_c = xp.empty((B, H), dtype=dtype)
+    one = dtype.type(1)
+    step = 0
+    for t in range(t_eff - 1, -1, -1):
+        a = acts[:, t]
+        i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
+        dz = dZ[:, t]
+        dzi, dzf, dzg, dzo = dz[:, :H], dz[:, H:2 * H], dz[:, 2 * H:3 * H], dz[:, 3 * H:]
+        tc = Tc[:, t]
+        partial = t >= t_full
+        if partial:
+            m = mask[:, t:t + 1]
+            xp.subtract(one, m, out=tmp[:, :1])
+            xp.multiply(dh, tmp[:, :1], out=carry_h)
+            xp.multiply(dc, tmp[:, :1], out=carry_c)
+            dh += gY[:, t]
+            dh *= m
+            dc *= m
+        else:
+            dh += gY[:, t]
+        # h = o * tanh(c):  do = dh * tanh(c);  dc += dh * o * (1 - tanh(c)^2)
+        xp.multiply(dh, tc, out=dzo)
+        xp.multiply(tc, tc, out=tmp)
+        xp.subtract(one, tmp, out=tmp)
+        tmp *= o
+        tmp *= dh
+        dc += tmp
+        # c = f * c_prev + i * g
+        xp.multiply(dc, g, out=dzi)
+        xp.multiply(dc, i, out=dzg)
+        xp.multiply(dc, Cs[:, t], out=dzf)
+        dc *= f
+        # through the nonlinearities: sigmoid' = a(1-a) = 1/4 - (a-1/2)^2, tanh' = 1 - g^2
+        xp.subtract(a, shift, out=t4)
+        t4 *= t4
+        xp.subtract(kfac, t4, out=t4)
+        dz *= t4
+        xp.matmul(dz, WhhT, out=dh)
+        if partial:
+            dh += carry_h
+            dc += carry_c
+        step += 1
+        if tiny and step % FLUSH_EVERY == 0:
+            xp.abs(dh, out=tmp)
+            dh *= tmp >= tiny
+            xp.abs(dc, out=tmp)
+            dc *= tmp >= tiny
+    out = {}
+    dZ2 = dZ.reshape(B * T, G)
+    if "W_hh" in need:
+        out["W_hh"] = xp.matmul(Hs.reshape(B * T, H).T, dZ2)
+    if "W_ih" in need:
+        out["W_ih"] = xp.matmul(x.reshape(B * T, n_in).T, dZ2)
+    if "b" in need:
+        out["b"] = dZ2.sum(axis=0)
+    if "x" in need:
+        out["x"] = xp.matmul(dZ2, W_ih.T).reshape(B, T, n_in)
+    out["h0"] = dh
+    out["c0"] = dc
+    return out
+
+
+def _reverse_index(lengths_np, B: int, T: int):
+    """perm (B, T): processing step k of row b reads time position perm[b, k] (an involution)."""
+    steps = numpy.arange(T)[None, :]
+    if lengths_np is None:
+        return numpy.broadcast_to(T - 1 - steps, (B, T))
+    ln = lengths_np[:, None]
+    return numpy.where(steps < ln, ln - 1 - steps, steps)
+
+
+def lstm_layer(x, W_ih, W_hh, b, h0=None, c0=None, lengths=None, reverse: bool = False):
+    """One LSTM layer in one direction as a single fused, differentiable op.
+
+    Args:
+        x: (B, T, in) Tensor.
+        W_ih (in, 4H), W_hh (H, 4H), b (4H,): Tensors, gate order i, f, g, o.
+        h0, c0: optional (B, H) initial state (zeros when None).
+        lengths: optional int array (B,), 1 <= len <= T: real length of each row.
+        reverse: run from each sequence's last real token back to its first.
+
+    Returns:
+        (outputs (B, T, H), h_n (B, H), c_n (B, H)); outputs are zero at padded positions.
+
+    Cost: forward 2BT(in + H)4H flops, backward twice that; memory O(B T H).
+    """
+    x, W_ih, W_hh, b = (ops.as_tensor(t) for t in (x, W_ih, W_hh, b))
+    xp = get_xp(x.data, W_ih.data, W_hh.data, b.data)
+    if x.ndim != 3:
+        raise ValueError(f"LSTM: x must have shape (batch, time, features), got {x.shape}")
+    B, T, n_in = x.shape
+    H = W_hh.shape[0]
+    if W_ih.shape != (n_in, 4 * H) or W_hh.shape != (H, 4 * H) or b.shape != (4 * H,):
+        raise ValueError(f"LSTM: weight shapes {W_ih.shape}, {W_hh.shape}, {b.shape} do not fit "
+                         f"input size {n_in} and hidden size {H} (expected ({n_in}, {4 * H}), "
+                         f"({H}, {4 * H}), ({4 * H},))")
+    if T == 0:
+        raise ValueError("LSTM: the sequence must have at least one time step")
+    dtype = W_hh.dtype
+    if x.dtype != dtype:
+        x = ops.astype(x, dtype)
+    lengths_np = None if lengths is None else check_lengths(lengths, B, T, xp)
+    if lengths_np is not None and int(lengths_np.min()) == T:
+        lengths_np = None
+    inputs = [x, W_ih, W_hh, b]
+    names = ["x", "W_ih", "W_hh", "b"]
+    states = []
+    for name, s in (("h0", h0), ("c0", c0)):
+        if s is None:
+            states.append(xp.zeros((B, H), dtype=dtype))
+        else:
+            s = ops.as_tensor(s)
+            if s.shape != (B, H):
+                raise ValueError(f"LSTM: {name} must have shape ({B}, {H}), got {s.shape}")
+            if s.dtype != dtype:
+                s = ops.astype(s, dtype)
+            inputs.append(s)
+            names.append(name)
+            states.append(s.data)
+    xd = x.data
+    perm = None
+    if reverse:
+        perm = _reverse_index(lengths_np, B, T)
+        rows = numpy.arange(B)[:, None]
+        perm_x = (xp.asarray(rows), xp.asarray(perm))
+        xd = xd[perm_x]  # processing order
+    elif not (xd.flags.c_contiguous if hasattr(xd, "flags") else True):
+        xd = xp.ascontiguousarray(xd)
+    Y, saved = _forward_kernel(xd, W_ih.data, W_hh.data, b.data, states[0], states[1], lengths_np, xp)
+    if reverse:
+        Yo = xp.empty_like(Y)
+        Yo[:, T:] = Y[:, T:]
+        Yo[(perm_x[0], perm_x[1])] = Y[:, :T]
+        Y = Yo
+    need = {n for n, t in zip(names, inputs) if t.requires_grad}
+    cache = {}
+
+    def grads(g):
+        if cache.get("g") is not g:
+            cache.clear()
+            gk = g
+            if reverse:
+                gk = xp.empty_like(g)
+                gk[:, T:] = g[:, T:]
+                gk[:, :T] = g[perm_x]
+            res = _backward_kernel(gk, xd, W_ih.data, W_hh.data, saved, need, xp)
+            if reverse and "x" in res:
+                dx = xp.empty_like(res["x"])
+                dx[perm_x] = res["x"]
+                res["x"] = dx
+            cache["g"] = g
+            cache["res"] = res
+            cache["left"] = len(need)
+        res = cache["res"]
+        return res
+
+    def make_vjp(name):
+        def vjp(g):
+            value = grads(g)[name]
+            cache["left"] -= 1
+            if cache["left"] <= 0:
+                cache.clear()  # free the big buffers as soon as every input got its gradient
+            return value
+        return vjp
+
+    packed = record("lstm", Y, tuple(inputs), tuple(make_vjp(n) for n in names))
+    return packed[:, :T], packed[:, T], packed[:, T + 1]
+
+
+def reference_lstm_layer(x, W_ih, W_hh, b, h0=None, c0=None, lengths=None, reverse: bool = False):
+    """Same contract as ``lstm_layer``, built step by step from primitive ops (matmul,
+    sigmoid, tanh, where) for testing. Slow: O(T) small graph nodes."""
+    x, W_ih, W_hh, b = (ops.as_tensor(t) for t in (x, W_ih, W_hh, b))
+    xp = get_xp(x.data)
+    B, T, _ = x.shape
+    H = W_hh.shape[0]
+    h = ops.as_tensor(h0) if h0 is not None else Tensor(xp.zeros((B, H), dtype=W_hh.dtype))
+    c = ops.as_tensor(c0) if c0 is not None else Tensor(xp.zeros((B, H), dtype=W_hh.dtype))
+    lengths_np = None if lengths is None else check_lengths(lengths, B, T, xp)
+    outs = [None] * T
+    zero = Tensor(xp.zeros((B, H), dtype=W_hh.dtype))
+    order = range(T - 1, -1, -1) if reverse else range(T)
+    for t in order:
+        z = x[:, t] @ W_ih + h @ W_hh + b
+        i = ops.sigmoid(z[:, :H])
+        f = ops.sigmoid(z[:, H:2 * H])
+        g = ops.tanh(z[:, 2 * H:3 * H])
+        o = ops.sigmoid(z[:, 3 * H:])
+        c_new = f * c + i * g
+        h_new = o * ops.tanh(c_new)
+        if lengths_np is None:
+            h, c, outs[t] = h_new, c_new, h_new
+        else:
+            m = xp.asarray((t < lengths_np)[:, None])
+            h = ops.where(m, h_new, h)
+            c = ops.where(m, c_new, c)
+            outs[t] = ops.where(m, h_new, zero)
+    return ops.stack(outs, axis=1), h, c
+
+
+def _run_stack(layer_fn, x, weights, num_layers, bidirectional, lengths, h0, c0, dropout_fn):
+    """Shared multi-layer/bidirectional driver. weights[(layer, dir)] = (W_ih, W_hh, b)."""
+    n_dir = 2 if bidirectional else 1
+    hs, cs = [], []
+    inp = x
+    for layer in range(num_layers):
+        outs = []
+        for d in range(n_dir):
+            k = layer * n_dir + d
+            W_ih, W_hh, b = weights[k]
+            y, h, c = layer_fn(inp, W_ih, W_hh, b,
+                               None if h0 is None else h0[k], None if c0 is None else c0[k],
+                               lengths=lengths, reverse=bool(d))
+            outs.append(y)
+            hs.append(h)
+            cs.append(c)
+        inp = outs[0] if n_dir == 1 else ops.concat(outs, axis=-1)
+        if layer < num_layers - 1 and dropout_fn is not None:
+            inp = dropout_fn(inp)
+    return inp, (ops.stack(hs, axis=0), ops.stack(cs, axis=0))
+
+
+def reference_lstm(x, weights, num_layers=1, bidirectional=False, lengths=None, h0=None, c0=None):
+    """Multi-layer reference LSTM from primitives; ``weights`` is a list of (W_ih, W_hh, b)
+    in the order layer 0 forward, layer 0 reverse, layer 1 forward, ..."""
+    return _run_stack(reference_lstm_layer, ops.as_tensor(x), weights, num_layers, bidirectional,
+                      lengths, h0, c0, None)
+
+
+class LSTM(Module):
+    """Multi-layer, optionally bidirectional LSTM over batch-major input.
+
+    Args:
+        input_size, hidden_size: feature sizes.
+        num_layers: stacked layers; layer k > 0 reads layer k-1's outputs.
+        bidirectional: add a reverse direction per layer (outputs concatenated: forward first).
+        dropout: dropout probability on the outputs of every layer except the last
+            (training mode only).
+        dtype: parameter dtype (float32 by default).
+        seed: initialisation/dropout seed.
+        fused: use the fused op (default); False runs ``reference_lstm_layer`` (slow, tests).
+
+    Parameters (per layer k, suffix ``_reverse`` for the reverse direction), with the
+    mapping to ``torch.nn.LSTM``::
+
+        weight_ih_l{k}  (in_k, 4H)  = torch weight_ih_l{k}.T
+        weight_hh_l{k}  (H, 4H)     = torch weight_hh_l{k}.T
+        bias_l{k}       (4H,)       = torch bias_ih_l{k} + bias_hh_l{k}
+
+    Initialisation: weights U(-1/sqrt(H), 1/sqrt(H)) like PyTorch; biases zero except the
+    forget gate, which starts at 1.0.
+
+    ``forward(x, lengths=None, state=None)``: x (B, T, input_size); lengths optional int
+    (B,) with 1 <= len <= T; state optional (h0, c0) each (num_layers * num_directions, B, H).
+    Returns ``outputs`` (B, T, H * num_directions) (zero at padded positions) and
+    ``(h_n, c_n)`` each (num_layers * num_directions, B, H) (PyTorch's layout), the state
+    at each sequence's last real token (forward) / first token (reverse).
+    """
+
+    def __init__(self, input_size, hidden_size, num_layers: int = 1, bidirectional: bool = False,
+                 dropout: float = 0.0, dtype="float32", seed=None, fused: bool = True):
+        for name, v in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+                raise ValueError(f"LSTM: {name} must be a positive int, got {v!r}")
+        if not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"LSTM: dropout must be in [0, 1), got {dropout!r}")
+        self.input_size, self.hidden_size = int(input_size), int(hidden_size)
+        self.num_layers = int(num_layers)
+        self.bidirectional = bool(bidirectional)
+        self.dropout = float(dropout)
+        self.fused = bool(fused)
+        rng = _init.make_rng(seed)
+        H = self.hidden_size
+        bound = 1.0 / math.sqrt(H)
+        n_dir = 2 if bidirectional else 1
+        self._names = []
+        for layer in range(self.num_layers):
+            n_in = self.input_size if layer == 0 else H * n_dir
+            for d in range(n_dir):
+                sfx = f"l{layer}" + ("_reverse" if d else "")
+                bias = numpy.zeros(4 * H)
+                bias[H:2 * H] = 1.0
+                setattr(self, f"weight_ih_{sfx}", Parameter(_init.uniform((n_in, 4 * H), -bound, bound, dtype, rng)))
+                setattr(self, f"weight_hh_{sfx}", Parameter(_init.uniform((H, 4 * H), -bound, bound, dtype, rng)))
+                setattr(self, f"bias_{sfx}", Parameter(_init._finish(bias, dtype)))
+                self._names.append(sfx)
+        from ..backend import default_rng
+        self._rng = default_rng(None if seed is None or isinstance(seed, numpy.random.Generator)
+                                else int(seed) + 1)
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def layer_weights(self):
+        """[(W_ih, W_hh, b)] in the order l0, l0_reverse, l1, ..."""
+        return [(getattr(self, f"weight_ih_{s}"), getattr(self, f"weight_hh_{s}"), getattr(self, f"bias_{s}"))
+                for s in self._names]
+
+    def forward(self, x, lengths=None, state=None):
+        x = ops.as_tensor(x)
+        if x.ndim != 3 or x.shape[-1] != self.input_size:
+            raise ValueError(f"LSTM: expected x of shape (batch, time, {self.input_size}), got {x.shape}")
+        h0 = c0 = None
+        if state is not None:
+            h0, c0 = (ops.as_tensor(s) for s in state)
+            want = (self.num_layers * self.num_directions, x.shape[0], self.hidden_size)
+            if h0.shape != want or c0.shape != want:
+                raise ValueError(f"LSTM: state must be (h0, c0) each of shape {want}, got {h0.shape}, {c0.shape}")
+        drop = None
+        if self.dropout and self.training:
+            from ..functional import dropout as _dropout
+
+            def drop(t):
+                return _dropout(t, self.dropout, training=True, rng=self._rng)
+        fn = lstm_layer if self.fused else reference_lstm_layer
+        return _run_stack(fn, x, self.layer_weights(), self.num_layers, self.bidirectional,
+                          lengths, h0, c0, drop)
+
+    def extra_repr(self) -> str:
+        return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
+                f"bidirectional={self.bidirectional}, dropout={self.dropout}")

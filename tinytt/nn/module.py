@@ -1,0 +1,238 @@
+"""``Module``, ``Parameter`` and ``Sequential``: the base of every layer.
+
+A ``Module`` finds its children by looking at its attributes, in the order they were
+first assigned (``vars(self)`` keeps insertion order):
+
+- a ``Parameter`` is a trainable array of this module;
+- a ``Module`` is a child whose parameters are named ``<attr>.<name>``;
+- a list or tuple of Modules/Parameters is a numbered group: ``<attr>.<i>.<name>``.
+
+Plain ``Tensor`` attributes (not ``Parameter``) are not parameters. A parameter shared by
+two modules is listed once, under the first name met. Walks use an explicit stack, not
+recursion.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numpy
+
+from ..backend import get_xp, is_cupy_array, to_numpy
+from ..tensor import Tensor
+
+__all__ = ["Parameter", "Module", "Sequential", "LoadResult"]
+
+LoadResult = namedtuple("LoadResult", ["missing_keys", "unexpected_keys"])
+
+
+class Parameter(Tensor):
+    """A leaf Tensor that a Module trains: always ``requires_grad=True`` and floating point.
+
+    Args:
+        data: a backend array (used without copying) or anything ``xp.asarray`` accepts.
+        dtype: optional dtype to convert to.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, data, dtype=None):
+        super().__init__(data, requires_grad=True, dtype=dtype)
+
+    def __repr__(self) -> str:
+        return f"Parameter(shape={self.shape}, dtype={self.dtype})"
+
+
+def _children(obj):
+    """(name, child) pairs of a module's attributes that are Parameters, Modules or groups."""
+    for name, value in vars(obj).items():
+        if isinstance(value, (Parameter, Module)):
+            yield name, value
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                if isinstance(item, (Parameter, Module)):
+                    yield f"{name}.{i}", item
+
+
+class Module:
+    """Base class of layers and models.
+
+    Subclasses assign Parameters, Modules (or lists of Modules) as attributes in
+    ``__init__`` and define ``forward``; calling the module calls ``forward``.
+    ``training`` is True after construction; ``eval()``/``train()`` set it recursively.
+    """
+
+    training = True
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def forward(self, *args, **kwargs):  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__} must define forward()")
+
+    # --- walking the tree --------------------------------------------------------------------
+    def named_modules(self, prefix: str = ""):
+        """(dotted name, module) for this module and every descendant, depth first, in
+        attribute order; each module once."""
+        seen = set()
+        stack = [(prefix, self)]
+        while stack:
+            name, mod = stack.pop()
+            if id(mod) in seen:
+                continue
+            seen.add(id(mod))
+            yield name, mod
+            kids = [(f"{name}.{n}" if name else n, c) for n, c in _children(mod) if isinstance(c, Module)]
+            stack.extend(reversed(kids))
+
+    def modules(self):
+        """This module and every descendant."""
+        for _, m in self.named_modules():
+            yield m
+
+    def named_parameters(self, prefix: str = ""):
+        """(dotted name, Parameter) pairs in deterministic attribute-assignment order,
+        each parameter once (under the first name that reaches it)."""
+        seen = set()
+        stack = [(prefix, self)]
+        while stack:
+            name, obj = stack.pop()
+            if isinstance(obj, Parameter):
+                if id(obj) not in seen:
+                    seen.add(id(obj))
+                    yield name, obj
+                continue
+            kids = [(f"{name}.{n}" if name else n, c) for n, c in _children(obj)]
+            stack.extend(reversed(kids))
+
+    def parameters(self):
+        """The Parameters of this module and its descendants (see ``named_parameters``)."""
+        return [p for _, p in self.named_parameters()]
+
+    def num_parameters(self) -> int:
+        """Total number of scalar parameters."""
+        return int(sum(p.size for p in self.parameters()))
+
+    # --- modes and gradients -----------------------------------------------------------------
+    def train(self, mode: bool = True) -> "Module":
+        """Set ``training`` on this module and every descendant; return self."""
+        for m in self.modules():
+            m.training = bool(mode)
+        return self
+
+    def eval(self) -> "Module":
+        """``train(False)``: dropout off, evaluation behaviour everywhere."""
+        return self.train(False)
+
+    def zero_grad(self) -> None:
+        """Set ``.grad = None`` on every parameter."""
+        for p in self.parameters():
+            p.grad = None
+
+    # --- state ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """``{dotted name: array}``: a copy of every parameter's data (on its backend),
+        in ``named_parameters`` order. ``tinytt.io.save`` stores it as is."""
+        return {name: get_xp(p.data).array(p.data, copy=True) for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state_dict, strict: bool = True) -> LoadResult:
+        """Copy arrays from ``state_dict`` into the parameters, in place.
+
+        Args:
+            state_dict: ``{name: array or Tensor}`` as returned by ``state_dict()`` (possibly
+                through ``tinytt.io.save/load``). NumPy arrays are moved to each
+                parameter's backend.
+            strict: when True, the names must match exactly (missing and unexpected
+                names are listed in the error); when False, only names present in both
+                are loaded.
+
+        Returns:
+            ``LoadResult(missing_keys, unexpected_keys)``.
+
+        Raises:
+            KeyError: ``strict`` and the names differ.
+            ValueError: an array's shape differs from its parameter's.
+            TypeError: an array's dtype differs, or a value is not an array.
+        Nothing is changed when an error is raised.
+        """
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"load_state_dict: expected a dict of arrays, got {type(state_dict).__name__}")
+        params = dict(self.named_parameters())
+        missing = [n for n in params if n not in state_dict]
+        unexpected = [n for n in state_dict if n not in params]
+        if strict and (missing or unexpected):
+            raise KeyError(
+                f"load_state_dict: names do not match {type(self).__name__}'s parameters; "
+                f"missing: {missing}; unexpected: {unexpected}"
+            )
+        staged = []
+        for name, p in params.items():
+            if name not in state_dict:
+                continue
+            value = state_dict[name]
+            if isinstance(value, Tensor):
+                value = value.data
+            if not (isinstance(value, (numpy.ndarray, numpy.generic)) or is_cupy_array(value)):
+                raise TypeError(f"load_state_dict: '{name}' must be an array, got {type(value).__name__}")
+            if tuple(value.shape) != p.shape:
+                raise ValueError(
+                    f"load_state_dict: '{name}' has shape {tuple(value.shape)}, the parameter has shape {p.shape}"
+                )
+            if value.dtype != p.dtype:
+                raise TypeError(
+                    f"load_state_dict: '{name}' has dtype {value.dtype}, the parameter has dtype {p.dtype}"
+                )
+            xp = get_xp(p.data)
+            if xp is numpy:
+                value = to_numpy(value)
+            else:
+                value = xp.asarray(value)
+            staged.append((p, value))
+        for p, value in staged:
+            p.data[...] = value
+        return LoadResult(missing, unexpected)
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        kids = [(n, c) for n, c in _children(self) if isinstance(c, Module)]
+        if not kids:
+            return lines[0] + ")"
+        for n, c in kids:
+            sub = repr(c).replace("\n", "\n  ")
+            lines.append(f"  ({n}): {sub}")
+        return "\n".join(lines) + "\n)"
+
+
+class Sequential(Module):
+    """Modules applied one after another; children are named ``"0"``, ``"1"``, ...
+
+    ``Sequential(a, b)(x) == b(a(x))``; indexing and ``len`` work like a list.
+    """
+
+    def __init__(self, *modules):
+        if len(modules) == 1 and isinstance(modules[0], (list, tuple)):
+            modules = tuple(modules[0])
+        for i, m in enumerate(modules):
+            if not isinstance(m, Module):
+                raise TypeError(f"Sequential: item {i} is a {type(m).__name__}, not a Module")
+            setattr(self, str(i), m)
+        self._n = len(modules)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i):
+        if not -self._n <= i < self._n:
+            raise IndexError(f"Sequential index {i} out of range for {self._n} modules")
+        return getattr(self, str(i % self._n))
+
+    def __iter__(self):
+        return (getattr(self, str(i)) for i in range(self._n))
+
+    def forward(self, x):
+        for m in self:
+            x = m(x)
+        return x

@@ -1,0 +1,188 @@
+"""``TTEmbedding``: the embedding layer of *Tensorized Embedding Layers* (arXiv 1901.10787).
+
+The V x D embedding matrix is a TT-matrix with cores ``(r_{k-1}, v_k, d_k, r_k)``,
+``V' = v_1...v_N >= V`` (the vocabulary padded up so it factors evenly) and
+``D = d_1...d_N``. A lookup never builds the V' x D matrix: ``tinytt.tt.lookup``
+contracts only the core slices the batch needs, forward and backward.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+from ..backend import get_xp
+from ..tensor import Tensor
+from ..tt.init import glorot_tt_matrix_cores
+from ..tt.lookup import STRATEGIES, tt_matrix_rows
+from ..tt.shapes import auto_shape, suggest_shape, tt_matrix_num_params
+from ..tt.tt_matrix import TTMatrix, tt_matrix_svd
+from .module import Module, Parameter
+
+__all__ = ["TTEmbedding"]
+
+
+def _check_count(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class TTEmbedding(Module):
+    """Embedding ``ids -> W[ids]`` with ``W`` (num_embeddings x embedding_dim) stored as a TT-matrix.
+
+    Args:
+        num_embeddings: vocabulary size V.
+        embedding_dim: vector size D.
+        rank: internal TT rank (int) or the full rank list ``(1, r_1, ..., r_{N-1}, 1)``.
+        n_cores: number of cores N when ``shape`` is None.
+        shape: ``(row_shape, col_shape)`` with ``prod(row_shape) >= V`` and
+            ``prod(col_shape) == D``; None picks ``(suggest_shape(V, N), auto_shape(D, N))``,
+            the paper's entropy heuristic.
+        padding_idx: an id whose vector is always zero and receives no gradient.
+        dtype: "float32" (default) or "float64".
+        seed: seed of the Glorot initialisation.
+
+    The cores are initialised i.i.d. N(0, s^2) with ``s^2 = (sigma^2 / prod r_k)^(1/N)``
+    and ``sigma^2 = 2 / (V' + D)``, so every entry of W has variance exactly sigma^2.
+
+    Calling the layer on integer ids of shape S returns a Tensor S + (D,).
+    Lookup cost: see ``tinytt.tt.lookup`` (deduplicated ids, no V' x D matrix).
+    """
+
+    def __init__(self, num_embeddings, embedding_dim, rank=16, n_cores: int = 3, shape=None,
+                 padding_idx=None, dtype="float32", seed=None):
+        self.num_embeddings = _check_count(num_embeddings, "num_embeddings")
+        self.embedding_dim = _check_count(embedding_dim, "embedding_dim")
+        if shape is None:
+            n_cores = _check_count(n_cores, "n_cores")
+            row_shape = suggest_shape(self.num_embeddings, n_cores)
+            col_shape = auto_shape(self.embedding_dim, n_cores)
+        else:
+            row_shape, col_shape = self._check_shape(shape)
+        self._check_padding(padding_idx)
+        cores = glorot_tt_matrix_cores(row_shape, col_shape, rank, seed=seed, dtype=dtype)
+        self._init_from_cores(cores)
+
+    def _check_shape(self, shape):
+        try:
+            row_shape, col_shape = (tuple(int(s) for s in part) for part in shape)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"shape must be (row_shape, col_shape), two tuples of ints, got {shape!r}") from exc
+        if len(row_shape) != len(col_shape) or not row_shape or min(row_shape + col_shape) < 1:
+            raise ValueError(f"shape must be two non-empty tuples of positive ints of equal length, got {shape!r}")
+        if math.prod(row_shape) < self.num_embeddings:
+            raise ValueError(f"shape: prod(row_shape) = {math.prod(row_shape)} must be >= num_embeddings = "
+                             f"{self.num_embeddings}")
+        if math.prod(col_shape) != self.embedding_dim:
+            raise ValueError(f"shape: prod(col_shape) = {math.prod(col_shape)} must equal embedding_dim = "
+                             f"{self.embedding_dim}")
+        return row_shape, col_shape
+
+    def _check_padding(self, padding_idx) -> None:
+        if padding_idx is not None and (isinstance(padding_idx, bool) or not isinstance(padding_idx, numbers.Integral)
+                                        or not 0 <= padding_idx < self.num_embeddings):
+            raise ValueError(f"padding_idx must be None or an int in [0, {self.num_embeddings}), got {padding_idx!r}")
+        self.padding_idx = None if padding_idx is None else int(padding_idx)
+
+    def _init_from_cores(self, cores) -> None:
+        self.cores = [Parameter(c) for c in cores]
+        self.strategy = "auto"
+
+    @classmethod
+    def from_dense(cls, weight, rank=None, eps=None, row_shape=None, col_shape=None, n_cores: int = 3,
+                   padding_idx=None) -> "TTEmbedding":
+        """A TTEmbedding approximating a dense V x D matrix by TT-SVD (``tt_matrix_svd``).
+
+        Give ``rank`` (caps every TT rank), ``eps`` (relative Frobenius error bound of
+        the padded matrix), or both. Rows V..V'-1 of the padding are zero. The
+        result's dtype is the weight's. Cost: that of the TT-SVD of a V' x D matrix.
+        """
+        if rank is None and eps is None:
+            raise ValueError("from_dense: give rank=..., eps=... or both")
+        if isinstance(weight, Tensor):
+            weight = weight.data
+        xp = get_xp(weight)
+        weight = xp.asarray(weight)
+        if weight.ndim != 2 or weight.dtype.kind != "f":
+            raise ValueError(f"from_dense: weight must be a 2-D float array (V, D), got shape "
+                             f"{tuple(weight.shape)} and dtype {weight.dtype}")
+        n_rows, dim = (int(s) for s in weight.shape)
+        row_shape = tuple(row_shape) if row_shape is not None else suggest_shape(n_rows, n_cores)
+        col_shape = tuple(col_shape) if col_shape is not None else auto_shape(dim, len(row_shape))
+        layer = cls.__new__(cls)
+        layer.num_embeddings, layer.embedding_dim = n_rows, dim
+        layer._check_shape((row_shape, col_shape))
+        layer._check_padding(padding_idx)
+        padded = xp.zeros((math.prod(row_shape), dim), dtype=weight.dtype)
+        padded[:n_rows] = weight
+        matrix = tt_matrix_svd(padded, row_shape, col_shape, eps=1e-12 if eps is None else eps, max_rank=rank)
+        layer._init_from_cores([c.data for c in matrix.cores])
+        return layer
+
+    # --- views ------------------------------------------------------------------------------
+    @property
+    def matrix(self) -> TTMatrix:
+        """The TTMatrix (V' x D) whose cores are this layer's parameters."""
+        return TTMatrix(self.cores)
+
+    @property
+    def row_shape(self) -> tuple:
+        return tuple(int(c.shape[1]) for c in self.cores)
+
+    @property
+    def col_shape(self) -> tuple:
+        return tuple(int(c.shape[2]) for c in self.cores)
+
+    @property
+    def ranks(self) -> tuple:
+        return (1,) + tuple(int(c.shape[3]) for c in self.cores)
+
+    @property
+    def num_parameters(self) -> int:
+        """Number of core entries ``sum_k r_{k-1} v_k d_k r_k``."""
+        return tt_matrix_num_params(self.row_shape, self.col_shape, self.ranks)
+
+    @property
+    def compression_ratio(self) -> float:
+        """``V * D / num_parameters`` with the real (unpadded) V."""
+        return self.num_embeddings * self.embedding_dim / self.num_parameters
+
+    def to_dense(self) -> Tensor:
+        """The V x D matrix (padding rows cut off; the padding_idx row zeroed), differentiable."""
+        full = self.matrix.full()[: self.num_embeddings]
+        if self.padding_idx is None:
+            return full
+        xp = get_xp(full.data)
+        keep = xp.ones((self.num_embeddings, 1), dtype=full.dtype)
+        keep[self.padding_idx] = 0
+        return full * Tensor(keep)
+
+    def __repr__(self) -> str:
+        return (f"TTEmbedding({self.num_embeddings}, {self.embedding_dim}, shape=({self.row_shape}, "
+                f"{self.col_shape}), ranks={self.ranks}, compression={self.compression_ratio:.1f}x)")
+
+    # --- lookup -----------------------------------------------------------------------------
+    def forward(self, ids, strategy=None) -> Tensor:
+        """Embedding vectors for integer ``ids`` of shape S -> Tensor S + (D,).
+
+        ``strategy`` overrides ``self.strategy`` ("auto", "gather", "prefix", "full").
+        Raises TypeError for non-integer ids, ValueError for an empty batch and
+        IndexError for ids outside [0, num_embeddings).
+        """
+        xp = get_xp(self.cores[0].data)
+        if isinstance(ids, Tensor):
+            ids = ids.data
+        ids = xp.asarray(ids)
+        if ids.dtype.kind not in "iu":
+            raise TypeError(f"ids must be integers, got dtype {ids.dtype}")
+        if ids.size == 0:
+            raise ValueError(f"ids must not be empty, got shape {tuple(ids.shape)}")
+        low, high = int(ids.min()), int(ids.max())
+        if low < 0 or high >= self.num_embeddings:
+            raise IndexError(f"ids must lie in [0, {self.num_embeddings}), got values in [{low}, {high}]")
+        strategy = self.strategy if strategy is None else strategy
+        if strategy != "auto" and strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be 'auto' or one of {STRATEGIES}, got {strategy!r}")
+        return tt_matrix_rows(self.cores, ids, self.row_shape, self.col_shape, strategy=strategy,
+                              padding_idx=self.padding_idx)

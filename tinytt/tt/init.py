@@ -1,0 +1,62 @@
+"""Glorot initialisation of TT-matrices through the cores (the TT-embedding paper's scheme).
+
+Every core entry is drawn i.i.d. ``N(0, s^2)`` with ``s^2 = (sigma^2 / prod_k r_k)^(1/N)``
+(product over the internal ranks r_1..r_{N-1}) and ``sigma^2 = 2 / (V' + D)``,
+``V' = prod m_k``, ``D = prod n_k``. Each entry of W is a sum of ``prod_k r_k`` products of N
+independent such variables, so ``E[W] = 0`` and ``Var[W] = sigma^2`` exactly in expectation.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .. import backend
+from ..tensor import Tensor
+from .shapes import _check_positive_int, normalize_ranks
+from .tt_matrix import TTMatrix
+
+__all__ = ["glorot_std", "glorot_tt_matrix_cores", "glorot_tt_matrix"]
+
+
+def glorot_std(row_shape, col_shape, ranks) -> float:
+    """Per-entry core std ``s = (sigma^2 / prod_k r_k)^(1/(2N))``, ``sigma^2 = 2 / (prod m + prod n)``."""
+    n = len(row_shape)
+    ranks = normalize_ranks(ranks, n, "rank")
+    sigma2 = 2.0 / (math.prod(row_shape) + math.prod(col_shape))
+    return (sigma2 / math.prod(ranks[1:-1])) ** (1.0 / (2 * n))
+
+
+def glorot_tt_matrix_cores(row_shape, col_shape, rank, seed=None, dtype="float32") -> list:
+    """Glorot-initialised TT-matrix cores ``(r_{k-1}, m_k, n_k, r_k)`` on the default backend.
+
+    ``rank``: an int (every internal rank) or N+1 ints with boundary 1s. ``Var(W) = 2 / (V' + D)``
+    in expectation. Cost O(number of parameters).
+    """
+    row_shape = tuple(_check_positive_int(m, "row_shape entry") for m in row_shape)
+    col_shape = tuple(_check_positive_int(m, "col_shape entry") for m in col_shape)
+    if len(row_shape) != len(col_shape) or not row_shape:
+        raise ValueError(
+            f"row_shape and col_shape must be non-empty and of equal length, got {row_shape} and {col_shape}"
+        )
+    ranks = normalize_ranks(rank, len(row_shape), "rank")
+    xp = backend.get_xp()
+    dtype = xp.dtype(dtype)
+    if dtype not in (xp.float32, xp.float64):
+        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+    std = glorot_std(row_shape, col_shape, ranks)
+    rng = backend.default_rng(seed)
+    cores = []
+    for k, (m, n) in enumerate(zip(row_shape, col_shape)):
+        g = rng.standard_normal((ranks[k], m, n, ranks[k + 1]), dtype=dtype)
+        cores.append(g * dtype.type(std))
+    return cores
+
+
+def glorot_tt_matrix(row_shape, col_shape, rank, seed=None, dtype="float32") -> TTMatrix:
+    """A ``TTMatrix`` with Glorot-initialised cores (leaf Tensors, ``requires_grad=True``).
+
+    Example: ``glorot_tt_matrix((25, 30, 40), (4, 8, 8), 16)`` has 68,160 parameters and
+    ``Var(W) = 2 / (30000 + 256)``.
+    """
+    cores = glorot_tt_matrix_cores(row_shape, col_shape, rank, seed=seed, dtype=dtype)
+    return TTMatrix([Tensor(c, requires_grad=True) for c in cores])
