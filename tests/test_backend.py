@@ -181,3 +181,13 @@ def test_backend_parity(backend_name, name):
     for ref, got in zip(results["numpy"], results[backend_name]):
         if ref is not None:
             assert_close(got, ref, rtol=1e-9, atol=1e-11)
+
+
+def test_tensor_subclasses_unwrap_like_tensors():
+    # a Parameter (Tensor subclass) must convert to its data, not to an object array
+    from tinytt.nn import Parameter
+
+    p = Parameter(np.arange(3.0))
+    assert backend.is_tensor(p)
+    assert tt.to_numpy(p).dtype == np.float64
+    assert tt.get_xp(p) is tt.get_xp(p.data)

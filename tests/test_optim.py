@@ -133,7 +133,7 @@ def test_against_torch():
         for _ in range(5):
             for p, tp in zip(params, tparams):
                 p.grad = grad_fn(p.data)
-                tp.grad = torch.from_numpy(grad_fn(tp.detach().numpy()))
+                tp.grad = torch.from_numpy(np.asarray(grad_fn(tp.detach().numpy())))
             ours.step()
             theirs.step()
         for p, tp in zip(params, tparams):

@@ -23,6 +23,7 @@ __all__ = [
     "get_backend",
     "get_xp",
     "is_cupy_array",
+    "is_tensor",
     "to_numpy",
     "to_device",
     "asarray",
@@ -88,6 +89,11 @@ def get_backend() -> str:
     return _state["name"]
 
 
+def is_tensor(x) -> bool:
+    """True for a ``tinytt.Tensor`` or a subclass (``Parameter``), without importing tensor.py."""
+    return any(cls.__name__ == "Tensor" and cls.__module__ == "tinytt.tensor" for cls in type(x).__mro__)
+
+
 def is_cupy_array(x) -> bool:
     """True for a ``cupy.ndarray``; never imports CuPy to find out."""
     cupy = sys.modules.get("cupy")
@@ -107,7 +113,7 @@ def get_xp(*arrays):
         elif a is None or isinstance(a, _SCALARS):
             continue
         else:
-            if type(a).__name__ == "Tensor":
+            if is_tensor(a):
                 a = a.data
             if is_cupy_array(a):
                 module = sys.modules["cupy"]
@@ -127,7 +133,7 @@ def get_xp(*arrays):
 
 def to_numpy(x) -> numpy.ndarray:
     """Copy ``x`` (a Tensor, a CuPy or NumPy array, or a scalar) to a NumPy array on the host."""
-    if type(x).__name__ == "Tensor":
+    if is_tensor(x):
         x = x.data
     if is_cupy_array(x):
         return x.get()
@@ -136,7 +142,7 @@ def to_numpy(x) -> numpy.ndarray:
 
 def to_device(x, dtype=None):
     """Move ``x`` to the default backend (a copy only when it lives elsewhere)."""
-    if type(x).__name__ == "Tensor":
+    if is_tensor(x):
         x = x.data
     xp = _state["xp"]
     if xp is numpy:

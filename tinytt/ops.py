@@ -16,7 +16,6 @@ accumulates. The operator methods of ``Tensor`` (``+``, ``@``, ``x[i]``,
 
 from __future__ import annotations
 
-import builtins
 import numbers
 
 from .backend import get_xp, index_add, scatter_add

@@ -222,3 +222,19 @@ def test_matches_torch_lstm():
     assert_close(out.data, tout.detach().numpy(), rtol=1e-9, atol=1e-12)
     assert_close(h.data, th.detach().numpy(), rtol=1e-9, atol=1e-12)
     assert_close(c.data, tc.detach().numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_inter_layer_dropout_train_only():
+    m = nn.LSTM(3, 4, num_layers=2, dropout=0.5, dtype="float64", seed=0)
+    x = numpy.random.default_rng(11).standard_normal((2, 5, 3))
+    m.eval()
+    a, _ = m(x)
+    b, _ = m(x)
+    numpy.testing.assert_array_equal(a.data, b.data)
+    m.fused = False
+    ref, _ = m(x)
+    assert_close(a.data, ref.data, rtol=RTOL, atol=ATOL)
+    m.fused = True
+    m.train()
+    c, _ = m(x)
+    assert not numpy.allclose(c.data, a.data)

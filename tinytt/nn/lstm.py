@@ -504,12 +504,13 @@ class LSTM(Module):
             want = (self.num_layers * self.num_directions, x.shape[0], self.hidden_size)
             if h0.shape != want or c0.shape != want:
                 raise ValueError(f"LSTM: state must be (h0, c0) each of shape {want}, got {h0.shape}, {c0.shape}")
-        drop = None
         if self.dropout and self.training:
             from ..functional import dropout as _dropout
 
             def drop(t):
                 return _dropout(t, self.dropout, training=True, rng=self._rng)
+        else:
+            drop = None
         fn = lstm_layer if self.fused else reference_lstm_layer
         return _run_stack(fn, x, self.layer_weights(), self.num_layers, self.bidirectional,
                           lengths, h0, c0, drop)

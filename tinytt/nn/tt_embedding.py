@@ -28,6 +28,13 @@ def _check_count(value, name: str) -> int:
     return int(value)
 
 
+class _CallableInt(int):
+    """An int that returns itself when called."""
+
+    def __call__(self) -> int:
+        return int(self)
+
+
 class TTEmbedding(Module):
     """Embedding ``ids -> W[ids]`` with ``W`` (num_embeddings x embedding_dim) stored as a TT-matrix.
 
@@ -140,8 +147,12 @@ class TTEmbedding(Module):
 
     @property
     def num_parameters(self) -> int:
-        """Number of core entries ``sum_k r_{k-1} v_k d_k r_k``."""
-        return tt_matrix_num_params(self.row_shape, self.col_shape, self.ranks)
+        """Number of core entries ``sum_k r_{k-1} v_k d_k r_k``.
+
+        An int that can also be called, so ``layer.num_parameters`` (this layer's
+        property) and ``layer.num_parameters()`` (every Module's method) agree.
+        """
+        return _CallableInt(tt_matrix_num_params(self.row_shape, self.col_shape, self.ranks))
 
     @property
     def compression_ratio(self) -> float:

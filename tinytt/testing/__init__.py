@@ -13,8 +13,9 @@ import numpy
 
 from ..backend import cupy_available, get_xp, to_numpy
 from ..tensor import Tensor, no_grad
+from .reference import reference_cases
 
-__all__ = ["check_grads", "assert_close", "tolerances", "available_backends", "TOLERANCES"]
+__all__ = ["check_grads", "assert_close", "tolerances", "available_backends", "TOLERANCES", "reference_cases"]
 
 #: (rtol, atol) by dtype: float64 for exact algebra, float32 for single-precision results.
 TOLERANCES = {"float64": (1e-10, 1e-12), "float32": (1e-4, 1e-5)}

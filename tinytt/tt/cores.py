@@ -26,7 +26,7 @@ def as_float_array(a, name: str = "a"):
 
     Raises TypeError for complex or non-numeric input.
     """
-    if type(a).__name__ == "Tensor":
+    if backend.is_tensor(a):
         a = a.data
     xp = backend.get_xp(a)
     if not hasattr(a, "dtype"):
@@ -50,7 +50,7 @@ def check_cores(cores, ndim_core: int = 3, name: str = "cores") -> list:
     """
     if isinstance(cores, (str, bytes)) or not hasattr(cores, "__len__"):
         raise TypeError(f"{name} must be a list of {ndim_core}-D arrays, got {type(cores).__name__}")
-    cores = [c.data if type(c).__name__ == "Tensor" else c for c in cores]
+    cores = [c.data if backend.is_tensor(c) else c for c in cores]
     if len(cores) == 0:
         raise ValueError(f"{name} must contain at least one core")
     for k, c in enumerate(cores):

@@ -15,9 +15,10 @@ import math
 
 from .. import backend
 from ..einsum import einsum
-from ..ops import as_tensor, take
+from ..ops import as_tensor
 from ..tensor import Tensor
 from .decompositions import round_cores, tt_svd_cores
+from .lookup import tt_matrix_rows
 from .shapes import _check_positive_int
 from .tensor_train import TensorTrain, _as_core_tensors
 
@@ -102,40 +103,18 @@ class TTMatrix:
         perm = list(range(0, 2 * n, 2)) + list(range(1, 2 * n, 2))
         return dense.reshape(*inter).transpose(*perm).reshape(*self.shape)
 
-    def rows(self, ids) -> Tensor:
+    def rows(self, ids, strategy: str = "auto", padding_idx=None) -> Tensor:
         """Rows ``W[ids]`` for an integer array of any shape S -> Tensor S + (prod n,).
 
-        Never builds W: the unique ids are decoded to digits (C order), the slices
-        ``G_k[:, i_k, :, :]`` gathered and contracted left to right, cost per unique id
-        ``sum_k (n_1..n_{k-1}) r_{k-1} n_k r_k``; then expanded back to S. Differentiable (the
-        cores get gradient only at the digits that occur). Raises IndexError outside [0, prod m).
+        Never builds W unless the cost model says that is cheapest: the fused lookup of
+        ``tinytt.tt.lookup.tt_matrix_rows`` (deduplicated ids, digits in C order, partial
+        products shared between ids with a common prefix; ``strategy`` "gather", "prefix",
+        "full" or "auto"). Differentiable: the cores get gradient only at the digits that
+        occur. ``padding_idx`` rows are zero and send no gradient. Raises TypeError for
+        non-integer ids and IndexError outside [0, prod m).
         """
-        xp = backend.get_xp(self.cores[0].data)
-        if isinstance(ids, Tensor):
-            ids = ids.data
-        ids = xp.asarray(ids)
-        if ids.dtype.kind not in "iu":
-            raise TypeError(f"ids must be an integer array, got dtype {ids.dtype}")
-        total = self.shape[0]
-        flat = ids.reshape(-1)
-        if flat.size and (int(flat.min()) < 0 or int(flat.max()) >= total):
-            raise IndexError(
-                f"ids must lie in [0, {total}), got values in [{int(flat.min())}, {int(flat.max())}]"
-            )
-        uniq, inverse = xp.unique(flat, return_inverse=True)
-        digits = xp.unravel_index(uniq, self.row_shape)
-        b = int(uniq.shape[0])
-        res = None
-        for k, c in enumerate(self.cores):
-            sl = take(c.transpose(1, 0, 2, 3), digits[k])  # (B, r_{k-1}, n_k, r_k)
-            if res is None:
-                res = sl.reshape(b, c.shape[2], c.shape[3])
-            else:
-                res = einsum("bpa,bajc->bpjc", res, sl).reshape(b, -1, c.shape[3])
-        out = res.reshape(b, self.shape[1])
-        if b != flat.shape[0]:
-            out = take(out, inverse.reshape(-1))
-        return out.reshape(*(tuple(ids.shape) + (self.shape[1],)))
+        return tt_matrix_rows(self.cores, ids, self.row_shape, self.col_shape, strategy=strategy,
+                              padding_idx=padding_idx)
 
     def __matmul__(self, x) -> Tensor:
         """``W @ X`` for a dense X of shape (prod n,) or (prod n, b) without building W.

@@ -1,0 +1,390 @@
+"""TT embedding lookup: tinytt's strategies against tinytt's dense Embedding and PyTorch (float32).
+
+Setup (docs/peer_bench.md section 3): V = 25000 -> TT-matrix (25,30,40) x (4,8,8), rank 16,
+D = 256, cores (1,25,4,16), (16,30,8,16), (16,40,8,1). Batches:
+
+- ``imdb_64x200``: 64 IMDB training reviews (seeded draw) cut or padded to 200 tokens (padding
+  id 0 counts as a token), ids from a vocabulary of the 25,000 most frequent lowercased tokens
+  (``tinytt.data.tokenize`` + ``Vocab.build(max_size=25000)``), read from
+  ``$TINYTT_DATA/imdb/train.tsv.gz`` (skipped with a JSON note when absent);
+- ``random_12800`` (64 x 200) and ``random_4096``: uniform ids in [0, 25000).
+
+Implementations: tinytt ``TTEmbedding`` with ``strategy=`` "gather", "prefix", "full" and
+"auto"; tinytt dense ``Embedding(25000, 256)``; and, when torch imports, in the same process:
+``torch-dense`` (``nn.Embedding``, dense gradient), ``torch-tt-full`` (full table from the cores,
+then index), ``torch-tt-gather`` (``index_select`` of each token's core slices + batched
+contraction), ``torch-tt-partial`` (cores 1-2 contracted for all (i1, i2) pairs, then one gather
+and one ``bmm`` per token). The torch TT variants use the tinytt layer's cores; their forward
+is checked against tinytt's (relative Frobenius error <= 1e-4, printed as "check" rows).
+
+Ops: "fwd" (forward, autograd recording on) and "fwd+bwd" (forward, then backward seeded with a
+materialised ones array of the output shape -- torch's "ones-seeded" rows; gradients are reset
+to None before each call, outside the timed region). Times: median of repeats after warm-up.
+Peak memory: "rss" = increase of the RSS high-water mark during one call, measured in a fresh
+subprocess per (batch, implementation) with ``MALLOC_MMAP_THRESHOLD_=65536`` (so freed large
+blocks go back to the OS); "tracemalloc" = peak of NumPy allocations during one call (tinytt
+rows only). Then ratio rows (each tinytt TT variant vs the fastest torch TT variant; TT-auto vs
+tinytt dense, time and memory) and a cProfile of the auto path (fwd+bwd, real-text batch).
+
+    TINYTT_DATA=/work/shared/data python benchmarks/lookup.py [--quick] [--out FILE] [--no-memory]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import tinytt  # noqa: E402
+from _common import add_common_args, configure, emit, rss_peak, rss_supported, time_call, tracemalloc_peak  # noqa: E402
+from tinytt import backend  # noqa: E402
+
+V, D, RANK = 25000, 256, 16
+ROW_SHAPE, COL_SHAPE = (25, 30, 40), (4, 8, 8)
+SEQ_LEN, N_REVIEWS = 200, 64
+TT_STRATEGIES = ("gather", "prefix", "full", "auto")
+TINYTT_IMPLS = tuple(f"tinytt-tt-{s}" for s in TT_STRATEGIES) + ("tinytt-dense",)
+TORCH_TT_IMPLS = ("torch-tt-full", "torch-tt-gather", "torch-tt-partial")
+TORCH_IMPLS = ("torch-dense",) + TORCH_TT_IMPLS
+BENCH = "lookup"
+
+
+# --- batches --------------------------------------------------------------------------------
+def imdb_batch(seed: int = 0):
+    """(64, 200) int64 ids of 64 seeded IMDB training reviews, or (None, note) when the file is absent."""
+    root = os.environ.get("TINYTT_DATA")
+    path = Path(root).expanduser() / "imdb" / "train.tsv.gz" if root else None
+    if path is None or not path.is_file():
+        return None, f"IMDB batch skipped: {'$TINYTT_DATA is not set' if root is None else f'{path} not found'}"
+    from tinytt.data import Vocab, read_tsv, tokenize  # noqa: PLC0415
+
+    t0 = time.perf_counter()
+    texts, _ = read_tsv(path)
+    token_lists = [tokenize(t) for t in texts]
+    vocab = Vocab.build(token_lists, max_size=V)
+    pick = numpy.random.default_rng(seed).choice(len(texts), N_REVIEWS, replace=False)
+    ids = numpy.zeros((N_REVIEWS, SEQ_LEN), dtype=numpy.int64)  # 0 = <pad>
+    for row, i in enumerate(pick):
+        enc = vocab.encode(token_lists[i][:SEQ_LEN])
+        ids[row, : len(enc)] = enc
+    info = {"reviews": len(texts), "vocab_size": len(vocab), "prepare_s": round(time.perf_counter() - t0, 2),
+            "pad_fraction": float((ids == 0).mean()), "unk_fraction": float((ids == 1).mean())}
+    return ids, info
+
+
+def random_batch(n: int, seed: int):
+    ids = numpy.random.default_rng(seed).integers(0, V, size=n, dtype=numpy.int64)
+    return ids.reshape(N_REVIEWS, -1) if n == N_REVIEWS * SEQ_LEN else ids
+
+
+# --- implementations --------------------------------------------------------------------------
+def tinytt_layers():
+    tt_layer = tinytt.nn.TTEmbedding(V, D, rank=RANK, shape=(ROW_SHAPE, COL_SHAPE), seed=0)
+    dense = tinytt.nn.Embedding(V, D, seed=0)
+    return tt_layer, dense
+
+
+def _torch():
+    try:
+        import torch  # noqa: PLC0415
+    except Exception:  # noqa: BLE001 - torch is optional
+        return None
+    torch.set_num_threads(os.cpu_count() or 2)
+    return torch
+
+
+def torch_tt_forward(torch, name, cores, ids_t):
+    """Rows of the TT-matrix for ``ids_t`` (any shape) as ``ids_t.shape + (256,)``; cores are torch leaves.
+
+    Digits in C order (first digit most significant) for rows and columns, as in tinytt.
+    """
+    g1, g2, g3 = cores                     # (1,25,4,16), (16,30,8,16), (16,40,8,1)
+    v1, v2, v3 = ROW_SHAPE
+    d1, d2, d3 = COL_SHAPE
+    flat = ids_t.reshape(-1)
+    if name == "torch-tt-full":
+        pair = torch.einsum("ijb,bklc->ikjlc", g1[0], g2).reshape(v1 * v2, d1 * d2, g2.shape[3])
+        full = torch.einsum("pqc,cmn->pmqn", pair, g3[..., 0]).reshape(v1 * v2 * v3, d1 * d2 * d3)
+        rows = torch.nn.functional.embedding(flat, full)
+    elif name == "torch-tt-gather":
+        i1 = torch.div(flat, v2 * v3, rounding_mode="floor")
+        i2 = torch.div(flat, v3, rounding_mode="floor") % v2
+        i3 = flat % v3
+        s1 = torch.index_select(g1[0], 0, i1)                          # (B, d1, r1)
+        s2 = torch.index_select(g2, 1, i2).permute(1, 0, 2, 3)         # (B, r1, d2, r2)
+        s3 = torch.index_select(g3[..., 0], 1, i3).permute(1, 0, 2)    # (B, r2, d3)
+        left = torch.einsum("bxr,brys->bxys", s1, s2).reshape(flat.shape[0], d1 * d2, -1)
+        rows = torch.bmm(left, s3).reshape(flat.shape[0], -1)
+    elif name == "torch-tt-partial":
+        pair = torch.einsum("ijb,bklc->ikjlc", g1[0], g2).reshape(v1 * v2, d1 * d2, g2.shape[3])
+        p = torch.div(flat, v3, rounding_mode="floor")
+        i3 = flat % v3
+        s3 = torch.index_select(g3[..., 0], 1, i3).permute(1, 0, 2)    # (B, r2, d3)
+        rows = torch.bmm(torch.index_select(pair, 0, p), s3).reshape(flat.shape[0], -1)
+    else:
+        raise ValueError(name)
+    return rows.reshape(tuple(ids_t.shape) + (d1 * d2 * d3,))
+
+
+class Impl:
+    """One implementation bound to one batch: ``fwd()``, ``fwd_bwd()``, ``reset()`` and ``params``."""
+
+    def __init__(self, name, ids, torch=None):
+        self.name = name
+        self.ids = ids
+        out_shape = tuple(ids.shape) + (D,)
+        if name.startswith("tinytt"):
+            tt_layer, dense = tinytt_layers()
+            dev_ids = backend.to_device(ids)
+            if name == "tinytt-dense":
+                self.params = dense.parameters()
+                self._call = lambda: dense(dev_ids)
+            else:
+                strategy = name.rsplit("-", 1)[1]
+                self.params = tt_layer.parameters()
+                self._call = lambda: tt_layer(dev_ids, strategy=strategy)
+            xp = backend.get_xp(self.params[0].data)
+            self._seed = xp.ones(out_shape, dtype=self.params[0].data.dtype)
+            self.rows = lambda: backend.to_numpy(self._call().data)
+        else:
+            tt_layer, _ = tinytt_layers()
+            ids_t = torch.from_numpy(ids)
+            if name == "torch-dense":
+                emb = torch.nn.Embedding(V, D)
+                self.params = list(emb.parameters())
+                self._call = lambda: emb(ids_t)
+            else:
+                cores = [torch.tensor(backend.to_numpy(c.data), requires_grad=True) for c in tt_layer.cores]
+                self.params = cores
+                self._call = lambda: torch_tt_forward(torch, name, cores, ids_t)
+            self._seed = torch.ones(out_shape, dtype=torch.float32)
+            self.rows = lambda: self._call().detach().numpy()
+
+    def reset(self):
+        for p in self.params:
+            p.grad = None
+
+    def fwd(self):
+        return self._call()
+
+    def fwd_bwd(self):
+        out = self._call()
+        out.backward(self._seed)
+        return out
+
+
+# --- memory: one subprocess per (batch, implementation) -------------------------------------
+def _child_main(argv) -> None:
+    """``--_child IDS.npy NAME``: print one JSON line with the peak memory of fwd and fwd+bwd."""
+    import json  # noqa: PLC0415
+
+    ids_path, name = argv
+    ids = numpy.load(ids_path)
+    torch = _torch() if name.startswith("torch") else None
+    impl = Impl(name, ids, torch)
+    impl.reset()
+    impl.fwd_bwd()  # warm-up: plans, caches, lazily allocated workspaces
+    impl.reset()
+    res = {}
+    for op, fn in (("fwd", impl.fwd), ("fwd+bwd", impl.fwd_bwd)):
+        if rss_supported():
+            res[f"{op}:rss"] = rss_peak(fn, setup=impl.reset)
+        if name.startswith("tinytt"):
+            res[f"{op}:tracemalloc"] = tracemalloc_peak(fn, setup=impl.reset)
+        impl.reset()
+    print(json.dumps(res))
+
+
+def child_memory(ids, names) -> dict:
+    """{name: {"fwd:rss": bytes, ...}} measured in fresh subprocesses."""
+    import json  # noqa: PLC0415
+
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    env.pop("MALLOC_TRIM_THRESHOLD_", None)
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "ids.npy")
+        numpy.save(path, ids)
+        for name in names:
+            proc = subprocess.run([sys.executable, __file__, "--_child", path, name], env=env,
+                                  capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                out[name] = {"error": proc.stderr.strip().splitlines()[-1:] or ["failed"]}
+                continue
+            out[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
+
+
+# --- checks, profile --------------------------------------------------------------------------
+def _rel(a, b) -> float:
+    a64, b64 = a.astype(numpy.float64), b.astype(numpy.float64)
+    return float(numpy.linalg.norm(a64 - b64) / max(numpy.linalg.norm(b64), 1e-300))
+
+
+def check_forward(batch, ids, impls) -> None:
+    """Every TT implementation's forward (and the torch TT core gradients) against tinytt-tt-auto."""
+    ref_impl = impls["tinytt-tt-auto"]
+    ref = ref_impl.rows()
+    ref_impl.reset()
+    ref_impl.fwd_bwd()
+    ref_grads = [backend.to_numpy(p.grad) for p in ref_impl.params]
+    ref_impl.reset()
+    for name, impl in impls.items():
+        if "-tt-" not in name or name == "tinytt-tt-auto":
+            continue
+        err = _rel(impl.rows(), ref)
+        row = {"bench": BENCH, "kind": "check", "batch": batch, "impl": name, "against": "tinytt-tt-auto",
+               "forward_rel_error": err, "tol": 1e-4, "ok": err <= 1e-4}
+        impl.reset()
+        impl.fwd_bwd()
+        grads = [p.grad.numpy() if hasattr(p.grad, "numpy") else backend.to_numpy(p.grad) for p in impl.params]
+        impl.reset()
+        row["grad_rel_error"] = max(_rel(g, r) for g, r in zip(grads, ref_grads))
+        row["ok"] = row["ok"] and row["grad_rel_error"] <= 1e-4
+        emit(row)
+
+
+def profile_auto(ids, top: int = 15) -> None:
+    impl = Impl("tinytt-tt-auto", ids)
+    n_calls = 10
+    for _ in range(2):
+        impl.reset()
+        impl.fwd_bwd()
+    prof = cProfile.Profile()
+    for _ in range(n_calls):
+        impl.reset()
+        prof.enable()
+        impl.fwd_bwd()
+        prof.disable()
+    stats = pstats.Stats(prof)
+    total = stats.total_tt
+    rows = []
+    for (filename, line, func), (cc, nc, tt_, ct, _) in stats.stats.items():
+        rows.append({"function": f"{Path(filename).name}:{line}({func})" if line else func,
+                     "ncalls_per_call": nc / n_calls, "tottime_ms": 1e3 * tt_ / n_calls,
+                     "cumtime_ms": 1e3 * ct / n_calls})
+    by_tot = sorted(rows, key=lambda r: -r["tottime_ms"])[:top]
+    by_cum = sorted((r for r in rows if r["function"].startswith(("lookup.py", "backend.py", "tensor.py",
+                                                                    "tt_embedding.py"))),
+                    key=lambda r: -r["cumtime_ms"])[:top]
+    for r in by_tot + by_cum:
+        for k in ("tottime_ms", "cumtime_ms", "ncalls_per_call"):
+            r[k] = round(r[k], 3)
+    from tinytt.tt.lookup import plan_lookup  # noqa: PLC0415
+
+    plan = plan_lookup(numpy.asarray(ids).reshape(-1), ROW_SHAPE, COL_SHAPE, [1, RANK, RANK, 1], "auto")
+    emit({"bench": BENCH, "kind": "profile", "batch": "imdb_64x200", "impl": "tinytt-tt-auto", "op": "fwd+bwd",
+          "chosen_strategy": plan.strategy, "level_modes": [lv.mode for lv in plan.levels],
+          "level_nodes": [lv.n_nodes for lv in plan.levels], "distinct_ids": int(plan.uniq.shape[0]),
+          "profiled_ms_per_call": round(1e3 * total / n_calls, 3), "top_tottime": by_tot,
+          "tinytt_cumtime": by_cum})
+    buf = io.StringIO()
+    pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(top)
+    print(buf.getvalue(), file=sys.stderr)
+
+
+# --- main ---------------------------------------------------------------------------------------
+def run_batch(batch, ids, torch, memory: bool, results: list) -> None:
+    names = list(TINYTT_IMPLS) + (list(TORCH_IMPLS) if torch is not None else [])
+    impls = {name: Impl(name, ids, torch) for name in names}
+    check_forward(batch, ids, impls)
+    mem = child_memory(ids, names) if memory else {}
+    n_tokens = int(ids.size)
+    for name, impl in impls.items():
+        for op, fn in (("fwd", impl.fwd), ("fwd+bwd", impl.fwd_bwd)):
+            t = time_call(fn, setup=impl.reset)
+            row = {"bench": BENCH, "kind": "time", "batch": batch, "tokens": n_tokens,
+                   "distinct_ids": int(numpy.unique(ids).size), "impl": name, "op": op,
+                   "dtype": "float32", **t, "tokens_per_s": n_tokens / t["median_s"],
+                   "torch_threads": torch.get_num_threads() if torch is not None else None}
+            m = mem.get(name, {})
+            if "error" in m:
+                row["peak_error"] = m["error"]
+            if f"{op}:rss" in m:
+                row["peak_rss_bytes"] = m[f"{op}:rss"]
+                row["peak_rss_method"] = "VmHWM increase, fresh subprocess, MALLOC_MMAP_THRESHOLD_=65536"
+            if f"{op}:tracemalloc" in m:
+                row["peak_tracemalloc_bytes"] = m[f"{op}:tracemalloc"]
+            impl.reset()
+            results.append(emit(row))
+
+
+def ratio_rows(results: list) -> None:
+    by = {(r["batch"], r["impl"], r["op"]): r for r in results}
+    batches = sorted({r["batch"] for r in results})
+    for batch in batches:
+        for op in ("fwd", "fwd+bwd"):
+            torch_tt = [by[(batch, n, op)] for n in TORCH_TT_IMPLS if (batch, n, op) in by]
+            if torch_tt:
+                best = min(torch_tt, key=lambda r: r["median_s"])
+                for s in TT_STRATEGIES:
+                    r = by[(batch, f"tinytt-tt-{s}", op)]
+                    ratio = r["median_s"] / best["median_s"]
+                    row = {"bench": BENCH, "kind": "ratio", "batch": batch, "op": op, "impl": r["impl"],
+                           "against": best["impl"], "time_ratio": ratio}
+                    if "peak_rss_bytes" in r and "peak_rss_bytes" in best:
+                        row["rss_ratio"] = r["peak_rss_bytes"] / max(best["peak_rss_bytes"], 1)
+                    if batch.startswith("imdb") and op == "fwd+bwd":
+                        row["target"] = "<= 1.0"
+                        row["meets_target"] = ratio <= 1.0
+                    emit(row)
+            auto, dense = by[(batch, "tinytt-tt-auto", op)], by[(batch, "tinytt-dense", op)]
+            row = {"bench": BENCH, "kind": "ratio", "batch": batch, "op": op, "impl": "tinytt-tt-auto",
+                   "against": "tinytt-dense", "time_ratio": auto["median_s"] / dense["median_s"]}
+            for key, name in (("peak_rss_bytes", "rss_ratio"), ("peak_tracemalloc_bytes", "tracemalloc_ratio")):
+                if key in auto and key in dense:
+                    row[name] = auto[key] / max(dense[key], 1)
+            if batch.startswith("imdb") and op == "fwd+bwd":
+                row["target"] = "time <= 1.0, memory < 1.0"
+                row["meets_target"] = row["time_ratio"] <= 1.0 and all(
+                    row[k] < 1.0 for k in ("rss_ratio", "tracemalloc_ratio") if k in row)
+            emit(row)
+
+
+def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--_child"]:
+        _child_main(argv[1:])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_common_args(parser)
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    parser.add_argument("--no-profile", action="store_true", help="skip the cProfile of the auto path")
+    args = parser.parse_args(argv)
+    configure(args)
+    torch = _torch()
+    emit({"bench": BENCH, "kind": "setup", "V": V, "D": D, "row_shape": ROW_SHAPE, "col_shape": COL_SHAPE,
+          "rank": RANK, "numpy": numpy.__version__, "torch": getattr(torch, "__version__", None),
+          "torch_threads": torch.get_num_threads() if torch is not None else None,
+          "cpu_count": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+          "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS")})
+    batches = []
+    ids, info = imdb_batch()
+    if ids is None:
+        emit({"bench": BENCH, "kind": "note", "batch": "imdb_64x200", "note": info})
+    else:
+        emit({"bench": BENCH, "kind": "batch", "batch": "imdb_64x200", "shape": list(ids.shape), **info})
+        batches.append(("imdb_64x200", ids))
+    batches.append(("random_12800", random_batch(12800, seed=1)))
+    batches.append(("random_4096", random_batch(4096, seed=2)))
+    results = []
+    for batch, b_ids in batches:
+        run_batch(batch, b_ids, torch, memory=not args.no_memory, results=results)
+    ratio_rows(results)
+    if not args.no_profile and batches[0][0] == "imdb_64x200":
+        profile_auto(batches[0][1])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,232 @@
+"""Training-step benchmark: tinytt against PyTorch (when importable) on the same models.
+
+Models (float32, batch 64 x 200 tokens, vocabulary 30000, Adam lr 1e-3, cross-entropy, 2 classes):
+
+- ``lstm-final``: Embedding(30000, 256) -> LSTM(256, 128) -> final hidden state -> Linear(128, 2)
+- ``lstm-mean``:  Embedding(30000, 256) -> LSTM(256, 128) -> mean of outputs over time -> Linear(128, 2)
+- ``mlp``:        Embedding(30000, 256) -> mean over time -> Linear(256, 128) -> ReLU -> Linear(128, 2)
+
+each with a dense embedding and (when ``tinytt.nn.TTEmbedding`` exists) a TT embedding of rank 16.
+A step is zero_grad + forward + backward + optimizer step. Reported: the median of N timed steps
+after warm-up, one JSON object per line, plus the LSTM "GEMM floor" (the time NumPy's BLAS needs
+for just the matrix products of one LSTM forward + backward, measured in the same run) and the
+ratios to it and to PyTorch's time for the same model (PyTorch runs dense embeddings only).
+
+    python benchmarks/train_step.py            # full run
+    python benchmarks/train_step.py --quick    # fewer repetitions
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import tinytt as tt  # noqa: E402
+import tinytt.optim  # noqa: E402,F401
+from tinytt import nn  # noqa: E402
+
+B, T, V, D, H, C = 64, 200, 30000, 256, 128, 2
+
+
+def _median_time(step, warmup: int, reps: int) -> tuple:
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        step()
+        tt.backend.synchronize()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), min(times), times
+
+
+# --- tinytt models ---------------------------------------------------------------------------------
+class LSTMClassifier(nn.Module):
+    def __init__(self, emb, readout):
+        self.emb = emb
+        self.lstm = nn.LSTM(D, H, seed=1)
+        self.head = nn.Linear(H, C, seed=2)
+        self.readout = readout
+
+    def forward(self, ids):
+        out, (h, _) = self.lstm(self.emb(ids))
+        feats = h[0] if self.readout == "final" else out.mean(axis=1)
+        return self.head(feats)
+
+
+class MLPClassifier(nn.Module):
+    def __init__(self, emb):
+        self.emb = emb
+        self.fc1 = nn.Linear(D, H, seed=1)
+        self.fc2 = nn.Linear(H, C, seed=2)
+
+    def forward(self, ids):
+        return self.fc2(tt.relu(self.fc1(self.emb(ids).mean(axis=1))))
+
+
+def make_embedding(kind: str):
+    if kind == "dense":
+        return nn.Embedding(V, D, seed=0)
+    return nn.TTEmbedding(V, D, rank=16, seed=0)
+
+
+def tinytt_step_fn(model_name: str, emb_kind: str, ids, y):
+    emb = make_embedding(emb_kind)
+    if model_name == "mlp":
+        model = MLPClassifier(emb)
+    else:
+        model = LSTMClassifier(emb, model_name.split("-")[1])
+    opt = tt.optim.Adam(model.parameters(), lr=1e-3)
+    ids_d, y_d = tt.to_device(ids), tt.to_device(y)
+    losses = []
+
+    def step():
+        opt.zero_grad()
+        loss = tt.cross_entropy(model(ids_d), y_d)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+
+    return step, losses, sum(p.size for p in model.parameters())
+
+
+# --- PyTorch models ------------------------------------------------------------------------------------
+def torch_step_fn(model_name: str, ids, y):
+    import torch  # noqa: PLC0415
+
+    torch.manual_seed(0)
+
+    class TorchLSTM(torch.nn.Module):
+        def __init__(self, readout):
+            super().__init__()
+            self.emb = torch.nn.Embedding(V, D)
+            self.lstm = torch.nn.LSTM(D, H, batch_first=True)
+            self.head = torch.nn.Linear(H, C)
+            self.readout = readout
+
+        def forward(self, ids):
+            out, (h, _) = self.lstm(self.emb(ids))
+            return self.head(h[0] if self.readout == "final" else out.mean(dim=1))
+
+    class TorchMLP(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(V, D)
+            self.fc1 = torch.nn.Linear(D, H)
+            self.fc2 = torch.nn.Linear(H, C)
+
+        def forward(self, ids):
+            return self.fc2(torch.relu(self.fc1(self.emb(ids).mean(dim=1))))
+
+    model = TorchMLP() if model_name == "mlp" else TorchLSTM(model_name.split("-")[1])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    ids_t, y_t = torch.from_numpy(ids), torch.from_numpy(y)
+    losses = []
+
+    def step():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(ids_t), y_t)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+
+    return step
+
+
+# --- GEMM floor ------------------------------------------------------------------------------------------
+def gemm_floor(reps: int) -> float:
+    """Seconds NumPy needs for the matrix products of one LSTM(256,128) forward + backward
+    at (64, 200): input projection, per-step recurrence (forward and backward), dx, dW_ih, dW_hh."""
+    rng = numpy.random.default_rng(0)
+    f32 = numpy.float32
+    x = rng.standard_normal((B * T, D)).astype(f32)
+    w_ih = rng.standard_normal((D, 4 * H)).astype(f32)
+    w_hh = rng.standard_normal((H, 4 * H)).astype(f32)
+    dz = rng.standard_normal((B * T, 4 * H)).astype(f32)
+    hs = rng.standard_normal((B * T, H)).astype(f32)
+    h = rng.standard_normal((B, H)).astype(f32)
+    z = numpy.empty((B, 4 * H), f32)
+    dh = numpy.empty((B, H), f32)
+    w_hh_t = numpy.ascontiguousarray(w_hh.T)
+
+    def run():
+        x @ w_ih
+        for t in range(T):
+            numpy.matmul(h, w_hh, out=z)
+        for t in range(T):
+            numpy.matmul(z, w_hh_t, out=dh)
+        dz @ w_ih.T
+        x.T @ dz
+        hs.T @ dz
+
+    return _median_time(run, 1, reps)[0]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (1 warm-up, 3 timed)")
+    parser.add_argument("--reps", type=int, default=None, help="timed steps per model (default 7)")
+    parser.add_argument("--models", default="lstm-final,lstm-mean,mlp")
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch baselines")
+    args = parser.parse_args(argv)
+    warmup, reps = (1, 3) if args.quick else (2, 7)
+    if args.reps:
+        reps = args.reps
+    rng = numpy.random.default_rng(0)
+    ids = rng.integers(0, V, size=(B, T)).astype(numpy.int64)
+    y = rng.integers(0, C, size=B).astype(numpy.int64)
+    try:
+        if args.no_torch:
+            raise ImportError
+        import torch  # noqa: PLC0415
+
+        torch.set_num_threads(int(os.environ.get("TORCH_THREADS", os.cpu_count() or 1)))
+        torch_version = torch.__version__
+    except ImportError:
+        torch = None
+        torch_version = None
+    emb_kinds = ["dense"] + (["tt"] if hasattr(nn, "TTEmbedding") else [])
+    env = {"what": "env", "machine": platform.machine(), "cpus": os.cpu_count(),
+           "numpy": numpy.__version__, "torch": torch_version, "backend": tt.get_backend(),
+           "malloc": "retain" if os.environ.get("MALLOC_MMAP_THRESHOLD_") else "default",
+           "batch": B, "time": T, "vocab": V, "dim": D, "hidden": H, "warmup": warmup, "reps": reps}
+    print(json.dumps(env), flush=True)
+    floor = gemm_floor(max(3, reps // 2))
+    print(json.dumps({"what": "lstm_gemm_floor", "median_s": round(floor, 4)}), flush=True)
+    torch_times = {}
+    models = args.models.split(",")
+    for model_name in models if torch is not None else []:
+        step = torch_step_fn(model_name, ids, y)
+        med, best, _ = _median_time(step, warmup, reps)
+        torch_times[model_name] = med
+        print(json.dumps({"what": "train_step", "impl": "torch", "model": model_name,
+                          "embedding": "dense", "median_s": round(med, 4), "min_s": round(best, 4),
+                          "tokens_per_s": round(B * T / med)}), flush=True)
+    for model_name in models:
+        for emb_kind in emb_kinds:
+            step, losses, n_params = tinytt_step_fn(model_name, emb_kind, ids, y)
+            med, best, _ = _median_time(step, warmup, reps)
+            row = {"what": "train_step", "impl": "tinytt", "model": model_name, "embedding": emb_kind,
+                   "median_s": round(med, 4), "min_s": round(best, 4), "tokens_per_s": round(B * T / med),
+                   "params": int(n_params), "loss_first": round(losses[0], 4), "loss_last": round(losses[-1], 4)}
+            if model_name.startswith("lstm"):
+                row["ratio_to_gemm_floor"] = round(med / floor, 3)
+            if model_name in torch_times:
+                row["ratio_to_torch_dense"] = round(med / torch_times[model_name], 3)
+                fastest = min(v for k, v in torch_times.items() if k.startswith("lstm")) \
+                    if model_name.startswith("lstm") else torch_times[model_name]
+                row["ratio_to_torch_fastest"] = round(med / fastest, 3)
+            print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()

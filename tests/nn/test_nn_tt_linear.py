@@ -1,0 +1,48 @@
+"""TTLinear: agrees with the dense matrix it represents, on both forward paths; gradients."""
+
+import numpy
+import pytest
+
+import tinytt as tt
+from tinytt import nn
+from tinytt.testing import assert_close, check_grads
+
+pytest.importorskip("tinytt.nn.tt_linear")
+
+
+@pytest.mark.parametrize("path", ["direct", "full"])
+def test_tt_linear_matches_dense(path, monkeypatch):
+    layer = nn.TTLinear(24, 30, rank=3, dtype="float64", seed=0)
+    assert layer.row_shape == (2, 3, 4) or numpy.prod(layer.row_shape) == 24
+    layer.bias.data[...] = numpy.arange(30) * 0.1
+    if path == "direct":
+        monkeypatch.setattr(nn.TTLinear, "_costs", lambda self, b: (0, 1))
+    else:
+        monkeypatch.setattr(nn.TTLinear, "_costs", lambda self, b: (1, 0))
+    x = numpy.random.default_rng(1).standard_normal((2, 5, 24))
+    w = tt.to_numpy(layer.matrix.full().data)
+    assert w.shape == (24, 30)
+    y = layer(tt.Tensor(x))
+    assert y.shape == (2, 5, 30)
+    assert_close(y.data, x @ w + layer.bias.data, rtol=1e-10, atol=1e-12)
+    cores = [c.data.copy() for c in layer.cores]
+
+    def f(x, b, *cs):
+        probe = nn.TTLinear(24, 30, rank=3, shape=(layer.row_shape, layer.col_shape), dtype="float64")
+        probe.cores, probe.bias = list(cs), b
+        return probe(x)
+
+    check_grads(f, x, layer.bias.data.copy(), *cores)
+
+
+def test_tt_linear_params_and_shape():
+    layer = nn.TTLinear(256, 128, rank=4, seed=0)
+    assert numpy.prod(layer.row_shape) == 256 and numpy.prod(layer.col_shape) == 128
+    assert all(c.dtype == numpy.float32 for c in layer.parameters())
+    names = [n for n, _ in layer.named_parameters()]
+    assert names == ["cores.0", "cores.1", "cores.2", "bias"]
+    assert layer.compression_ratio > 1
+    w = tt.to_numpy(layer.matrix.full().data)
+    assert 0.3 < w.var() / (2 / (256 + 128)) < 3
+    with pytest.raises(ValueError):
+        nn.TTLinear(24, 30, rank=2, shape=((2, 3, 5), (2, 3, 5)))

@@ -1,0 +1,409 @@
+"""Training and evaluation loops shared by the CLI (``tinytt train``/``demo``) and the examples.
+
+Pieces, from the bottom up:
+
+- data containers that turn token lists into arrays once, up front:
+  :class:`ClassificationData` (one padded ``(N, L)`` id matrix + lengths + labels; a
+  batch is a row gather and a slice, no per-token Python) and :func:`lm_stream`
+  (one id vector for BPTT);
+- tasks with ``train_epoch`` and ``evaluate``: :class:`ClassificationTask` (accuracy,
+  length-bucketed seeded batches via ``BucketBatcher``) and
+  :class:`LanguageModelTask` (perplexity, BPTT windows with the hidden state carried
+  across them);
+- :func:`fit`: epochs, best-validation tracking (the test metric is reported at the
+  epoch with the best validation metric), an atomic checkpoint after every epoch,
+  resume from a checkpoint, per-epoch timings.
+
+Per step the loops do one forward, one backward, optional clipping and one optimizer
+step; the loss stays a device scalar (no ``.item()`` per step) and is averaged once
+at the end of the epoch. Checkpoints are written with :func:`tinytt.io.save` (atomic:
+an interrupted run leaves the previous checkpoint intact).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy
+
+from . import ops
+from .backend import get_xp, to_device, to_numpy
+from .data import BucketBatcher, Vocab, bptt_batches, progress
+from .functional import cross_entropy
+from .io import load, save
+from .optim import clip_grad_norm
+from .tensor import no_grad
+
+__all__ = [
+    "ClassificationData", "ClassificationTask", "LanguageModelTask", "lm_stream", "carve_validation",
+    "fit", "FitResult", "save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT",
+]
+
+CHECKPOINT_FORMAT = "tinytt.train.checkpoint"
+
+
+# ----------------------------------------------------------------------------- data
+class ClassificationData:
+    """Encoded classification examples: ``ids`` int64 (N, L) padded with 0, ``lengths`` (N,),
+    ``labels`` int64 (N,).
+
+    Empty sequences become a single ``<unk>`` (id 1) so every length is >= 1; sequences
+    longer than ``max_len`` keep their first ``max_len`` ids.
+    """
+
+    def __init__(self, sequences, labels, max_len: int | None = None):
+        seqs = [s if len(s) else [1] for s in sequences]
+        if max_len is not None:
+            seqs = [s[:max_len] for s in seqs]
+        lengths = numpy.fromiter((len(s) for s in seqs), dtype=numpy.int64, count=len(seqs))
+        width = int(lengths.max()) if len(seqs) else 1
+        flat = numpy.fromiter((i for s in seqs for i in s), dtype=numpy.int64, count=int(lengths.sum()))
+        ids = numpy.zeros((len(seqs), width), dtype=numpy.int64)
+        ids[numpy.arange(width)[None, :] < lengths[:, None]] = flat   # row-major fill, vectorised
+        self.ids = ids
+        self.lengths = lengths
+        self.labels = numpy.asarray(labels, dtype=numpy.int64).reshape(-1)
+        if self.labels.shape[0] != len(seqs):
+            raise ValueError(f"{len(seqs)} sequences but {self.labels.shape[0]} labels")
+
+    def __len__(self) -> int:
+        return int(self.lengths.shape[0])
+
+    @classmethod
+    def from_tokens(cls, token_lists, labels, vocab: Vocab, max_len: int | None = None) -> "ClassificationData":
+        return cls(vocab.encode_batch(token_lists), labels, max_len)
+
+    def batch(self, idx):
+        """``(ids (B, T), lengths (B,), labels (B,))`` for example indices ``idx``; T = longest row."""
+        lengths = self.lengths[idx]
+        return self.ids[idx, : int(lengths.max())], lengths, self.labels[idx]
+
+    def subset(self, idx) -> "ClassificationData":
+        out = object.__new__(ClassificationData)
+        out.ids, out.lengths, out.labels = self.ids[idx], self.lengths[idx], self.labels[idx]
+        return out
+
+
+def carve_validation(n: int, fraction: float = 0.1, seed: int = 0):
+    """``(train_idx, valid_idx)``: ``numpy.random.default_rng(seed).permutation(n)``; the first
+    ``round(fraction * n)`` indices are validation, the rest training (both sorted)."""
+    perm = numpy.random.default_rng(seed).permutation(n)
+    k = max(1, int(round(fraction * n))) if n > 1 else 0
+    return numpy.sort(perm[k:]), numpy.sort(perm[:k])
+
+
+def lm_stream(tokens, vocab: Vocab) -> numpy.ndarray:
+    """Token strings -> one int64 id vector (unknown tokens -> ``<unk>``)."""
+    return numpy.asarray(vocab.encode(tokens), dtype=numpy.int64)
+
+
+# ----------------------------------------------------------------------------- tasks
+def _mean_loss(losses) -> float:
+    if not losses:
+        return float("nan")
+    xp = get_xp(losses[0])
+    return float(xp.stack(losses).astype(xp.float64).mean())
+
+
+class ClassificationTask:
+    """Sentence/document classification: cross-entropy training, accuracy evaluation.
+
+    Args:
+        splits: ``{"train": ClassificationData, "valid": ..., "test": ... or None}``.
+        batch_size: training batch size; batches are length-bucketed and shuffled with
+            ``BucketBatcher(seed=seed)`` (deterministic per epoch).
+        clip: global gradient-norm clip (0 = off).
+        eval_batch_size: evaluation batch size (examples sorted by length).
+    """
+
+    metric = "accuracy"
+    higher_is_better = True
+
+    def __init__(self, splits: dict, batch_size: int = 64, seed: int = 0, clip: float = 0.0,
+                 eval_batch_size: int = 256, show_progress: bool = True):
+        self.splits = splits
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.clip = float(clip)
+        self.eval_batch_size = int(eval_batch_size)
+        self.show_progress = show_progress
+        train = splits["train"]
+        # BucketBatcher only needs len() of each row to plan the (seeded, bucketed) order;
+        # ranges stand in for the token lists, the ids come from the padded matrix
+        self._batcher = BucketBatcher([range(int(n)) for n in train.lengths], batch_size=self.batch_size,
+                                      seed=self.seed)
+
+    def steps_per_epoch(self) -> int:
+        return len(self._batcher)
+
+    def train_epoch(self, model, optimizer, epoch: int, max_steps: int | None = None,
+                    deadline: float | None = None, desc: str = "train", on_step=None) -> dict:
+        model.train()
+        data = self.splits["train"]
+        order = self._batcher.batch_indices(epoch)
+        if max_steps is not None:
+            order = order[:max_steps]
+        losses = []
+        for idx in progress(order, desc=desc, disable=not self.show_progress):
+            ids, lengths, labels = data.batch(idx)
+            logits = model(to_device(ids), lengths)
+            loss = cross_entropy(logits, to_device(labels))
+            optimizer.zero_grad()
+            loss.backward()
+            if self.clip > 0:
+                clip_grad_norm(optimizer.params, self.clip)
+            optimizer.step()
+            losses.append(loss.data)
+            if on_step is not None:
+                on_step(len(losses), loss)
+            if deadline is not None and time.perf_counter() > deadline:
+                break
+        return {"train_loss": _mean_loss(losses), "steps": len(losses)}
+
+    def evaluate(self, model, split: str) -> dict:
+        """``{"loss", "accuracy", "n"}`` on a split (eval mode, no graph)."""
+        data = self.splits[split]
+        model.eval()
+        order = numpy.argsort(data.lengths, kind="stable")
+        correct = 0
+        loss_sum = 0.0
+        with no_grad():
+            for start in range(0, len(order), self.eval_batch_size):
+                idx = order[start:start + self.eval_batch_size]
+                ids, lengths, labels = data.batch(idx)
+                logits = model(to_device(ids), lengths)
+                lab = to_device(labels)
+                loss = cross_entropy(logits, lab)
+                xp = get_xp(logits.data)
+                correct += int((xp.argmax(logits.data, axis=-1) == lab).sum())
+                loss_sum += float(loss.data) * len(idx)
+        n = len(order)
+        return {"loss": loss_sum / max(n, 1), "accuracy": correct / max(n, 1), "n": n}
+
+
+class LanguageModelTask:
+    """Word-level language modelling with truncated BPTT; metric: perplexity (lower is better).
+
+    Args:
+        streams: ``{"train": ids, "valid": ids, "test": ids or None}`` int64 vectors.
+        batch_size, bptt: the stream is cut into ``batch_size`` rows and windows of
+            ``bptt`` steps (``tinytt.data.bptt_batches``); the hidden state is carried
+            (detached) from one window to the next.
+        clip: gradient-norm clip (0 = off).
+        eval_batch_size: rows used for evaluation.
+    """
+
+    metric = "perplexity"
+    higher_is_better = False
+
+    def __init__(self, streams: dict, batch_size: int = 20, bptt: int = 35, clip: float = 1.0,
+                 eval_batch_size: int = 10, show_progress: bool = True):
+        self.streams = streams
+        self.batch_size = int(batch_size)
+        self.bptt = int(bptt)
+        self.clip = float(clip)
+        self.eval_batch_size = int(eval_batch_size)
+        self.show_progress = show_progress
+
+    def steps_per_epoch(self) -> int:
+        n = len(self.streams["train"]) // self.batch_size
+        return max(0, -(-(n - 1) // self.bptt))
+
+    def train_epoch(self, model, optimizer, epoch: int, max_steps: int | None = None,
+                    deadline: float | None = None, desc: str = "train", on_step=None) -> dict:
+        model.train()
+        total = self.steps_per_epoch() if max_steps is None else min(max_steps, self.steps_per_epoch())
+        batches = bptt_batches(self.streams["train"], self.batch_size, self.bptt)
+        state = None
+        losses = []
+        for x, y in progress(batches, total=total, desc=desc, disable=not self.show_progress):
+            logits, state = model(to_device(x), model.detach_state(state))
+            loss = cross_entropy(ops.reshape(logits, (-1, logits.shape[-1])), to_device(y.reshape(-1)))
+            optimizer.zero_grad()
+            loss.backward()
+            if self.clip > 0:
+                clip_grad_norm(optimizer.params, self.clip)
+            optimizer.step()
+            losses.append(loss.data)
+            if on_step is not None:
+                on_step(len(losses), loss)
+            if len(losses) >= total or (deadline is not None and time.perf_counter() > deadline):
+                break
+        return {"train_loss": _mean_loss(losses), "steps": len(losses)}
+
+    def evaluate(self, model, split: str) -> dict:
+        """``{"loss", "perplexity", "n"}``: token-weighted mean cross-entropy over the split."""
+        stream = self.streams[split]
+        model.eval()
+        state = None
+        loss_sum = None
+        n = 0
+        bs = min(self.eval_batch_size, max(1, len(stream) // 2))
+        with no_grad():
+            for x, y in bptt_batches(stream, bs, self.bptt):
+                logits, state = model(to_device(x), state)
+                loss = cross_entropy(ops.reshape(logits, (-1, logits.shape[-1])), to_device(y.reshape(-1)))
+                part = loss.data * y.size
+                loss_sum = part if loss_sum is None else loss_sum + part
+                n += y.size
+        mean = float(loss_sum) / max(n, 1) if loss_sum is not None else float("nan")
+        return {"loss": mean, "perplexity": math.exp(min(mean, 700.0)), "n": n}
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def save_checkpoint(path, model, optimizer, vocab: Vocab, config: dict, epoch: int, history: list,
+                    best_state: dict | None = None, extra: dict | None = None) -> None:
+    """Write everything needed to rebuild and resume a run to ``path`` (atomic).
+
+    Layout: ``{"format", "version", "model": state_dict, "best_model": state_dict,
+    "optim": optimizer state, "vocab": JSON token list, "config": JSON, "epoch": int,
+    "history": JSON}``. The previous file stays intact until the new one is complete.
+    """
+    obj = {
+        "format": CHECKPOINT_FORMAT,
+        "version": 1,
+        "epoch": int(epoch),
+        "config": json.dumps(config, sort_keys=True),
+        "vocab": json.dumps(vocab.tokens, ensure_ascii=False),
+        "history": json.dumps(history),
+        "model": model.state_dict(),
+        "optim": optimizer.state_dict() if optimizer is not None else {},
+    }
+    if best_state is not None:
+        obj["best_model"] = best_state
+    if extra:
+        obj["extra"] = json.dumps(extra)
+    save(obj, path)
+
+
+def load_checkpoint(path) -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Returns a dict with ``config`` (dict), ``vocab`` (Vocab), ``epoch`` (int), ``history``
+    (list), ``model``/``best_model`` (state dicts, NumPy arrays), ``optim``, ``extra``.
+    Raises ValueError when the file is not such a checkpoint.
+    """
+    obj = load(path)
+    if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path!s} is a tinytt file but not a training checkpoint "
+                         f"(expected format {CHECKPOINT_FORMAT!r})")
+    return {
+        "config": json.loads(obj["config"]),
+        "vocab": Vocab(json.loads(obj["vocab"])),
+        "epoch": int(obj["epoch"]),
+        "history": json.loads(obj["history"]),
+        "model": obj["model"],
+        "best_model": obj.get("best_model"),
+        "optim": obj.get("optim") or None,
+        "extra": json.loads(obj["extra"]) if "extra" in obj else {},
+    }
+
+
+# ----------------------------------------------------------------------------- fit
+@dataclass
+class FitResult:
+    """What :func:`fit` returns. ``best`` holds the validation/test metrics at the best epoch."""
+
+    history: list = field(default_factory=list)
+    best_epoch: int | None = None
+    best_valid: dict | None = None
+    test: dict | None = None
+    epoch_seconds: list = field(default_factory=list)
+    eval_seconds: list = field(default_factory=list)
+    seconds: float = 0.0
+    best_state: dict | None = None
+
+
+def _better(task, new: float, old: float | None) -> bool:
+    if old is None or (isinstance(old, float) and math.isnan(old)):
+        return not math.isnan(new)
+    return new > old if task.higher_is_better else new < old
+
+
+def _copy_state(model) -> dict:
+    return {k: to_numpy(v).copy() for k, v in model.state_dict().items()}
+
+
+def fit(model, optimizer, task, epochs: int, *, start_epoch: int = 0, history: list | None = None,
+        best_state: dict | None = None, checkpoint: str | None = None, vocab: Vocab | None = None,
+        config: dict | None = None, test_every_epoch: bool = False, log=None,
+        max_steps: int | None = None, time_budget: float | None = None) -> FitResult:
+    """Train ``model`` for epochs ``start_epoch .. epochs-1``; evaluate on ``valid`` after each.
+
+    The weights with the best validation metric are kept (in memory and in the
+    checkpoint); at the end the test split (when present) is evaluated with them, so the
+    reported test metric is the one at the best-validation epoch. With
+    ``test_every_epoch`` the test split is evaluated after every epoch instead (each
+    history row then carries it). After every epoch a checkpoint is written to
+    ``checkpoint`` (when given; needs ``vocab`` and ``config``).
+
+    ``max_steps``/``time_budget`` (seconds, per epoch) cut epochs short (demos, smoke
+    tests). ``log(str)`` receives one line per epoch. Returns a :class:`FitResult`.
+    """
+    log = log or (lambda s: None)
+    history = list(history or [])
+    res = FitResult(history=history, best_state=best_state)
+    metric = task.metric
+    for row in history:  # resume: recover the best epoch so far
+        if _better(task, row["valid_" + metric], None if res.best_valid is None else res.best_valid[metric]):
+            res.best_epoch = row["epoch"]
+            res.best_valid = {"loss": row["valid_loss"], metric: row["valid_" + metric]}
+            if "test_" + metric in row:
+                res.test = {"loss": row.get("test_loss"), metric: row["test_" + metric]}
+        res.epoch_seconds.append(row.get("train_seconds"))
+        res.eval_seconds.append(row.get("eval_seconds"))
+    has_test = _split_present(task, "test")
+    t_start = time.perf_counter()
+    for epoch in range(start_epoch, epochs):
+        t0 = time.perf_counter()
+        deadline = None if time_budget is None else t0 + time_budget
+        tr = task.train_epoch(model, optimizer, epoch, max_steps=max_steps, deadline=deadline,
+                              desc=f"epoch {epoch + 1}/{epochs}")
+        t1 = time.perf_counter()
+        if not math.isfinite(tr["train_loss"]):
+            raise FloatingPointError(f"training loss is {tr['train_loss']} in epoch {epoch + 1}; "
+                                     f"try a smaller --lr or gradient clipping")
+        va = task.evaluate(model, "valid")
+        row = {"epoch": epoch + 1, "train_loss": tr["train_loss"], "steps": tr["steps"],
+               "valid_loss": va["loss"], "valid_" + metric: va[metric]}
+        improved = _better(task, va[metric], None if res.best_valid is None else res.best_valid[metric])
+        if test_every_epoch and has_test:
+            te = task.evaluate(model, "test")
+            row["test_loss"], row["test_" + metric] = te["loss"], te[metric]
+        t2 = time.perf_counter()
+        row["train_seconds"] = round(t1 - t0, 3)
+        row["eval_seconds"] = round(t2 - t1, 3)
+        history.append(row)
+        res.epoch_seconds.append(row["train_seconds"])
+        res.eval_seconds.append(row["eval_seconds"])
+        if improved:
+            res.best_epoch = epoch + 1
+            res.best_valid = {"loss": va["loss"], metric: va[metric]}
+            res.best_state = _copy_state(model)
+            if test_every_epoch and has_test:
+                res.test = {"loss": row["test_loss"], metric: row["test_" + metric]}
+        msg = (f"epoch {epoch + 1}/{epochs}: train loss {tr['train_loss']:.4f}, valid {metric} "
+               f"{va[metric]:.4f}" + (f", test {metric} {row['test_' + metric]:.4f}" if "test_" + metric in row else "")
+               + f" ({row['train_seconds']:.1f} s train, {row['eval_seconds']:.1f} s eval)"
+               + (" *best*" if improved else ""))
+        log(msg)
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, model, optimizer, vocab, config or {}, epoch + 1, history, res.best_state)
+    if has_test and not test_every_epoch and res.best_state is not None:
+        last = _copy_state(model)
+        model.load_state_dict(res.best_state)
+        t3 = time.perf_counter()
+        res.test = task.evaluate(model, "test")
+        res.eval_seconds.append(round(time.perf_counter() - t3, 3))
+        model.load_state_dict(last)
+    res.seconds = time.perf_counter() - t_start
+    return res
+
+
+def _split_present(task, name: str) -> bool:
+    store = getattr(task, "splits", None) or getattr(task, "streams", None) or {}
+    split = store.get(name)
+    return split is not None and len(split) > 0
