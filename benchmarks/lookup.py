@@ -89,18 +89,17 @@ def random_batch(n: int, seed: int):
 
 
 # --- implementations --------------------------------------------------------------------------
-def tinytt_layers():
-    tt_layer = tinytt.nn.TTEmbedding(V, D, rank=RANK, shape=(ROW_SHAPE, COL_SHAPE), seed=0)
-    dense = tinytt.nn.Embedding(V, D, seed=0)
-    return tt_layer, dense
+def tt_layer():
+    return tinytt.nn.TTEmbedding(V, D, rank=RANK, shape=(ROW_SHAPE, COL_SHAPE), seed=0)
 
 
-def _torch():
+def _torch(threads=None):
+    """torch with ``threads`` intra-op threads (default: the machine's CPU count), or None."""
     try:
         import torch  # noqa: PLC0415
     except Exception:  # noqa: BLE001 - torch is optional
         return None
-    torch.set_num_threads(os.cpu_count() or 2)
+    torch.set_num_threads(int(threads or os.environ.get("TINYTT_BENCH_TORCH_THREADS") or os.cpu_count() or 2))
     return torch
 
 
@@ -145,27 +144,27 @@ class Impl:
         self.ids = ids
         out_shape = tuple(ids.shape) + (D,)
         if name.startswith("tinytt"):
-            tt_layer, dense = tinytt_layers()
             dev_ids = backend.to_device(ids)
             if name == "tinytt-dense":
+                dense = tinytt.nn.Embedding(V, D, seed=0)
                 self.params = dense.parameters()
                 self._call = lambda: dense(dev_ids)
             else:
                 strategy = name.rsplit("-", 1)[1]
-                self.params = tt_layer.parameters()
-                self._call = lambda: tt_layer(dev_ids, strategy=strategy)
+                layer = tt_layer()
+                self.params = layer.parameters()
+                self._call = lambda: layer(dev_ids, strategy=strategy)
             xp = backend.get_xp(self.params[0].data)
             self._seed = xp.ones(out_shape, dtype=self.params[0].data.dtype)
             self.rows = lambda: backend.to_numpy(self._call().data)
         else:
-            tt_layer, _ = tinytt_layers()
             ids_t = torch.from_numpy(ids)
             if name == "torch-dense":
                 emb = torch.nn.Embedding(V, D)
                 self.params = list(emb.parameters())
                 self._call = lambda: emb(ids_t)
             else:
-                cores = [torch.tensor(backend.to_numpy(c.data), requires_grad=True) for c in tt_layer.cores]
+                cores = [torch.tensor(backend.to_numpy(c.data), requires_grad=True) for c in tt_layer().cores]
                 self.params = cores
                 self._call = lambda: torch_tt_forward(torch, name, cores, ids_t)
             self._seed = torch.ones(out_shape, dtype=torch.float32)
@@ -292,6 +291,124 @@ def profile_auto(ids, top: int = 15) -> None:
     buf = io.StringIO()
     pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(top)
     print(buf.getvalue(), file=sys.stderr)
+    breakdown_auto(ids)
+
+
+def _line_times(code, fn, n_calls: int = 5, top: int = 8) -> list:
+    """Wall time per source line of ``code`` while running ``fn`` (a minimal line profiler).
+
+    Time between two line events of that frame is charged to the earlier line (calls into
+    other functions included). Returns the ``top`` lines: [{"line", "source", "ms"}].
+    """
+    import linecache  # noqa: PLC0415
+    import time as _time  # noqa: PLC0415
+
+    acc = {}
+    last = {}
+
+    def local(frame, event, arg):
+        now = _time.perf_counter()
+        prev = last.get(id(frame))
+        if prev is not None:
+            acc[prev[0]] = acc.get(prev[0], 0.0) + now - prev[1]
+        if event == "line":
+            last[id(frame)] = (frame.f_lineno, _time.perf_counter())
+        elif event == "return":
+            last.pop(id(frame), None)
+        return local
+
+    def global_trace(frame, event, arg):
+        return local if frame.f_code is code else None
+
+    old = sys.gettrace()
+    sys.settrace(global_trace)
+    try:
+        for _ in range(n_calls):
+            fn()
+    finally:
+        sys.settrace(old)
+    rows = sorted(acc.items(), key=lambda kv: -kv[1])[:top]
+    return [{"line": ln, "source": linecache.getline(code.co_filename, ln).strip(), "ms": round(1e3 * t / n_calls, 3)}
+            for ln, t in rows]
+
+
+def breakdown_auto(ids) -> None:
+    """Median time of each stage of the auto lookup, fwd+bwd, called one by one (lookup internals).
+
+    Stages: plan (unique + cost model + level layout), forward (level products), expand
+    (``take`` of the distinct rows back to the batch), dedup-grad (segment sum of the output
+    gradient onto the distinct ids), backward (core gradients), and the per-level pieces of the
+    backward: ``matmul`` calls and ``scatter_add`` calls (timed by wrapping them).
+    """
+    from tinytt.tt import lookup as lk  # noqa: PLC0415
+
+    arrays = [c.data for c in tt_layer().cores]
+    xp = backend.get_xp(*arrays)
+    flat = backend.to_device(numpy.asarray(ids).reshape(-1))
+    ranks = [1] + [a.shape[3] for a in arrays]
+    state = {}
+
+    def plan():
+        state["plan"] = lk.plan_lookup(flat, ROW_SHAPE, COL_SHAPE, ranks, "auto")
+
+    def forward():
+        state["rows"], state["saved"] = lk._forward(state["plan"], arrays, xp)
+
+    def expand():
+        state["out"] = xp.take(state["rows"], state["plan"].inverse, axis=0)
+
+    seed = xp.ones((flat.shape[0], D), dtype=arrays[0].dtype)
+
+    def dedup_grad():
+        state["d_rows"] = backend.scatter_add(state["plan"].inverse, seed, state["rows"].shape[0])
+
+    def backward():
+        lk._backward(state["plan"], arrays, state["saved"], state["d_rows"], xp)
+
+    stages = {}
+    for name, fn in (("plan", plan), ("forward", forward), ("expand_take", expand), ("dedup_grad_scatter", dedup_grad),
+                     ("backward_cores", backward)):
+        stages[name] = round(1e3 * time_call(fn)["median_s"], 3)
+    # inside the backward: time matmul and scatter_add calls by wrapping the module-level names
+    import time as _time  # noqa: PLC0415
+
+    acc = {"matmul": 0.0, "scatter_add": 0.0}
+    real_matmul, real_scatter = xp.matmul, lk.scatter_add
+
+    def timed(key, fn):
+        def wrapper(*a, **k):
+            t0 = _time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                acc[key] += _time.perf_counter() - t0
+        return wrapper
+
+    n_calls = 10
+    try:
+        xp.matmul = timed("matmul", real_matmul)
+        lk.scatter_add = timed("scatter_add", real_scatter)
+        t0 = _time.perf_counter()
+        for _ in range(n_calls):
+            backward()
+        total = _time.perf_counter() - t0
+    finally:
+        xp.matmul, lk.scatter_add = real_matmul, real_scatter
+    plan_obj = state["plan"]
+    lines = {}
+    for fn_name, fn in (("_forward", forward), ("_backward", backward)):
+        lines[fn_name] = _line_times(getattr(lk, fn_name).__code__, fn, n_calls=5)
+    emit({"bench": BENCH, "kind": "line_profile", "batch": "imdb_64x200", "impl": "tinytt-tt-auto",
+          "note": "ms per call by source line of tinytt/tt/lookup.py (sys.settrace; a loop line counts each pass)",
+          **lines})
+    emit({"bench": BENCH, "kind": "breakdown", "batch": "imdb_64x200", "impl": "tinytt-tt-auto", "op": "fwd+bwd",
+          "strategy": plan_obj.strategy, "stage_median_ms": stages,
+          "stage_sum_ms": round(sum(stages.values()), 3),
+          "backward_split_ms": {"matmul_batched": round(1e3 * acc["matmul"] / n_calls, 3),
+                                "scatter_add": round(1e3 * acc["scatter_add"] / n_calls, 3),
+                                "rest (expand-level GEMMs, gathers, zero-fill, transposes)":
+                                    round(1e3 * (total - acc["matmul"] - acc["scatter_add"]) / n_calls, 3),
+                                "total": round(1e3 * total / n_calls, 3)}})
 
 
 # --- main ---------------------------------------------------------------------------------------
@@ -361,8 +478,13 @@ def main(argv=None) -> None:
     add_common_args(parser)
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     parser.add_argument("--no-profile", action="store_true", help="skip the cProfile of the auto path")
+    parser.add_argument("--torch-threads", type=int, default=None,
+                        help="torch intra-op threads (default: CPU count); NumPy's BLAS threads follow "
+                             "OPENBLAS_NUM_THREADS, which must be set in the environment")
     args = parser.parse_args(argv)
     configure(args)
+    if args.torch_threads:
+        os.environ["TINYTT_BENCH_TORCH_THREADS"] = str(args.torch_threads)  # the memory subprocesses too
     torch = _torch()
     emit({"bench": BENCH, "kind": "setup", "V": V, "D": D, "row_shape": ROW_SHAPE, "col_shape": COL_SHAPE,
           "rank": RANK, "numpy": numpy.__version__, "torch": getattr(torch, "__version__", None),

@@ -42,7 +42,7 @@ from tinytt.tt.decompositions import round_cores, tt_svd_cores  # noqa: E402
 
 BENCH = "tt_ops"
 EPS = 1e-10
-TORCH_THREADS = 2
+TORCH_THREADS = os.cpu_count() or 2   # the machine's default (2 here); --torch-threads overrides
 # Best peer medians (seconds) from docs/peer_bench.md, measured on this machine (ttpy, torchtt).
 PEER_BENCH_BEST = {"svd_8^6_r6": ("ttpy", 11.6e-3), "svd_4^10_rmax16": ("torchtt", 84.4e-3),
                    "svd_32^4_r20": ("torchtt", 117.4e-3), "round_10^8_r20+r20": ("ttpy", 4.86e-3),
@@ -110,7 +110,7 @@ def run_tinytt(kind, data, max_rank, ref):
     return t, err, _ranks(cores)
 
 
-def load_peers() -> dict:
+def load_peers(torch_threads=None) -> dict:
     peers = {}
     try:
         import tt as ttpy  # noqa: PLC0415 - optional peer
@@ -126,7 +126,7 @@ def load_peers() -> dict:
         import torch  # noqa: PLC0415
         import torchtt  # noqa: PLC0415
 
-        torch.set_num_threads(TORCH_THREADS)
+        torch.set_num_threads(torch_threads or TORCH_THREADS)
         peers["torchtt"] = (torch, torchtt)
     except Exception as exc:  # noqa: BLE001
         emit({"bench": BENCH, "kind": "note", "library": "torchtt",
@@ -167,9 +167,12 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_args(parser)
     parser.add_argument("--no-peers", action="store_true", help="time tinytt only")
+    parser.add_argument("--torch-threads", type=int, default=None,
+                        help="torch intra-op threads (default: CPU count); NumPy's BLAS threads follow "
+                             "OPENBLAS_NUM_THREADS, which must be set in the environment")
     args = parser.parse_args(argv)
     configure(args)
-    peers = {} if args.no_peers else load_peers()
+    peers = {} if args.no_peers else load_peers(args.torch_threads)
     if "torchtt" in peers:
         torch = peers["torchtt"][0]
         emit({"bench": BENCH, "kind": "setup", "torch": torch.__version__, "torch_threads": torch.get_num_threads(),

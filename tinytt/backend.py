@@ -200,7 +200,6 @@ def scatter_add(indices, values, num_rows: int):
     order = numpy.argsort(indices, kind="stable")
     counts = numpy.bincount(indices, minlength=num_rows)
     starts = numpy.cumsum(counts) - counts
-    tail = (1,) * (values.ndim - 1)
     width, largest = 1, int(counts.max())
     while width // 2 < largest:
         members = numpy.flatnonzero((counts > width // 2) & (counts <= width))
@@ -213,8 +212,8 @@ def scatter_add(indices, values, num_rows: int):
                 valid = offsets < counts[members][:, None]
                 positions = numpy.where(valid, first[:, None] + offsets, first[:, None])
                 block = values[order[positions]]
-                # where, not a multiply by the mask: padding must not turn inf into nan
-                block = numpy.where(valid.reshape(valid.shape + tail), block, 0)
+                # zero the padding slots (assignment, not a multiply: inf * 0 would be nan)
+                block[~valid] = 0
                 out[members] = block.sum(axis=1)
         width *= 2
     return out

@@ -150,8 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a classifier or language model (dense or TT embedding)",
                        description="Train a text classifier (--task classify) or a language model (--task lm) "
-                                   "with a dense or TT embedding.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                   "with a dense or TT embedding. Defaults depend on --task (shown as "
+                                   "'classify X, lm Y'); with --resume the checkpoint's settings are used.")
     t.add_argument("--task", choices=("classify", "lm"), default=None, help="default: classify")
     src = t.add_argument_group("data")
     src.add_argument("--dataset", choices=CLASSIFY_DATASETS + LM_DATASETS, default=None,
@@ -443,10 +443,9 @@ def cmd_train(args, parser) -> int:
         corpus = _load_lm(cfg, args, parser)
         vocab = resumed["vocab"] if resumed else Vocab.build([corpus["train"]], max_size=cfg["vocab_size"])
         streams = {k: (None if v is None else lm_stream(v, vocab)) for k, v in corpus.items()}
-        for k in ("train", "valid"):
-            if len(streams[k]) < 2 * cfg["batch_size"] + 2 and k == "train":
-                parser.error(f"the {k} text has {len(streams[k])} tokens; need at least "
-                             f"{2 * cfg['batch_size'] + 2} for --batch-size {cfg['batch_size']}")
+        if len(streams["train"]) < 2 * cfg["batch_size"] + 2:
+            parser.error(f"the training text has {len(streams['train'])} tokens; need at least "
+                         f"{2 * cfg['batch_size'] + 2} for --batch-size {cfg['batch_size']}")
         if streams.get("test") is not None and len(streams["test"]) < 4:
             streams["test"] = None
         task = LanguageModelTask(streams, batch_size=cfg["batch_size"], bptt=cfg["bptt"], clip=cfg["clip"],
@@ -697,10 +696,12 @@ DEMO = {"vocab_size": 10000, "emb_dim": 64, "hidden": 128, "batch_size": 32, "bp
         "eval_batch_size": 32}
 
 
-def run_demo(steps=None, seconds=None, vocab_size=None, show_progress=True, out=sys.stdout) -> dict:
+def run_demo(steps=None, seconds=None, vocab_size=None, show_progress=True, out=None) -> dict:
     """The ``tinytt demo`` experiment; returns its results (also printed to ``out``).
 
-    The dense and the TT model are trained in lockstep on the same batches (one step of
+    Both models share sizes and seeds; the dense table starts at N(0, 0.1^2) (the usual
+    language-model initialisation), the TT cores at the Glorot-through-cores
+    initialisation. The dense and the TT model are trained in lockstep on the same batches (one step of
     each per batch), so both get the same number of steps even when the wall-time cap
     ``seconds`` (both models together) ends training before ``steps``.
     """
@@ -712,6 +713,7 @@ def run_demo(steps=None, seconds=None, vocab_size=None, show_progress=True, out=
     from .optim import Adam, clip_grad_norm
     from .train import LanguageModelTask, lm_stream
 
+    out = sys.stdout if out is None else out
     cfg = dict(DEMO)
     for k, v in (("steps", steps), ("seconds", seconds), ("vocab_size", vocab_size)):
         if v is not None:

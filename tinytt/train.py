@@ -39,7 +39,8 @@ from .tensor import no_grad
 
 __all__ = [
     "ClassificationData", "ClassificationTask", "LanguageModelTask", "lm_stream", "carve_validation",
-    "fit", "FitResult", "save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT",
+    "fit", "FitResult", "save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT", "load_classification",
+    "train_classifier",
 ]
 
 CHECKPOINT_FORMAT = "tinytt.train.checkpoint"
@@ -344,7 +345,7 @@ def fit(model, optimizer, task, epochs: int, *, start_epoch: int = 0, history: l
     tests). ``log(str)`` receives one line per epoch. Returns a :class:`FitResult`.
     """
     log = log or (lambda s: None)
-    history = list(history or [])
+    history = history if history is not None else []   # appended to in place (callers see progress)
     res = FitResult(history=history, best_state=best_state)
     metric = task.metric
     for row in history:  # resume: recover the best epoch so far
@@ -407,3 +408,56 @@ def _split_present(task, name: str) -> bool:
     store = getattr(task, "splits", None) or getattr(task, "streams", None) or {}
     split = store.get(name)
     return split is not None and len(split) > 0
+
+
+# ----------------------------------------------------------------------------- conveniences for scripts
+def load_classification(name: str, data_dir=None, vocab_size: int = 25000, max_len: int | None = 256,
+                        seed: int = 0, valid_fraction: float = 0.1, max_train: int | None = None,
+                        download: bool = False):
+    """A named classification dataset, tokenized and encoded, ready for :class:`ClassificationTask`.
+
+    Returns ``(data, vocab, num_classes)`` with ``data = {"train", "valid", "test"}`` of
+    :class:`ClassificationData`. A validation split is carved from train (seeded) when the
+    dataset has none; ``max_train`` keeps a seeded random subset of the training examples.
+    The vocabulary (``vocab_size`` ids incl. ``<pad>``/``<unk>``) is built on the training
+    part only. Raises ``FileNotFoundError`` (with the paths looked at) when data is missing.
+    """
+    from .data import NUM_CLASSES, load_dataset, tokenize
+
+    raw = load_dataset(name, data_dir, download=download, seed=seed)
+    toks = {k: (None if v is None else ([tokenize(t) for t in v[0]], list(v[1]))) for k, v in raw.items()}
+    if toks.get("valid") is None:
+        t, lab = toks["train"]
+        tr, va = carve_validation(len(t), valid_fraction, seed)
+        toks["valid"] = ([t[i] for i in va], [lab[i] for i in va])
+        toks["train"] = ([t[i] for i in tr], [lab[i] for i in tr])
+    if max_train is not None and max_train < len(toks["train"][0]):
+        keep = numpy.sort(numpy.random.default_rng(seed + 1).permutation(len(toks["train"][0]))[:max_train])
+        toks["train"] = ([toks["train"][0][i] for i in keep], [toks["train"][1][i] for i in keep])
+    vocab = Vocab.build(toks["train"][0], max_size=vocab_size)
+    data = {k: ClassificationData.from_tokens(v[0], v[1], vocab, max_len) for k, v in toks.items()}
+    return data, vocab, NUM_CLASSES[name]
+
+
+def train_classifier(config: dict, data: dict, vocab: Vocab, num_classes: int, epochs: int = 2,
+                     lr: float = 1e-3, batch_size: int = 64, seed: int = 0, log=None, model=None,
+                     show_progress: bool = True) -> dict:
+    """Build (unless ``model`` is given) and train a classifier; return metrics and the model.
+
+    ``config`` is a :func:`tinytt.models.build_model` config. Returns ``{"model",
+    "valid_accuracy", "test_accuracy" (at the best-validation epoch), "best_epoch",
+    "embedding_parameters", "compression", "total_parameters", "seconds",
+    "epoch_seconds"}``; the returned model holds the best-validation weights.
+    """
+    from .models import build_model, describe
+    from .optim import Adam
+
+    if model is None:
+        model = build_model(dict(config, task="classify", seed=seed), len(vocab), num_classes)
+    task = ClassificationTask(data, batch_size=batch_size, seed=seed, show_progress=show_progress)
+    res = fit(model, Adam(model.parameters(), lr=lr), task, epochs, log=log)
+    if res.best_state is not None:
+        model.load_state_dict(res.best_state)
+    return {"model": model, "valid_accuracy": res.best_valid["accuracy"],
+            "test_accuracy": None if res.test is None else res.test["accuracy"], "best_epoch": res.best_epoch,
+            **describe(model), "seconds": round(res.seconds, 2), "epoch_seconds": res.epoch_seconds}

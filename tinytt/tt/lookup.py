@@ -189,11 +189,13 @@ def plan_lookup(flat_ids, row_shape, col_shape, ranks, strategy: str = "auto", m
 
 
 def _forward(plan: LookupPlan, cores: list, xp) -> tuple:
-    """Partial products per level; returns (rows (U, D), saved partials)."""
+    """Partial products per level; returns (rows (U, D), (partials, gathered operands of
+    select levels)) — the second item is what the backward needs."""
     first = cores[0][0]                                 # (v_1, d_1, r_1)
     level0 = plan.levels[0]
     partial = first if plan.strategy == "full" else first[level0.digit]
     saved = [partial]
+    gathered = {}
     for k in range(1, len(cores)):
         level = plan.levels[k]
         core = cores[k]
@@ -206,17 +208,19 @@ def _forward(plan: LookupPlan, cores: list, xp) -> tuple:
         else:
             slices = core.transpose(1, 0, 2, 3).reshape(v, r0, d * r1)[level.digit]
             parents = partial if level.parent is None else partial[level.parent]
+            gathered[k] = (parents, slices)
             partial = xp.matmul(parents, slices)
         partial = partial.reshape(level.n_nodes, d_before * d, r1)
         saved.append(partial)
     rows = partial.reshape(partial.shape[0], -1)
     if plan.final_pick is not None:
         rows = rows[plan.final_pick]
-    return rows, saved
+    return rows, (saved, gathered)
 
 
-def _backward(plan: LookupPlan, cores: list, saved: list, d_rows, xp) -> list:
+def _backward(plan: LookupPlan, cores: list, saved: tuple, d_rows, xp) -> list:
     """Core gradients from the gradient of the distinct rows ``d_rows`` (U, D)."""
+    saved, gathered = saved
     n = len(cores)
     d_total = d_rows.shape[1]
     if plan.final_pick is not None:
@@ -239,12 +243,11 @@ def _backward(plan: LookupPlan, cores: list, saved: list, d_rows, xp) -> list:
             grads[k] = (prev.reshape(n_par * d_before, r0).T @ d_block).reshape(r0, v, d, r1)
             d_partial = (d_block @ core.reshape(r0, v * d * r1).T).reshape(n_par, d_before, r0)
         else:
-            by_digit = core.transpose(1, 0, 2, 3).reshape(v, r0, d * r1)
-            parents = prev if level.parent is None else prev[level.parent]
+            parents, slices = gathered[k]                                      # (nodes, d_before, r0), (nodes, r0, d r1)
             d_slices = xp.matmul(parents.transpose(0, 2, 1), d_child)          # (nodes, r0, d r1)
             d_core = scatter_add(level.digit, d_slices, v)                     # (v, r0, d r1)
             grads[k] = xp.ascontiguousarray(d_core.reshape(v, r0, d, r1).transpose(1, 0, 2, 3))
-            d_parents = xp.matmul(d_child, by_digit[level.digit].transpose(0, 2, 1))  # (nodes, d_before, r0)
+            d_parents = xp.matmul(d_child, slices.transpose(0, 2, 1))          # (nodes, d_before, r0)
             d_partial = d_parents if level.parent is None else scatter_add(level.parent, d_parents, n_par)
     first = cores[0]
     v1, d1, r1 = first.shape[1:]

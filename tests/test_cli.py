@@ -1,0 +1,202 @@
+"""The ``tinytt`` command line: argument errors, train/save/resume/eval round trip, interrupts, info, demo."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy
+import pytest
+
+from tinytt import cli
+from tinytt.train import load_checkpoint
+
+
+def run(argv, capsys):
+    """Run the CLI in-process -> (exit code, stdout, stderr)."""
+    try:
+        code = cli.main(argv)
+    except SystemExit as exc:  # argparse errors
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def tsv(tmp_path_factory):
+    """Tiny synthetic label<TAB>text files: the label is given away by one word."""
+    root = tmp_path_factory.mktemp("tsv")
+    rng = numpy.random.default_rng(0)
+    filler = "the a movie film it was and plot acting story of to".split()
+    cue = {0: "bad awful dull".split(), 1: "good great fine".split()}
+    paths = {}
+    for name, n in (("train", 160), ("valid", 40), ("test", 40)):
+        lines = []
+        for _ in range(n):
+            y = int(rng.integers(0, 2))
+            words = list(rng.choice(filler, size=int(rng.integers(2, 10))))
+            words.insert(int(rng.integers(0, len(words) + 1)), str(rng.choice(cue[y])))
+            lines.append(f"{y}\t{' '.join(words)}\n")
+        p = root / f"{name}.tsv"
+        p.write_text("".join(lines))
+        paths[name] = str(p)
+    return paths
+
+
+SMALL = ["--emb-dim", "8", "--hidden", "8", "--batch-size", "16", "--lr", "0.02", "--no-progress"]
+
+REQUIRED = {"valid_accuracy", "test_accuracy", "embedding_parameters", "compression", "total_parameters",
+            "seconds", "epoch_seconds", "config"}
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["train", "--train", "X", "--rank", "0"], "--rank"),
+    (["train", "--train", "X", "--cores", "1"], "--cores"),
+    (["train", "--train", "X", "--dropout", "1.5"], "--dropout"),
+    (["train", "--train", "X", "--tt-shape", "2,2x3"], "--tt-shape"),
+    (["train", "--train", "X", "--epochs", "two"], "--epochs"),
+    (["train", "--model", "cnn"], "--model"),
+    (["train"], "--dataset NAME or --train PATH"),
+    (["train", "--dataset", "ptb", "--task", "classify"], "does not fit"),
+    (["eval", "--test", "x.tsv"], "--checkpoint"),
+    (["nosuchcommand"], "invalid choice"),
+])
+def test_argument_errors_exit_2(argv, needle, capsys):
+    code, out, err = run(argv, capsys)
+    assert code == 2
+    assert needle in err
+
+
+def test_missing_files_are_named(tmp_path, capsys):
+    missing = str(tmp_path / "nope.tsv")
+    code, _, err = run(["train", "--train", missing], capsys)
+    assert code == 2 and missing in err
+    code, _, err = run(["eval", "--checkpoint", missing, "--test", missing], capsys)
+    assert code == 2 and missing in err
+
+
+def test_dataset_missing_gives_clear_message(tmp_path, capsys):
+    code, _, err = run(["train", "--dataset", "sst2", "--data-dir", str(tmp_path)], capsys)
+    assert code == 2 and "sst2" in err and str(tmp_path) in err
+
+
+def test_tt_shape_must_fit_vocab_and_dim(tsv, capsys):
+    code, _, err = run(["train", "--train", tsv["train"], "--embedding", "tt", "--tt-shape", "2,2,2x2,2,2",
+                        "--emb-dim", "8"] + SMALL[2:], capsys)
+    assert code == 2 and "vocabulary size" in err
+    code, _, err = run(["train", "--train", tsv["train"], "--embedding", "tt", "--tt-shape", "4,4,4x2,2,2",
+                        "--emb-dim", "16"], capsys)
+    assert code == 2 and "--emb-dim 16" in err
+
+
+@pytest.mark.parametrize("extra", [
+    ["--model", "lstm", "--readout", "final"],
+    ["--model", "bilstm", "--readout", "mean", "--embedding", "tt", "--rank", "4"],
+    ["--model", "mlp", "--embedding", "tt", "--cores", "2", "--rank", "3"],
+])
+def test_train_end_to_end_json(tsv, capsys, extra):
+    code, out, err = run(["train", "--train", tsv["train"], "--valid", tsv["valid"], "--test", tsv["test"],
+                          "--epochs", "2", "--json"] + SMALL + extra, capsys)
+    assert code == 0, err
+    lines = [ln for ln in out.splitlines() if ln.strip()]
+    assert len(lines) == 1
+    res = json.loads(lines[0])
+    assert REQUIRED <= set(res)
+    assert len(res["epoch_seconds"]) == 2 and 0.0 <= res["test_accuracy"] <= 1.0
+    assert res["config"]["model"] == extra[1]
+
+
+def test_train_carves_validation_when_absent(tsv, capsys):
+    code, out, _ = run(["train", "--train", tsv["train"], "--epochs", "1", "--json"] + SMALL, capsys)
+    assert code == 0
+    res = json.loads(out)
+    assert res["test_accuracy"] is None and res["valid_accuracy"] is not None
+    assert res["num_train"] == 144   # 160 - 10% carved for validation
+
+
+def test_save_resume_eval_round_trip(tsv, tmp_path, capsys):
+    ck = str(tmp_path / "model.ckpt")
+    base = ["train", "--train", tsv["train"], "--valid", tsv["valid"], "--test", tsv["test"], "--embedding", "tt",
+            "--rank", "4", "--json"] + SMALL
+    code, out, err = run(base + ["--epochs", "1", "--save", ck], capsys)
+    assert code == 0, err
+    assert load_checkpoint(ck)["epoch"] == 1
+    code, out, err = run(["train", "--resume", ck, "--epochs", "3", "--json", "--no-progress"], capsys)
+    assert code == 0, err
+    res = json.loads(out)
+    assert [r["epoch"] for r in res["history"]] == [1, 2, 3]
+    assert "resuming" in err
+    ckpt = load_checkpoint(ck)
+    assert ckpt["epoch"] == 3 and ckpt["config"]["embedding"] == "tt"
+    code, out, err = run(["eval", "--checkpoint", ck, "--test", tsv["test"], "--json"], capsys)
+    assert code == 0, err
+    ev = json.loads(out)
+    assert ev["test_accuracy"] == pytest.approx(res["test_accuracy"])
+    assert ev["embedding_parameters"] == res["embedding_parameters"]
+
+
+def test_keyboard_interrupt_keeps_last_checkpoint(tsv, tmp_path, capsys, monkeypatch):
+    from tinytt import train as train_mod
+
+    ck = str(tmp_path / "ck.npz")
+    real = train_mod.ClassificationTask.train_epoch
+
+    def interrupted(self, model, optimizer, epoch, **kw):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return real(self, model, optimizer, epoch, **kw)
+
+    monkeypatch.setattr(train_mod.ClassificationTask, "train_epoch", interrupted)
+    code, out, err = run(["train", "--train", tsv["train"], "--epochs", "3", "--save", ck] + SMALL, capsys)
+    assert code == 130
+    assert "interrupted" in err and ck in err
+    assert load_checkpoint(ck)["epoch"] == 1
+    monkeypatch.undo()
+    code, out, err = run(["train", "--resume", ck, "--json", "--no-progress"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["epochs_run"] == 3
+
+
+def test_lm_training_from_plain_text(tmp_path, capsys):
+    rng = numpy.random.default_rng(0)
+    words = [f"w{i}" for i in range(15)]
+    text = "\n".join(" ".join(rng.choice(words, size=8)) for _ in range(120))
+    p = tmp_path / "train.txt"
+    p.write_text(text)
+    code, out, err = run(["train", "--task", "lm", "--train", str(p), "--test", str(p), "--epochs", "1",
+                          "--embedding", "tt", "--rank", "4", "--emb-dim", "8", "--hidden", "8",
+                          "--batch-size", "4", "--bptt", "10", "--json", "--no-progress"], capsys)
+    assert code == 0, err
+    res = json.loads(out)
+    assert {"valid_perplexity", "test_perplexity", "embedding_parameters", "compression"} <= set(res)
+    assert 1.0 < res["test_perplexity"] < 1000
+
+
+def test_info_runs(capsys):
+    code, out, _ = run(["info"], capsys)
+    assert code == 0
+    assert "numpy" in out and "opt_einsum" in out and "backend" in out and "cupy" in out
+    code, out, _ = run(["info", "--json"], capsys)
+    info = json.loads(out)
+    assert info["numpy"] == numpy.__version__ and "blas" in info
+
+
+def test_python_dash_m_works():
+    res = subprocess.run([sys.executable, "-m", "tinytt", "info"], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert res.returncode == 0, res.stderr
+    assert "tinytt" in res.stdout
+
+
+@pytest.mark.slow
+def test_demo_runs_and_perplexity_falls(capsys):
+    res = cli.run_demo(show_progress=False)
+    out = capsys.readouterr().out
+    assert "valid ppl" in out and "What it shows" in out
+    dense, tt_ = res["results"]
+    for r in (dense, tt_):
+        assert r["train_ppl_last"] < r["train_ppl_first"]
+        assert r["valid_perplexity"] < res["vocab_size"]
+    assert tt_["compression"] > 10
+    assert tt_["valid_perplexity"] < 2.0 * dense["valid_perplexity"]
+    assert res["seconds"] < 180

@@ -1,0 +1,139 @@
+"""Training loops: batching arrays, validation carving, fit, checkpoints and exact resume."""
+
+import numpy
+import pytest
+
+import tinytt as tt
+from tinytt.data import Vocab
+from tinytt.models import build_model
+from tinytt.train import (ClassificationData, ClassificationTask, LanguageModelTask, carve_validation, fit,
+                          lm_stream, load_checkpoint, save_checkpoint)
+
+
+def _toy(n=120, seed=0):
+    rng = numpy.random.default_rng(seed)
+    words = [f"w{i}" for i in range(30)]
+    toks, labels = [], []
+    for _ in range(n):
+        y = int(rng.integers(0, 2))
+        t = [words[int(k)] for k in rng.integers(2, 30, size=int(rng.integers(2, 9)))]
+        t.insert(int(rng.integers(0, len(t))), "yes" if y else "no")
+        toks.append(t)
+        labels.append(y)
+    return toks, labels
+
+
+def test_classification_data_pads_truncates_and_batches():
+    d = ClassificationData([[5, 6, 7], [], [8], [1, 2, 3, 4, 5, 6]], [0, 1, 0, 1], max_len=4)
+    assert d.ids.tolist() == [[5, 6, 7, 0], [1, 0, 0, 0], [8, 0, 0, 0], [1, 2, 3, 4]]
+    assert d.lengths.tolist() == [3, 1, 1, 4]
+    ids, lengths, labels = d.batch(numpy.array([2, 0]))
+    assert ids.tolist() == [[8, 0, 0], [5, 6, 7]] and lengths.tolist() == [1, 3] and labels.tolist() == [0, 0]
+
+
+def test_carve_validation_is_seeded_and_disjoint():
+    tr, va = carve_validation(100, 0.1, seed=3)
+    tr2, va2 = carve_validation(100, 0.1, seed=3)
+    assert len(va) == 10 and len(tr) == 90 and not set(tr) & set(va)
+    assert (tr == tr2).all() and (va == va2).all()
+    assert set(va) == set(numpy.random.default_rng(3).permutation(100)[:10])
+
+
+def test_classification_batches_cover_every_example_once():
+    toks, labels = _toy(50)
+    vocab = Vocab.build(toks)
+    data = ClassificationData.from_tokens(toks, labels, vocab)
+    task = ClassificationTask({"train": data, "valid": data}, batch_size=8, seed=1, show_progress=False)
+    idx = numpy.concatenate(task._batcher.batch_indices(0))
+    assert sorted(idx.tolist()) == list(range(50))
+
+
+def _setup(tmp_path, dropout=0.0):
+    toks, labels = _toy()
+    vocab = Vocab.build(toks[:100])
+    data = {"train": ClassificationData.from_tokens(toks[:80], labels[:80], vocab),
+            "valid": ClassificationData.from_tokens(toks[80:100], labels[80:100], vocab),
+            "test": ClassificationData.from_tokens(toks[100:], labels[100:], vocab)}
+    cfg = {"task": "classify", "model": "lstm", "embedding": "tt", "emb_dim": 8, "hidden": 8, "rank": 3,
+           "dropout": dropout, "num_classes": 2, "seed": 0}
+    return vocab, data, cfg
+
+
+def test_fit_tracks_best_validation_and_checkpoints(tmp_path):
+    vocab, data, cfg = _setup(tmp_path, dropout=0.2)
+    model = build_model(cfg, len(vocab), 2)
+    opt = tt.optim.Adam(model.parameters(), lr=0.02)
+    task = ClassificationTask(data, batch_size=16, show_progress=False)
+    ck = tmp_path / "ck.npz"
+    res = fit(model, opt, task, 4, checkpoint=str(ck), vocab=vocab, config=cfg)
+    assert len(res.history) == 4 and len(res.epoch_seconds) == 4
+    best = max(res.history, key=lambda r: r["valid_accuracy"])
+    assert res.best_valid["accuracy"] == best["valid_accuracy"]
+    assert res.best_epoch == next(r["epoch"] for r in res.history if r["valid_accuracy"] == best["valid_accuracy"])
+    assert 0.0 <= res.test["accuracy"] <= 1.0
+    loaded = load_checkpoint(ck)
+    assert loaded["epoch"] == 4 and loaded["vocab"] == vocab and loaded["config"] == cfg
+    # test accuracy reported = accuracy of the best-validation weights
+    m2 = build_model(cfg, len(vocab), 2)
+    m2.load_state_dict(loaded["best_model"])
+    assert task.evaluate(m2, "test")["accuracy"] == res.test["accuracy"]
+    assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
+
+
+def test_resume_continues_exactly(tmp_path):
+    vocab, data, cfg = _setup(tmp_path)
+    task = ClassificationTask(data, batch_size=16, show_progress=False)
+
+    def fresh():
+        m = build_model(cfg, len(vocab), 2)
+        return m, tt.optim.Adam(m.parameters(), lr=0.01)
+
+    m_a, o_a = fresh()
+    fit(m_a, o_a, task, 3)
+    ck = tmp_path / "half.npz"
+    m_b, o_b = fresh()
+    fit(m_b, o_b, task, 1, checkpoint=str(ck), vocab=vocab, config=cfg)
+    saved = load_checkpoint(ck)
+    m_c, o_c = fresh()
+    m_c.load_state_dict(saved["model"])
+    o_c.load_state_dict(saved["optim"])
+    res = fit(m_c, o_c, task, 3, start_epoch=saved["epoch"], history=saved["history"],
+              best_state=saved["best_model"])
+    assert len(res.history) == 3
+    for (name, a), (_, c) in zip(m_a.named_parameters(), m_c.named_parameters()):
+        numpy.testing.assert_array_equal(a.data, c.data, err_msg=name)
+
+
+def test_language_model_task_perplexity_falls():
+    rng = numpy.random.default_rng(0)
+    words = [f"t{i}" for i in range(12)]
+    text = [words[i] for i in numpy.tile(rng.integers(0, 12, size=9), 80)]
+    vocab = Vocab.build([text])
+    stream = lm_stream(text, vocab)
+    task = LanguageModelTask({"train": stream, "valid": stream[:200]}, batch_size=4, bptt=12,
+                             show_progress=False)
+    model = build_model({"task": "lm", "embedding": "tt", "emb_dim": 8, "hidden": 16, "rank": 3, "dropout": 0.0},
+                        len(vocab))
+    before = task.evaluate(model, "valid")["perplexity"]
+    fit(model, tt.optim.Adam(model.parameters(), lr=0.02), task, 3)
+    after = task.evaluate(model, "valid")["perplexity"]
+    assert after < 0.5 * before
+
+
+def test_save_checkpoint_keeps_previous_file_when_interrupted(tmp_path, monkeypatch):
+    vocab, data, cfg = _setup(tmp_path)
+    model = build_model(cfg, len(vocab), 2)
+    opt = tt.optim.Adam(model.parameters())
+    ck = tmp_path / "ck.npz"
+    save_checkpoint(ck, model, opt, vocab, cfg, 1, [])
+    import numpy.lib.format as fmt
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fmt, "write_array", boom)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(ck, model, opt, vocab, cfg, 2, [])
+    monkeypatch.undo()
+    assert load_checkpoint(ck)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.npz"]   # no temporary file left behind
