@@ -120,16 +120,17 @@ def torch_tt_forward(torch, name, cores, ids_t):
         i1 = torch.div(flat, v2 * v3, rounding_mode="floor")
         i2 = torch.div(flat, v3, rounding_mode="floor") % v2
         i3 = flat % v3
-        s1 = torch.index_select(g1[0], 0, i1)                          # (B, d1, r1)
-        s2 = torch.index_select(g2, 1, i2).permute(1, 0, 2, 3)         # (B, r1, d2, r2)
-        s3 = torch.index_select(g3[..., 0], 1, i3).permute(1, 0, 2)    # (B, r2, d3)
+        # row index first and contiguous, so index_select (and its index_add backward) runs on dim 0
+        s1 = torch.index_select(g1[0], 0, i1)                                          # (B, d1, r1)
+        s2 = torch.index_select(g2.permute(1, 0, 2, 3).contiguous(), 0, i2)            # (B, r1, d2, r2)
+        s3 = torch.index_select(g3[..., 0].permute(1, 0, 2).contiguous(), 0, i3)       # (B, r2, d3)
         left = torch.einsum("bxr,brys->bxys", s1, s2).reshape(flat.shape[0], d1 * d2, -1)
         rows = torch.bmm(left, s3).reshape(flat.shape[0], -1)
     elif name == "torch-tt-partial":
         pair = torch.einsum("ijb,bklc->ikjlc", g1[0], g2).reshape(v1 * v2, d1 * d2, g2.shape[3])
         p = torch.div(flat, v3, rounding_mode="floor")
         i3 = flat % v3
-        s3 = torch.index_select(g3[..., 0], 1, i3).permute(1, 0, 2)    # (B, r2, d3)
+        s3 = torch.index_select(g3[..., 0].permute(1, 0, 2).contiguous(), 0, i3)       # (B, r2, d3)
         rows = torch.bmm(torch.index_select(pair, 0, p), s3).reshape(flat.shape[0], -1)
     else:
         raise ValueError(name)

@@ -35,6 +35,16 @@ import tinytt.optim  # noqa: E402,F401
 from tinytt import nn  # noqa: E402
 
 B, T, V, D, H, C = 64, 200, 30000, 256, 128, 2
+_OUT = [None]
+
+
+def _emit(row: dict) -> None:
+    """Print one JSON line; also append it to the --out file when given."""
+    line = json.dumps(row)
+    print(line, flush=True)
+    if _OUT[0]:
+        with open(_OUT[0], "a", encoding="utf-8") as f:
+            f.write(line + "\n")
 
 
 def _median_time(step, warmup: int, reps: int) -> tuple:
@@ -177,7 +187,9 @@ def main(argv=None):
     parser.add_argument("--reps", type=int, default=None, help="timed steps per model (default 7)")
     parser.add_argument("--models", default="lstm-final,lstm-mean,mlp")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch baselines")
+    parser.add_argument("--out", metavar="FILE", default=None, help="also append the JSON lines to FILE")
     args = parser.parse_args(argv)
+    _OUT[0] = args.out
     warmup, reps = (1, 3) if args.quick else (2, 7)
     if args.reps:
         reps = args.reps
@@ -199,18 +211,18 @@ def main(argv=None):
            "numpy": numpy.__version__, "torch": torch_version, "backend": tt.get_backend(),
            "malloc": "retain" if os.environ.get("MALLOC_MMAP_THRESHOLD_") else "default",
            "batch": B, "time": T, "vocab": V, "dim": D, "hidden": H, "warmup": warmup, "reps": reps}
-    print(json.dumps(env), flush=True)
+    _emit(env)
     floor = gemm_floor(max(3, reps // 2))
-    print(json.dumps({"what": "lstm_gemm_floor", "median_s": round(floor, 4)}), flush=True)
+    _emit({"what": "lstm_gemm_floor", "median_s": round(floor, 4)})
     torch_times = {}
     models = args.models.split(",")
     for model_name in models if torch is not None else []:
         step = torch_step_fn(model_name, ids, y)
         med, best, _ = _median_time(step, warmup, reps)
         torch_times[model_name] = med
-        print(json.dumps({"what": "train_step", "impl": "torch", "model": model_name,
+        _emit({"what": "train_step", "impl": "torch", "model": model_name,
                           "embedding": "dense", "median_s": round(med, 4), "min_s": round(best, 4),
-                          "tokens_per_s": round(B * T / med)}), flush=True)
+                          "tokens_per_s": round(B * T / med)})
     for model_name in models:
         for emb_kind in emb_kinds:
             step, losses, n_params = tinytt_step_fn(model_name, emb_kind, ids, y)
@@ -225,7 +237,7 @@ def main(argv=None):
                 fastest = min(v for k, v in torch_times.items() if k.startswith("lstm")) \
                     if model_name.startswith("lstm") else torch_times[model_name]
                 row["ratio_to_torch_fastest"] = round(med / fastest, 3)
-            print(json.dumps(row), flush=True)
+            _emit(row)
 
 
 if __name__ == "__main__":

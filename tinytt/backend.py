@@ -186,7 +186,8 @@ def scatter_add(indices, values, num_rows: int):
     power-of-two buckets, and each bucket is gathered as a padded
     (segments, width, *rest) block and summed over the width axis, so repeated
     indices are always added in the order they appear. Cost O(K log K) for the
-    sort plus at most 2K gathered rows. CuPy uses ``cupyx.scatter_add`` (atomic
+    sort (skipped when the indices are already non-decreasing) plus at most 2K
+    gathered rows. CuPy uses ``cupyx.scatter_add`` (atomic
     adds: the summation order is not fixed there).
     """
     xp = get_xp(indices, values)
@@ -197,21 +198,23 @@ def scatter_add(indices, values, num_rows: int):
     if xp is not numpy:
         index_add(out, indices, values)
         return out
-    order = numpy.argsort(indices, kind="stable")
     counts = numpy.bincount(indices, minlength=num_rows)
     starts = numpy.cumsum(counts) - counts
+    # position of the j-th row of segment k is order[starts[k] + j]; no sort when already grouped
+    grouped = indices.shape[0] < 2 or bool((indices[1:] >= indices[:-1]).all())
+    order = None if grouped else numpy.argsort(indices, kind="stable")
     width, largest = 1, int(counts.max())
     while width // 2 < largest:
         members = numpy.flatnonzero((counts > width // 2) & (counts <= width))
         if members.size:
             first = starts[members]
             if width == 1:
-                out[members] = values[order[first]]
+                out[members] = values[first if order is None else order[first]]
             else:
                 offsets = numpy.arange(width)
                 valid = offsets < counts[members][:, None]
                 positions = numpy.where(valid, first[:, None] + offsets, first[:, None])
-                block = values[order[positions]]
+                block = values[positions if order is None else order[positions]]
                 # zero the padding slots (assignment, not a multiply: inf * 0 would be nan)
                 block[~valid] = 0
                 out[members] = block.sum(axis=1)

@@ -114,12 +114,15 @@ def cross_entropy(logits, targets, ignore_index: int | None = None, label_smooth
     loss = (xp.where(keep, per_item, 0).sum() * scale).astype(logits.dtype)
 
     def vjp(g):
+        # (softmax - q) * keep * g / count, written in place on one fresh (N, C) array
         grad = xp.exp(logp)
         if label_smoothing:
             grad -= label_smoothing / n_classes
-        hit = xp.arange(n_classes) == safe_t[..., None]
-        grad -= hit * (1.0 - label_smoothing)
-        return grad * (keep[..., None] * (g * scale))
+        flat = grad.reshape(-1, n_classes)
+        flat[xp.arange(flat.shape[0]), safe_t.reshape(-1)] -= 1.0 - label_smoothing
+        factor = (keep * (g * scale)).astype(grad.dtype)
+        grad *= factor[..., None]
+        return grad
 
     return record("cross_entropy", loss, (logits,), (vjp,))
 
