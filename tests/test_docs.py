@@ -131,8 +131,6 @@ NAME = re.compile(r"`(tinytt(?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
 @pytest.mark.parametrize("path", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_dotted_names_exist(path):
     """``tinytt.a.b`` written in backticks names something importable (the docs stay honest)."""
-    if path.name in ("benchmarks.md", "reproduction.md"):
-        pytest.skip("written by other issues")
     bad = []
     for name in sorted(set(NAME.findall(path.read_text(encoding="utf-8")))):
         parts = name.split(".")

@@ -135,15 +135,15 @@ class TTEmbedding(Module):
 
     @property
     def row_shape(self) -> tuple:
-        return tuple(int(c.shape[1]) for c in self.cores)
+        return self.matrix.row_shape
 
     @property
     def col_shape(self) -> tuple:
-        return tuple(int(c.shape[2]) for c in self.cores)
+        return self.matrix.col_shape
 
     @property
     def ranks(self) -> tuple:
-        return (1,) + tuple(int(c.shape[3]) for c in self.cores)
+        return self.matrix.ranks
 
     @property
     def num_parameters(self) -> int:

@@ -32,7 +32,45 @@ def _as_core_tensors(cores, ndim_core: int, name: str = "cores") -> list:
     return [c if isinstance(c, Tensor) else Tensor(a) for c, a in zip(cores, arrays)]
 
 
-class TensorTrain:
+class CoreChain:
+    """What TT-tensors and TT-matrices share: a chain of ``Tensor`` cores whose last axis is the
+    right rank. Subclasses validate the cores and give the shapes."""
+
+    __array_ufunc__ = None  # make ``ndarray * tt`` defer to the reflected operator
+
+    @property
+    def ranks(self) -> tuple:
+        """``(r_0, ..., r_N)`` with ``r_0 = r_N = 1``."""
+        return (1,) + tuple(int(c.shape[-1]) for c in self.cores)
+
+    @property
+    def ndim(self) -> int:
+        """The number of cores N."""
+        return len(self.cores)
+
+    @property
+    def dtype(self):
+        return self.cores[0].dtype
+
+    @property
+    def num_parameters(self) -> int:
+        """Number of core entries."""
+        return sum(int(c.size) for c in self.cores)
+
+    @property
+    def requires_grad(self) -> bool:
+        return any(c.requires_grad for c in self.cores)
+
+    def core_arrays(self) -> list:
+        """The cores' backend arrays (no copy)."""
+        return [c.data for c in self.cores]
+
+    def detach(self):
+        """The same cores (not copied) as new leaves outside the graph."""
+        return type(self)([c.detach() for c in self.cores])
+
+
+class TensorTrain(CoreChain):
     """A TT-tensor from a list of N cores ``(r_{k-1}, n_k, r_k)`` (arrays or ``Tensor``s).
 
     Validation: every core is 3-D with a floating dtype; ``r_0 = r_N = 1``; neighbouring ranks
@@ -42,46 +80,15 @@ class TensorTrain:
     ``ndim`` (N), ``dtype``, ``num_parameters``.
     """
 
-    __array_ufunc__ = None  # make ``ndarray * tt`` defer to TensorTrain.__rmul__
-
     def __init__(self, cores):
         self.cores = _as_core_tensors(cores, 3)
 
-    # --- structure -----------------------------------------------------------------------------
     @property
     def shape(self) -> tuple:
         return tuple(int(c.shape[1]) for c in self.cores)
 
-    @property
-    def ranks(self) -> tuple:
-        return (1,) + tuple(int(c.shape[2]) for c in self.cores)
-
-    @property
-    def ndim(self) -> int:
-        return len(self.cores)
-
-    @property
-    def dtype(self):
-        return self.cores[0].dtype
-
-    @property
-    def num_parameters(self) -> int:
-        return sum(int(c.size) for c in self.cores)
-
-    @property
-    def requires_grad(self) -> bool:
-        return any(c.requires_grad for c in self.cores)
-
     def __repr__(self) -> str:
         return f"TensorTrain(shape={self.shape}, ranks={self.ranks}, dtype={self.dtype})"
-
-    def core_arrays(self) -> list:
-        """The cores' backend arrays (no copy)."""
-        return [c.data for c in self.cores]
-
-    def detach(self) -> "TensorTrain":
-        """The same cores (not copied) as new leaves outside the graph."""
-        return TensorTrain([c.detach() for c in self.cores])
 
     # --- dense views ---------------------------------------------------------------------------
     def full(self) -> Tensor:

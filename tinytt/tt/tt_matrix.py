@@ -20,20 +20,18 @@ from ..tensor import Tensor
 from .decompositions import round_cores, tt_svd_cores
 from .lookup import tt_matrix_rows
 from .shapes import _check_positive_int
-from .tensor_train import TensorTrain, _as_core_tensors
+from .tensor_train import CoreChain, TensorTrain, _as_core_tensors
 
 __all__ = ["TTMatrix", "tt_matrix_svd"]
 
 
-class TTMatrix:
+class TTMatrix(CoreChain):
     """A TT-matrix from N cores ``(r_{k-1}, m_k, n_k, r_k)`` (arrays or ``Tensor``s).
 
     Validation as for ``TensorTrain`` (4-D cores, boundary ranks 1, matching ranks, one dtype
     and backend). Attributes: ``cores``, ``row_shape`` (m_k), ``col_shape`` (n_k), ``shape``
     (prod m, prod n), ``ranks``, ``ndim`` (number of cores N), ``dtype``, ``num_parameters``.
     """
-
-    __array_ufunc__ = None
 
     def __init__(self, cores):
         if isinstance(cores, TTMatrix):
@@ -52,37 +50,9 @@ class TTMatrix:
     def shape(self) -> tuple:
         return (math.prod(self.row_shape), math.prod(self.col_shape))
 
-    @property
-    def ranks(self) -> tuple:
-        return (1,) + tuple(int(c.shape[3]) for c in self.cores)
-
-    @property
-    def ndim(self) -> int:
-        return len(self.cores)
-
-    @property
-    def dtype(self):
-        return self.cores[0].dtype
-
-    @property
-    def num_parameters(self) -> int:
-        """``sum_k r_{k-1} m_k n_k r_k``."""
-        return sum(int(c.size) for c in self.cores)
-
-    @property
-    def requires_grad(self) -> bool:
-        return any(c.requires_grad for c in self.cores)
-
     def __repr__(self) -> str:
         return (f"TTMatrix(row_shape={self.row_shape}, col_shape={self.col_shape}, "
                 f"ranks={self.ranks}, dtype={self.dtype})")
-
-    def core_arrays(self) -> list:
-        """The cores' backend arrays (no copy)."""
-        return [c.data for c in self.cores]
-
-    def detach(self) -> "TTMatrix":
-        return TTMatrix([c.detach() for c in self.cores])
 
     def to_tt(self) -> TensorTrain:
         """The same data as a TT-tensor of shape (m_1 n_1, .., m_N n_N) (differentiable reshape)."""
