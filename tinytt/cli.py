@@ -56,54 +56,25 @@ class _Exit(Exception):
 
 
 # ----------------------------------------------------------------------------- arg types
-def _positive_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer (>= 1), got {text}")
-    return v
+def _number(kind, low: float, low_open: bool, high: float = math.inf, words: str = ""):
+    """An argparse type: ``kind`` (int or float) in the interval from ``low`` (excluded when
+    ``low_open``) up to ``high`` (excluded), finite; ``words`` describes it in the error."""
+    def parse(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {words}, got {text!r}") from None
+        if not (math.isfinite(v) and (v > low if low_open else v >= low) and v < high):
+            raise argparse.ArgumentTypeError(f"must be {words}, got {text}")
+        return v
+    return parse
 
 
-def _nonneg_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
-    return v
-
-
-def _positive_float(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
-    if not (v > 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return v
-
-
-def _nonneg_float(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a non-negative number, got {text!r}") from None
-    if not (v >= 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"must be a non-negative number, got {text}")
-    return v
-
-
-def _probability(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text!r}") from None
-    if not 0.0 <= v < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return v
+_positive_int = _number(int, 1, False, words="a positive integer (>= 1)")
+_nonneg_int = _number(int, 0, False, words="a non-negative integer")
+_positive_float = _number(float, 0.0, True, words="a positive number")
+_nonneg_float = _number(float, 0.0, False, words="a non-negative number")
+_probability = _number(float, 0.0, False, 1.0, words="a number in [0, 1)")
 
 
 def _fraction(text):

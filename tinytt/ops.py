@@ -24,7 +24,7 @@ from .tensor import Tensor, record
 __all__ = [
     "as_tensor", "unbroadcast",
     "add", "sub", "mul", "div", "neg", "power", "matmul",
-    "sum", "mean", "max", "reshape", "transpose", "getitem", "take",
+    "sum", "mean", "max", "reshape", "transpose", "getitem", "take", "check_ids",
     "concat", "stack", "split", "where", "astype",
     "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "clip",
 ]
@@ -337,6 +337,30 @@ def getitem(x, index) -> Tensor:
     return record("getitem", out, (x,), (vjp,))
 
 
+def check_ids(ids, num_rows: int, xp, name: str = "ids"):
+    """Validate row ids: an integer array (or Tensor / list / int) with values in [0, num_rows).
+
+    Returns the backend array. Raises TypeError (not an integer array) or IndexError (out of
+    range, naming the range and the values found). One min/max pass over the ids (a device
+    sync on CuPy, which would otherwise wrap out-of-range ids silently).
+    """
+    if isinstance(ids, Tensor):
+        ids = ids.data
+    if isinstance(ids, (list, tuple, numbers.Integral)) and not isinstance(ids, bool):
+        ids = xp.asarray(ids)
+    if not hasattr(ids, "dtype") or not hasattr(ids, "shape"):
+        raise TypeError(f"{name}: ids must be an integer array, got {type(ids).__name__}")
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"{name}: ids must have an integer dtype, got {ids.dtype}")
+    get_xp(ids, xp.zeros(0))  # raises on a NumPy/CuPy mix
+    ids = xp.asarray(ids)
+    if ids.size:
+        lo, hi = int(ids.min()), int(ids.max())
+        if lo < 0 or hi >= num_rows:
+            raise IndexError(f"{name}: ids must lie in [0, {num_rows}), got values in [{lo}, {hi}]")
+    return ids
+
+
 def take(x, indices) -> Tensor:
     """Rows of ``x`` along axis 0: ``x[indices]`` for an integer array of any shape S.
 
@@ -345,17 +369,10 @@ def take(x, indices) -> Tensor:
     """
     x = as_tensor(x)
     xp = get_xp(x.data)
-    if isinstance(indices, Tensor):
-        indices = indices.data
-    indices = xp.asarray(indices)
-    if indices.dtype.kind not in "iu":
-        raise TypeError(f"take: indices must be an integer array, got dtype {indices.dtype}")
     if x.ndim == 0:
         raise ValueError("take: x must have at least one dimension")
     n = x.shape[0]
-    if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= n):
-        raise IndexError(f"take: indices must lie in [0, {n}), got values in "
-                         f"[{int(indices.min())}, {int(indices.max())}]")
+    indices = check_ids(indices, n, xp, "take")
     out = xp.take(x.data, indices, axis=0)
     flat = indices.reshape(-1)
     return record("take", out, (x,),

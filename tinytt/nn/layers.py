@@ -9,6 +9,7 @@ import numpy
 from .. import ops
 from ..backend import default_rng, get_xp, is_cupy_array, scatter_add
 from ..functional import dropout
+from ..ops import check_ids
 from ..tensor import Tensor, record
 from . import init as _init
 from .module import Module, Parameter
@@ -66,28 +67,6 @@ class Linear(Module):
         return f"{self.in_features}, {self.out_features}, bias={self.bias is not None}"
 
 
-def check_ids(ids, num_rows: int, xp, name: str = "Embedding"):
-    """Validate token ids: an integer array (or Tensor / list) with values in [0, num_rows).
-
-    Returns the backend array. Raises TypeError (not integer) or IndexError (out of range).
-    """
-    if isinstance(ids, Tensor):
-        ids = ids.data
-    if isinstance(ids, (list, tuple, numbers.Integral)) and not isinstance(ids, bool):
-        ids = xp.asarray(ids)
-    if not (isinstance(ids, (numpy.ndarray, numpy.generic)) or is_cupy_array(ids)):
-        raise TypeError(f"{name}: ids must be an integer array, got {type(ids).__name__}")
-    if ids.dtype.kind not in "iu":
-        raise TypeError(f"{name}: ids must have an integer dtype, got {ids.dtype}")
-    get_xp(ids, xp.zeros(0))  # raises on a NumPy/CuPy mix
-    ids = xp.asarray(ids)
-    if ids.size:
-        lo, hi = int(ids.min()), int(ids.max())
-        if lo < 0 or hi >= num_rows:
-            raise IndexError(f"{name}: ids must lie in [0, {num_rows}), got values in [{lo}, {hi}]")
-    return ids
-
-
 def embedding(weight: Tensor, ids, padding_idx=None) -> Tensor:
     """Rows of ``weight`` (V, D) for integer ``ids`` of any shape S -> S + (D,).
 
@@ -97,7 +76,7 @@ def embedding(weight: Tensor, ids, padding_idx=None) -> Tensor:
     """
     xp = get_xp(weight.data)
     v, d = weight.shape
-    ids = check_ids(ids, v, xp)
+    ids = check_ids(ids, v, xp, "Embedding")
     out = xp.take(weight.data, ids, axis=0)
     flat = ids.reshape(-1)
 

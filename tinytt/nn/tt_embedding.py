@@ -14,7 +14,8 @@ import numbers
 from ..backend import get_xp
 from ..tensor import Tensor
 from ..tt.init import glorot_tt_matrix_cores
-from ..tt.lookup import STRATEGIES, tt_matrix_rows
+from ..ops import check_ids
+from ..tt.lookup import STRATEGIES, rows_of_checked_ids
 from ..tt.shapes import auto_shape, suggest_shape, tt_matrix_num_params
 from ..tt.tt_matrix import TTMatrix, tt_matrix_svd
 from .module import Module, Parameter
@@ -182,18 +183,11 @@ class TTEmbedding(Module):
         IndexError for ids outside [0, num_embeddings).
         """
         xp = get_xp(self.cores[0].data)
-        if isinstance(ids, Tensor):
-            ids = ids.data
-        ids = xp.asarray(ids)
-        if ids.dtype.kind not in "iu":
-            raise TypeError(f"ids must be integers, got dtype {ids.dtype}")
+        ids = check_ids(ids, self.num_embeddings, xp, "TTEmbedding")
         if ids.size == 0:
-            raise ValueError(f"ids must not be empty, got shape {tuple(ids.shape)}")
-        low, high = int(ids.min()), int(ids.max())
-        if low < 0 or high >= self.num_embeddings:
-            raise IndexError(f"ids must lie in [0, {self.num_embeddings}), got values in [{low}, {high}]")
+            raise ValueError(f"TTEmbedding: ids must not be empty, got shape {tuple(ids.shape)}")
         strategy = self.strategy if strategy is None else strategy
         if strategy != "auto" and strategy not in STRATEGIES:
             raise ValueError(f"strategy must be 'auto' or one of {STRATEGIES}, got {strategy!r}")
-        return tt_matrix_rows(self.cores, ids, self.row_shape, self.col_shape, strategy=strategy,
-                              padding_idx=self.padding_idx)
+        return rows_of_checked_ids(self.cores, ids, self.row_shape, self.col_shape, strategy=strategy,
+                                   padding_idx=self.padding_idx)

@@ -44,9 +44,10 @@ import math
 from dataclasses import dataclass
 
 from ..backend import get_xp, scatter_add
+from ..ops import check_ids
 from ..tensor import Tensor, record
 
-__all__ = ["STRATEGIES", "tt_matrix_rows", "plan_lookup", "estimate_costs"]
+__all__ = ["STRATEGIES", "tt_matrix_rows", "rows_of_checked_ids", "plan_lookup", "estimate_costs"]
 
 STRATEGIES = ("gather", "prefix", "full")
 
@@ -111,18 +112,22 @@ def _node_counts(uniq, row_shape, strategy, xp) -> list:
     return counts
 
 
-def estimate_costs(uniq, row_shape, col_shape, ranks, xp=None) -> dict:
+def estimate_costs(uniq, row_shape, col_shape, ranks, xp=None, prefix_counts=None) -> dict:
     """Estimated cost (flop-equivalents) of each strategy for the distinct ids ``uniq``.
 
     The model: per level, expand costs ``3 * flops / 2.5 + 8 * floats written`` and
     select costs ``3 * flops + 12 * floats gathered`` (the factor 3 counts the
     forward and the two backward products); "prefix" takes the cheaper of the
     two at each level; "full" also pays for gathering the final rows.
+    ``prefix_counts`` (distinct prefixes per level) is reused when the caller has it.
     """
     xp = xp or get_xp(uniq)
     costs = {}
     for strategy in STRATEGIES:
-        counts = _node_counts(uniq, row_shape, strategy, xp)
+        if strategy == "prefix" and prefix_counts is not None:
+            counts = prefix_counts
+        else:
+            counts = _node_counts(uniq, row_shape, strategy, xp)
         total = _FLOAT_MOVE_COST * counts[0] * col_shape[0] * ranks[1]
         d_before = col_shape[0]
         for k in range(1, len(row_shape)):
@@ -147,8 +152,9 @@ def plan_lookup(flat_ids, row_shape, col_shape, ranks, strategy: str = "auto", m
     xp = get_xp(flat_ids)
     uniq, inverse = xp.unique(flat_ids, return_inverse=True)
     inverse = inverse.reshape(-1)
+    counts = _node_counts(uniq, row_shape, "prefix", xp) if strategy in ("auto", "prefix") else None
     if strategy == "auto":
-        costs = estimate_costs(uniq, row_shape, col_shape, ranks, xp)
+        costs = estimate_costs(uniq, row_shape, col_shape, ranks, xp, prefix_counts=counts)
         strategy = min(costs, key=costs.get)
     elif strategy not in STRATEGIES:
         raise ValueError(f"strategy must be 'auto' or one of {STRATEGIES}, got {strategy!r}")
@@ -168,7 +174,6 @@ def plan_lookup(flat_ids, row_shape, col_shape, ranks, strategy: str = "auto", m
         final_pick = uniq
     else:
         position = None
-        counts = _node_counts(uniq, row_shape, "prefix", xp)
         d_before = col_shape[0]
         for k in range(n):
             code = uniq // strides[k]
@@ -277,16 +282,19 @@ def tt_matrix_rows(cores, ids, row_shape, col_shape, strategy: str = "auto", pad
     described in the module docstring; the backward costs about twice the forward.
     """
     cores = [c if isinstance(c, Tensor) else Tensor(c) for c in cores]
+    xp = get_xp(*(c.data for c in cores))
+    ids = check_ids(ids, math.prod(row_shape), xp, "tt_matrix_rows")
+    return rows_of_checked_ids(cores, ids, row_shape, col_shape, strategy, padding_idx, mode=mode)
+
+
+def rows_of_checked_ids(cores, ids, row_shape, col_shape, strategy: str = "auto", padding_idx=None,
+                        *, mode=None) -> Tensor:
+    """``tt_matrix_rows`` without validating ``ids`` (a backend integer array already checked
+    with ``ops.check_ids``): callers that validated against a tighter bound (the real
+    vocabulary of ``TTEmbedding``) skip a second pass over the ids."""
     arrays = [c.data for c in cores]
     xp = get_xp(*arrays)
-    ids = ids.data if isinstance(ids, Tensor) else xp.asarray(ids)
-    get_xp(ids, *arrays)
-    if ids.dtype.kind not in "iu":
-        raise TypeError(f"ids must be an integer array, got dtype {ids.dtype}")
-    n_rows = math.prod(row_shape)
     d_total = math.prod(col_shape)
-    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= n_rows):
-        raise IndexError(f"ids must lie in [0, {n_rows}), got values in [{int(ids.min())}, {int(ids.max())}]")
     out_shape = tuple(ids.shape) + (d_total,)
     dtype = arrays[0].dtype
     if ids.size == 0:
