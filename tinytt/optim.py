@@ -16,6 +16,10 @@ the host in Python floats, so ``step()`` never synchronises with the GPU.
 Updates use ``xp`` ufuncs with ``out=`` into the state buffers and a scratch buffer that
 the optimizer keeps (one flat array per backend and dtype, as large as the largest
 parameter, two of them when a second temporary is needed), so the hot path allocates nothing.
+On NumPy, Adam runs its dozen elementwise passes over cache-sized chunks of each
+(contiguous) parameter, the chunks shared out over the CPU cores by
+:func:`tinytt.parallel.map_blocks`: one trip through memory instead of twelve, and
+bit-identical to the unchunked update.
 
 ``state_dict()`` returns nested dicts of arrays and scalars that :func:`tinytt.io.save`
 can store; ``load_state_dict()`` checks it against the parameters and hyperparameters
@@ -30,6 +34,7 @@ import numbers
 import numpy
 
 from tinytt.backend import get_xp, is_cupy_array, to_numpy
+from tinytt.parallel import map_blocks
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm"]
 
@@ -61,6 +66,15 @@ def _check_betas(betas) -> tuple:
         _check_number("betas[0]", betas[0], low=0.0, high=1.0),
         _check_number("betas[1]", betas[1], low=0.0, high=1.0),
     )
+
+
+#: elements per piece of a chunked NumPy update (fits the per-core cache with its scratch)
+_CHUNK = 65536
+
+
+def _can_chunk(*arrays) -> bool:
+    """True when every array is C-contiguous with the same shape, so flat slices line up."""
+    return all(a.flags.c_contiguous and a.shape == arrays[0].shape for a in arrays)
 
 
 def _device_key(arr):
@@ -466,24 +480,39 @@ class Adam(Optimizer):
 
     def _update(self, i, p, g, state) -> None:
         xp = get_xp(p.data)
-        lr, (b1, b2), eps, wd = self.lr, self.betas, self.eps, self.weight_decay
         if not state:
             state["step"] = 0
             state["exp_avg"] = xp.zeros_like(p.data)
             state["exp_avg_sq"] = xp.zeros_like(p.data)
         state["step"] += 1
-        t = state["step"]
         m, v = state["exp_avg"], state["exp_avg_sq"]
-        slot = 0  # scratch slot free for the products below
+        if xp is numpy and _can_chunk(p.data, g, m, v):
+            flat = [a.reshape(-1) for a in (p.data, g, m, v)]
+
+            def block(start, stop):
+                s0 = numpy.empty(min(_CHUNK, stop - start), dtype=p.data.dtype)
+                s1 = numpy.empty_like(s0) if self.weight_decay and not self._decoupled else None
+                for a in range(start, stop, _CHUNK):
+                    b = min(a + _CHUNK, stop)
+                    self._adam_math(numpy, *(x[a:b] for x in flat), state["step"],
+                                    s0[:b - a], None if s1 is None else s1[:b - a])
+
+            map_blocks(block, p.data.size, min_size=_CHUNK)
+        else:
+            needs_wd = self.weight_decay != 0.0 and not self._decoupled
+            self._adam_math(xp, p.data, g, m, v, state["step"], self._tmp(p.data, 0),
+                            self._tmp(p.data, 1) if needs_wd else None)
+
+    def _adam_math(self, xp, p, g, m, v, t, s, s_wd) -> None:
+        """The update on arrays of one shape; ``s``, ``s_wd``: scratch arrays like ``p``."""
+        lr, (b1, b2), eps, wd = self.lr, self.betas, self.eps, self.weight_decay
         if wd != 0.0:
             if self._decoupled:
-                xp.multiply(p.data, 1.0 - lr * wd, out=p.data)
+                xp.multiply(p, 1.0 - lr * wd, out=p)
             else:
-                ge = self._tmp(p.data, 0)
-                xp.multiply(p.data, wd, out=ge)
-                xp.add(g, ge, out=ge)
-                g, slot = ge, 1
-        s = self._tmp(p.data, slot)
+                xp.multiply(p, wd, out=s_wd)
+                xp.add(g, s_wd, out=s_wd)
+                g = s_wd
         xp.multiply(m, b1, out=m)
         xp.multiply(g, 1.0 - b1, out=s)
         xp.add(m, s, out=m)
@@ -493,13 +522,12 @@ class Adam(Optimizer):
         xp.add(v, s, out=v)
         bc1 = 1.0 - b1 ** t
         bc2_sqrt = math.sqrt(1.0 - b2 ** t)
-        s = self._tmp(p.data, 0)
         xp.sqrt(v, out=s)
         xp.divide(s, bc2_sqrt, out=s)
         xp.add(s, eps, out=s)
         xp.divide(m, s, out=s)
         xp.multiply(s, lr / bc1, out=s)
-        xp.subtract(p.data, s, out=p.data)
+        xp.subtract(p, s, out=p)
 
 
 class AdamW(Adam):

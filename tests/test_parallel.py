@@ -1,0 +1,75 @@
+"""tinytt.parallel: block splitting, ordering, errors, thread-count setting."""
+
+import threading
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tinytt import parallel
+
+
+@given(n=st.integers(0, 10_000), parts=st.integers(1, 16), min_size=st.integers(1, 5000))
+def test_split_range_covers_range_in_order(n, parts, min_size):
+    blocks = parallel.split_range(n, parts, min_size)
+    flat = [i for a, b in blocks for i in range(a, b)] if n <= 2000 else None
+    if flat is not None:
+        assert flat == list(range(n))
+    assert len(blocks) <= parts
+    if n:
+        assert blocks[0][0] == 0 and blocks[-1][1] == n
+        assert all(b0[1] == b1[0] for b0, b1 in zip(blocks, blocks[1:]))
+        sizes = [b - a for a, b in blocks]
+        assert max(sizes) - min(sizes) <= 1
+        if len(blocks) > 1:
+            assert min(sizes) >= min_size
+    else:
+        assert blocks == []
+
+
+def test_map_blocks_results_in_block_order_and_on_threads(monkeypatch):
+    monkeypatch.setenv("TINYTT_NUM_THREADS", "3")
+    names = []
+
+    def fn(a, b):
+        names.append(threading.current_thread().name)
+        return (a, b)
+
+    out = parallel.map_blocks(fn, 30, min_size=10)
+    assert out == [(0, 10), (10, 20), (20, 30)]
+    assert all(n.startswith("tinytt") for n in names)
+
+
+def test_map_blocks_small_work_runs_inline(monkeypatch):
+    monkeypatch.setenv("TINYTT_NUM_THREADS", "4")
+    names = []
+    out = parallel.map_blocks(lambda a, b: names.append(threading.current_thread().name) or b - a,
+                              5, min_size=100)
+    assert out == [5] and names == [threading.current_thread().name]
+    assert parallel.map_blocks(lambda a, b: 1, 0) == []
+
+
+def test_map_blocks_reraises_errors(monkeypatch):
+    monkeypatch.setenv("TINYTT_NUM_THREADS", "2")
+
+    def fn(a, b):
+        if a:
+            raise KeyError("second block")
+        return a
+
+    with pytest.raises(KeyError, match="second block"):
+        parallel.map_blocks(fn, 10, min_size=1)
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5"])
+def test_bad_thread_count_is_a_clear_error(monkeypatch, value):
+    monkeypatch.setenv("TINYTT_NUM_THREADS", value)
+    with pytest.raises(ValueError, match="TINYTT_NUM_THREADS"):
+        parallel.num_threads()
+
+
+def test_thread_count_default_and_setting(monkeypatch):
+    monkeypatch.delenv("TINYTT_NUM_THREADS", raising=False)
+    assert parallel.num_threads() >= 1
+    monkeypatch.setenv("TINYTT_NUM_THREADS", " 3 ")
+    assert parallel.num_threads() == 3
