@@ -146,3 +146,22 @@ def test_cost_model_prefers_sharing_for_clustered_ids_and_full_for_dense_batches
     costs = estimate_costs(everything, row_shape, col_shape, ranks)
     assert costs["full"] < costs["gather"]
     assert plan_lookup(everything, row_shape, col_shape, ranks).strategy in ("full", "prefix")
+
+
+@given(bound=st.integers(1, 3000), data=st.data())
+def test_unique_inverse_matches_numpy_unique_on_both_paths(bound, data):
+    from tinytt.tt import lookup
+
+    ids = numpy.asarray(data.draw(st.lists(st.integers(0, bound - 1), min_size=1, max_size=300)),
+                        dtype=numpy.int64)
+    want_u, want_inv = numpy.unique(ids, return_inverse=True)
+    old = lookup._MARK_TABLE_LIMIT
+    try:
+        for limit in (old, 0):  # the marking table, then (limit 0, small bound) the sort
+            lookup._MARK_TABLE_LIMIT = limit
+            u, inv = lookup._unique_inverse(ids, bound if limit else 10**9, numpy)
+            assert u.dtype == ids.dtype
+            assert numpy.array_equal(u, want_u) and numpy.array_equal(inv, want_inv.reshape(-1))
+            assert numpy.array_equal(u[inv], ids)
+    finally:
+        lookup._MARK_TABLE_LIMIT = old
