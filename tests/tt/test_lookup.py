@@ -7,10 +7,26 @@ from hypothesis import strategies as st
 
 import tinytt as tt
 from tinytt.testing import assert_close, check_grads
+from tinytt.tt import lookup as lookup_module
 from tinytt.tt.lookup import STRATEGIES, estimate_costs, plan_lookup, tt_matrix_rows
 
 # every strategy, plus the prefix strategy forced into each of its two level modes
 VARIANTS = [(s, None) for s in STRATEGIES] + [("prefix", "select"), ("prefix", "expand"), ("auto", None)]
+
+
+class select_kernel:
+    """Context manager forcing select levels to per-digit GEMMs ("grouped") or to one
+    small matmul per node ("batched")."""
+
+    def __init__(self, kind):
+        self.value = {"grouped": 1, "batched": 10**9}[kind]
+
+    def __enter__(self):
+        self.old = lookup_module.GROUP_MIN_NODES_PER_DIGIT
+        lookup_module.GROUP_MIN_NODES_PER_DIGIT = self.value
+
+    def __exit__(self, *exc):
+        lookup_module.GROUP_MIN_NODES_PER_DIGIT = self.old
 
 
 def dense_tt_matrix(cores):
@@ -52,11 +68,12 @@ def test_rows_equal_dense_rows_for_every_strategy(case):
     cores, ids = case
     dense = dense_tt_matrix(cores)
     device_cores = [tt.to_device(c) for c in cores]
-    for strategy, mode in VARIANTS:
-        out = tt_matrix_rows(device_cores, tt.to_device(ids), [c.shape[1] for c in cores],
-                             [c.shape[2] for c in cores], strategy=strategy, mode=mode)
+    for (strategy, mode), kernel in ((v, k) for v in VARIANTS for k in ("grouped", "batched")):
+        with select_kernel(kernel):
+            out = tt_matrix_rows(device_cores, tt.to_device(ids), [c.shape[1] for c in cores],
+                                 [c.shape[2] for c in cores], strategy=strategy, mode=mode)
         assert out.shape == ids.shape + (dense.shape[1],)
-        assert_close(out, dense[ids], rtol=1e-10, atol=1e-12, err_msg=f"{strategy}/{mode}")
+        assert_close(out, dense[ids], rtol=1e-10, atol=1e-12, err_msg=f"{strategy}/{mode}/{kernel}")
 
 
 @given(tt_matrix_and_ids(max_cores=4))
@@ -69,12 +86,14 @@ def test_core_gradients_equal_dense_path(case):
     leaves = [tt.Tensor(tt.to_device(c), requires_grad=True) for c in cores]
     tt.TTMatrix(leaves).full()[tt.to_device(ids)].backward(upstream)
     expected = [leaf.grad for leaf in leaves]
-    for strategy, mode in VARIANTS:
+    for (strategy, mode), kernel in ((v, k) for v in VARIANTS for k in ("grouped", "batched")):
         leaves = [tt.Tensor(tt.to_device(c), requires_grad=True) for c in cores]
-        tt_matrix_rows(leaves, tt.to_device(ids), row_shape, col_shape, strategy=strategy, mode=mode).backward(upstream)
+        with select_kernel(kernel):
+            tt_matrix_rows(leaves, tt.to_device(ids), row_shape, col_shape, strategy=strategy,
+                           mode=mode).backward(upstream)
         for k, (leaf, want) in enumerate(zip(leaves, expected)):
             assert leaf.grad.shape == want.shape
-            assert_close(leaf.grad, want, rtol=1e-9, atol=1e-10, err_msg=f"core {k}, {strategy}/{mode}")
+            assert_close(leaf.grad, want, rtol=1e-9, atol=1e-10, err_msg=f"core {k}, {strategy}/{mode}/{kernel}")
 
 
 @pytest.mark.parametrize("strategy,mode", VARIANTS)

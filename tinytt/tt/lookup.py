@@ -12,8 +12,13 @@ computed left to right as partial products ``L_k`` of shape ``(d_1...d_k, r_k)``
 and every level works on *nodes*: distinct prefixes of digits. Each level
 ``k >= 2`` turns parent nodes into child nodes in one of two ways:
 
-- **select**: gather each child's core slice and multiply it by its parent's
-  partial product (batched matmul); cost ``children * D_<k * r_{k-1} * d_k r_k``.
+- **select**: multiply each child's parent partial product by the core slice of
+  the child's digit; cost ``children * D_<k * r_{k-1} * d_k r_k``. When the level has
+  many children per digit value (real text: thousands of ids, tens of digit values),
+  the children are sorted by digit and each digit value is ONE GEMM
+  ``(children_i * D_<k, r_{k-1}) @ (r_{k-1}, d_k r_k)``; its backward GEMM
+  ``parents_i^T @ grad_i`` sums the core gradient of that digit directly, with no
+  scatter. Otherwise one small matmul per child (batched matmul).
 - **expand**: multiply every parent by the whole core in one GEMM
   ``(parents * D_<k, r_{k-1}) @ (r_{k-1}, v_k d_k r_k)``, then pick the children;
   more flops (all ``v_k`` children of each parent) at GEMM speed.
@@ -215,6 +220,34 @@ def plan_lookup(flat_ids, row_shape, col_shape, ranks, strategy: str = "auto", m
     return LookupPlan(strategy, levels, uniq, inverse, final_pick)
 
 
+#: a select level multiplies per digit value (one GEMM per value present) instead of one
+#: small matmul per node when it has at least this many nodes per distinct digit
+GROUP_MIN_NODES_PER_DIGIT = 8
+
+
+def _digit_groups(digit, n_nodes: int, xp):
+    """``(order, spans)`` sorting a select level's nodes by digit, or None when the level
+    has too few nodes per digit value for per-digit GEMMs to pay off.
+
+    ``order``: node indices sorted (stably) by digit; ``spans``: ``(digit value, start,
+    stop)`` of each run of equal digits in that order (host ints: one sync on CuPy).
+    """
+    if n_nodes == 0:
+        return None
+    counts = xp.bincount(digit)
+    present = xp.flatnonzero(counts)
+    if int(present.shape[0]) * GROUP_MIN_NODES_PER_DIGIT > n_nodes:
+        return None
+    order = xp.argsort(digit, kind="stable")
+    stops = xp.cumsum(counts[present])
+    host = [int(x) for x in present.tolist()], [int(x) for x in stops.tolist()]
+    spans, start = [], 0
+    for value, stop in zip(*host):
+        spans.append((value, start, stop))
+        start = stop
+    return order, spans
+
+
 def _forward(plan: LookupPlan, cores: list, xp) -> tuple:
     """Partial products per level; returns (rows (U, D), (partials, gathered operands of
     select levels)) — the second item is what the backward needs."""
@@ -233,10 +266,22 @@ def _forward(plan: LookupPlan, cores: list, xp) -> tuple:
             block = block.reshape(n_par, d_before, v, d * r1)
             partial = block[level.parent, :, level.digit]         # (n_nodes, d_before, d r1)
         else:
-            slices = core.transpose(1, 0, 2, 3).reshape(v, r0, d * r1)[level.digit]
-            parents = partial if level.parent is None else partial[level.parent]
-            gathered[k] = (parents, slices)
-            partial = xp.matmul(parents, slices)
+            per_digit = core.transpose(1, 0, 2, 3).reshape(v, r0, d * r1)
+            groups = _digit_groups(level.digit, level.n_nodes, xp)
+            if groups is None:
+                slices = per_digit[level.digit]
+                parents = partial if level.parent is None else partial[level.parent]
+                gathered[k] = (parents, slices, None)
+                partial = xp.matmul(parents, slices)
+            else:
+                order, spans = groups
+                parents = partial[order if level.parent is None else level.parent[order]]
+                out = xp.empty((level.n_nodes, d_before, d * r1), dtype=partial.dtype)
+                for i, a, b in spans:  # one GEMM per digit value: (nodes_i * d_before, r0) @ (r0, d r1)
+                    out[a:b] = (parents[a:b].reshape(-1, r0) @ per_digit[i]).reshape(b - a, d_before, d * r1)
+                partial = xp.empty_like(out)
+                partial[order] = out
+                gathered[k] = (parents, per_digit, groups)
         partial = partial.reshape(level.n_nodes, d_before * d, r1)
         saved.append(partial)
     rows = partial.reshape(partial.shape[0], -1)
@@ -270,12 +315,32 @@ def _backward(plan: LookupPlan, cores: list, saved: tuple, d_rows, xp) -> list:
             grads[k] = (prev.reshape(n_par * d_before, r0).T @ d_block).reshape(r0, v, d, r1)
             d_partial = (d_block @ core.reshape(r0, v * d * r1).T).reshape(n_par, d_before, r0)
         else:
-            parents, slices = gathered[k]                                      # (nodes, d_before, r0), (nodes, r0, d r1)
-            d_slices = xp.matmul(parents.transpose(0, 2, 1), d_child)          # (nodes, r0, d r1)
-            d_core = scatter_add(level.digit, d_slices, v)                     # (v, r0, d r1)
+            parents, slices, groups = gathered[k]
+            if groups is None:                                                 # (nodes, d_before, r0), (nodes, r0, d r1)
+                d_slices = xp.matmul(parents.transpose(0, 2, 1), d_child)      # (nodes, r0, d r1)
+                d_core = scatter_add(level.digit, d_slices, v)                 # (v, r0, d r1)
+                d_parents = xp.matmul(d_child, slices.transpose(0, 2, 1))      # (nodes, d_before, r0)
+                parent_of = level.parent
+            else:
+                # nodes sorted by digit: the GEMM over a digit's nodes sums their core
+                # gradients itself, so no scatter is needed for the core
+                order, spans = groups
+                d_sorted = d_child[order]
+                d_core = xp.zeros((v, r0, d * r1), dtype=d_child.dtype)
+                d_parents = xp.empty((level.n_nodes, d_before, r0), dtype=d_child.dtype)
+                for i, a, b in spans:
+                    block = d_sorted[a:b].reshape(-1, d * r1)
+                    d_core[i] = parents[a:b].reshape(-1, r0).T @ block
+                    d_parents[a:b] = (block @ slices[i].T).reshape(b - a, d_before, r0)
+                parent_of = order if level.parent is None else level.parent[order]
             grads[k] = xp.ascontiguousarray(d_core.reshape(v, r0, d, r1).transpose(1, 0, 2, 3))
-            d_parents = xp.matmul(d_child, slices.transpose(0, 2, 1))          # (nodes, d_before, r0)
-            d_partial = d_parents if level.parent is None else scatter_add(level.parent, d_parents, n_par)
+            if groups is not None and level.parent is None:
+                d_partial = xp.empty_like(d_parents)
+                d_partial[order] = d_parents
+            elif parent_of is None:
+                d_partial = d_parents
+            else:
+                d_partial = scatter_add(parent_of, d_parents, n_par)
     first = cores[0]
     v1, d1, r1 = first.shape[1:]
     d_first = d_partial.reshape(-1, d1, r1)

@@ -1,0 +1,129 @@
+"""Per-epoch training time of the IMDB model of docs/reproduction.md: tinytt against PyTorch.
+
+The model of the issue's time-to-accuracy target: Embedding(25000, 256) (dense, or TT
+(25,30,40)x(4,8,8) rank 16) -> 1-layer BiLSTM(256 -> 128) -> readout -> Dropout(0.5) ->
+Linear(256, 2), Adam 1e-3, batch 64 x 256 tokens (every row full length: the upper bound of
+a bucketed IMDB epoch, where most reviews are cut at 256 tokens). Readouts: the mean of the
+outputs over time, and the final states of both directions. PyTorch runs the same models in
+the same process (dense embedding; its TT variants are in benchmarks/lookup.py).
+
+A training step is zero_grad + forward + backward + Adam step; the script reports the median
+step time and the epoch time it implies for IMDB's 25,000 training reviews (391 steps) and
+for the 22,500 left after a 10 % validation split (352 steps, what ``tinytt train`` uses).
+
+    python benchmarks/epoch_time.py [--quick] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+
+import numpy
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import tinytt as tt  # noqa: E402
+import tinytt.optim  # noqa: E402,F401
+from tinytt.models import build_model  # noqa: E402
+
+from _common import add_common_args, configure, emit, time_call  # noqa: E402
+
+BENCH = "epoch_time"
+B, T, V, D, H, C = 64, 256, 25000, 256, 128, 2
+STEPS = {"imdb_25000": math.ceil(25000 / B), "imdb_22500": math.ceil(22500 / B)}
+
+
+def tinytt_step(embedding: str, readout: str, ids, y):
+    config = dict(task="classify", model="bilstm", readout=readout, embedding=embedding,
+                  tt_shape="25,30,40x4,8,8" if embedding == "tt" else None, rank=16,
+                  emb_dim=D, hidden=H, layers=1, dropout=0.5, seed=0)
+    model = build_model(config, V, C)
+    model.train()
+    opt = tt.optim.Adam(model.parameters(), lr=1e-3)
+    ids_d, y_d = tt.to_device(ids), tt.to_device(y)
+
+    def step():
+        opt.zero_grad()
+        loss = tt.cross_entropy(model(ids_d), y_d)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def torch_step(readout: str, ids, y):
+    import torch  # noqa: PLC0415
+
+    torch.manual_seed(0)
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(V, D, padding_idx=0)
+            self.lstm = torch.nn.LSTM(D, H, batch_first=True, bidirectional=True)
+            self.drop = torch.nn.Dropout(0.5)
+            self.fc = torch.nn.Linear(2 * H, C)
+
+        def forward(self, x):
+            out, (h, _) = self.lstm(self.emb(x))
+            feats = out.mean(dim=1) if readout == "mean" else torch.cat([h[-2], h[-1]], dim=-1)
+            return self.fc(self.drop(feats))
+
+    model = Model()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    ids_t, y_t = torch.from_numpy(ids), torch.from_numpy(y)
+
+    def step():
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(ids_t), y_t).backward()
+        opt.step()
+
+    return step
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_common_args(parser)
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch baselines")
+    args = parser.parse_args(argv)
+    configure(args)
+    rng = numpy.random.default_rng(0)
+    ids = rng.integers(2, V, size=(B, T)).astype(numpy.int64)
+    y = rng.integers(0, C, size=B).astype(numpy.int64)
+    reps = dict(warmup=1, min_repeats=3, max_repeats=5, budget_s=5.0) if args.quick else \
+        dict(warmup=1, min_repeats=5, max_repeats=9, budget_s=15.0)
+    torch = None
+    if not args.no_torch:
+        try:
+            import torch  # noqa: PLC0415
+        except ImportError:
+            emit({"bench": BENCH, "kind": "note", "note": "torch not importable: no PyTorch baseline"})
+    emit({"bench": BENCH, "kind": "setup", "batch": B, "tokens": T, "vocab": V, "dim": D, "hidden": H,
+          "numpy": numpy.__version__, "torch": getattr(torch, "__version__", None), "cpu_count": os.cpu_count(),
+          "steps_per_epoch": STEPS})
+    torch_best = None
+    if torch is not None:
+        for readout in ("mean", "final"):
+            r = time_call(torch_step(readout, ids, y), **reps)
+            med, best, n = r["median_s"], r["min_s"], r["repeats"]
+            torch_best = med if torch_best is None else min(torch_best, med)
+            emit({"bench": BENCH, "impl": "torch", "embedding": "dense", "readout": readout, "step_median_s": med,
+                  "step_min_s": best, "repeats": n, **{f"epoch_s_{k}": med * s for k, s in STEPS.items()}})
+    for embedding in ("dense", "tt"):
+        for readout in ("mean", "final"):
+            r = time_call(tinytt_step(embedding, readout, ids, y), **reps)
+            med, best, n = r["median_s"], r["min_s"], r["repeats"]
+            row = {"bench": BENCH, "impl": "tinytt", "embedding": embedding, "readout": readout,
+                   "step_median_s": med, "step_min_s": best, "repeats": n,
+                   **{f"epoch_s_{k}": med * s for k, s in STEPS.items()}}
+            if torch_best is not None:
+                row["ratio_to_torch_fastest"] = med / torch_best
+            emit(row)
+
+
+if __name__ == "__main__":
+    main()
