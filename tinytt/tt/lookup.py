@@ -320,10 +320,11 @@ def _backward(plan: LookupPlan, cores: list, saved: tuple, d_rows, xp) -> list:
                 d_slices = xp.matmul(parents.transpose(0, 2, 1), d_child)      # (nodes, r0, d r1)
                 d_core = scatter_add(level.digit, d_slices, v)                 # (v, r0, d r1)
                 d_parents = xp.matmul(d_child, slices.transpose(0, 2, 1))      # (nodes, d_before, r0)
-                parent_of = level.parent
             else:
                 # nodes sorted by digit: the GEMM over a digit's nodes sums their core
                 # gradients itself, so no scatter is needed for the core
+                # (the parents' gradients go back to node order, where each parent's
+                # children are contiguous and the scatter below needs no sort)
                 order, spans = groups
                 d_sorted = d_child[order]
                 d_core = xp.zeros((v, r0, d * r1), dtype=d_child.dtype)
@@ -331,16 +332,9 @@ def _backward(plan: LookupPlan, cores: list, saved: tuple, d_rows, xp) -> list:
                 for i, a, b in spans:
                     block = d_sorted[a:b].reshape(-1, d * r1)
                     d_core[i] = parents[a:b].reshape(-1, r0).T @ block
-                    d_parents[a:b] = (block @ slices[i].T).reshape(b - a, d_before, r0)
-                parent_of = order if level.parent is None else level.parent[order]
+                    d_parents[order[a:b]] = (block @ slices[i].T).reshape(b - a, d_before, r0)
             grads[k] = xp.ascontiguousarray(d_core.reshape(v, r0, d, r1).transpose(1, 0, 2, 3))
-            if groups is not None and level.parent is None:
-                d_partial = xp.empty_like(d_parents)
-                d_partial[order] = d_parents
-            elif parent_of is None:
-                d_partial = d_parents
-            else:
-                d_partial = scatter_add(parent_of, d_parents, n_par)
+            d_partial = d_parents if level.parent is None else scatter_add(level.parent, d_parents, n_par)
     first = cores[0]
     v1, d1, r1 = first.shape[1:]
     d_first = d_partial.reshape(-1, d1, r1)
