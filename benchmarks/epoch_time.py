@@ -12,6 +12,16 @@ step time and the epoch time it implies for IMDB's 25,000 training reviews (391 
 for the 22,500 left after a 10 % validation split (352 steps, what ``tinytt train`` uses).
 
     python benchmarks/epoch_time.py [--quick] [--out FILE]
+    TINYTT_DATA=../shared/data python benchmarks/epoch_time.py --quick --imdb-batches 8
+
+With ``--imdb-batches K`` (needs ``$TINYTT_DATA/imdb``) the script also estimates the epoch
+``tinytt train`` really runs: IMDB tokenized and encoded as ``tinytt train --dataset imdb
+--max-len 256`` does, batches bucketed by length (``ClassificationTask``, seed 0), K of them
+timed at evenly spaced quantiles of their length, a line ``time = a + b * length`` fitted to
+those, and summed over every batch of the epoch. PyTorch's figure in the same run is its
+full-length step times the number of batches: the anchor protocol
+(``../shared/research/imdb_torch_anchor.md``) pads every review to 256 tokens and runs the
+mean readout without packing.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ import argparse
 import math
 import os
 import sys
+import time
 
 import numpy
 
@@ -85,10 +96,51 @@ def torch_step(readout: str, ids, y):
     return step
 
 
+def bucketed_epoch(k: int, embeddings=("dense", "tt")) -> list:
+    """Estimated seconds of one real ``tinytt train`` IMDB epoch per embedding (see module doc)."""
+    from tinytt.train import ClassificationTask, load_classification  # noqa: PLC0415
+
+    data, _, _ = load_classification("imdb", None, vocab_size=V, max_len=T, seed=0)
+    task = ClassificationTask(data, batch_size=B, seed=0, show_progress=False)
+    order = task._batcher.batch_indices(1)
+    train = data["train"]
+    lengths = numpy.array([int(train.lengths[idx].max()) for idx in order])
+    picks = numpy.argsort(lengths, kind="stable")[numpy.linspace(0, len(order) - 1, k).round().astype(int)]
+    rows = []
+    for embedding in embeddings:
+        config = dict(task="classify", model="bilstm", readout="mean", embedding=embedding,
+                      tt_shape="25,30,40x4,8,8" if embedding == "tt" else None, rank=16,
+                      emb_dim=D, hidden=H, layers=1, dropout=0.5, seed=0)
+        model = build_model(config, V, C)
+        model.train()
+        opt = tt.optim.Adam(model.parameters(), lr=1e-3)
+        times = []
+        for j, pick in enumerate([picks[-1]] + list(picks)):  # the first call warms up
+            ids, lens, labels = train.batch(order[pick])
+            ids_d, labels_d = tt.to_device(ids), tt.to_device(labels)
+            t0 = time.perf_counter()
+            opt.zero_grad()
+            loss = tt.cross_entropy(model(ids_d, lens), labels_d)
+            loss.backward()
+            opt.step()
+            tt.backend.synchronize()
+            if j:
+                times.append(time.perf_counter() - t0)
+        fit_b, fit_a = numpy.polyfit(lengths[picks], times, 1)
+        estimate = float(numpy.sum(fit_a + fit_b * lengths))
+        rows.append({"bench": BENCH, "impl": "tinytt", "kind": "bucketed_epoch", "embedding": embedding,
+                     "readout": "mean", "batches": len(order), "timed_batches": k,
+                     "mean_batch_tokens": float(lengths.mean()), "epoch_s_estimate": estimate,
+                     "fit_s_per_step_at_256": float(fit_a + fit_b * T)})
+    return rows
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_args(parser)
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch baselines")
+    parser.add_argument("--imdb-batches", type=int, default=0, metavar="K",
+                        help="also estimate the real bucketed IMDB epoch from K timed batches (needs TINYTT_DATA)")
     args = parser.parse_args(argv)
     configure(args)
     rng = numpy.random.default_rng(0)
@@ -105,12 +157,14 @@ def main(argv=None) -> None:
     emit({"bench": BENCH, "kind": "setup", "batch": B, "tokens": T, "vocab": V, "dim": D, "hidden": H,
           "numpy": numpy.__version__, "torch": getattr(torch, "__version__", None), "cpu_count": os.cpu_count(),
           "steps_per_epoch": STEPS})
-    torch_best = None
+    torch_best = torch_mean = None
     if torch is not None:
         for readout in ("mean", "final"):
             r = time_call(torch_step(readout, ids, y), **reps)
             med, best, n = r["median_s"], r["min_s"], r["repeats"]
             torch_best = med if torch_best is None else min(torch_best, med)
+            if readout == "mean":
+                torch_mean = med
             emit({"bench": BENCH, "impl": "torch", "embedding": "dense", "readout": readout, "step_median_s": med,
                   "step_min_s": best, "repeats": n, **{f"epoch_s_{k}": med * s for k, s in STEPS.items()}})
     for embedding in ("dense", "tt"):
@@ -122,6 +176,14 @@ def main(argv=None) -> None:
                    **{f"epoch_s_{k}": med * s for k, s in STEPS.items()}}
             if torch_best is not None:
                 row["ratio_to_torch_fastest"] = med / torch_best
+            emit(row)
+    if args.imdb_batches:
+        if args.imdb_batches < 2:
+            parser.error("--imdb-batches must be at least 2 (a line is fitted)")
+        for row in bucketed_epoch(args.imdb_batches):
+            if torch_mean is not None:
+                row["torch_mean_epoch_s_same_run"] = torch_mean * row["batches"]
+                row["ratio_to_torch_mean_epoch"] = row["epoch_s_estimate"] / row["torch_mean_epoch_s_same_run"]
             emit(row)
 
 
