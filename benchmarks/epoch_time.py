@@ -48,11 +48,16 @@ B, T, V, D, H, C = 64, 256, 25000, 256, 128, 2
 STEPS = {"imdb_25000": math.ceil(25000 / B), "imdb_22500": math.ceil(22500 / B)}
 
 
-def tinytt_step(embedding: str, readout: str, ids, y):
+def tinytt_model(embedding: str, readout: str):
+    """The benchmarked classifier through ``build_model`` (the CLI's configuration keys)."""
     config = dict(task="classify", model="bilstm", readout=readout, embedding=embedding,
                   tt_shape="25,30,40x4,8,8" if embedding == "tt" else None, rank=16,
                   emb_dim=D, hidden=H, layers=1, dropout=0.5, seed=0)
-    model = build_model(config, V, C)
+    return build_model(config, V, C)
+
+
+def tinytt_step(embedding: str, readout: str, ids, y):
+    model = tinytt_model(embedding, readout)
     model.train()
     opt = tt.optim.Adam(model.parameters(), lr=1e-3)
     ids_d, y_d = tt.to_device(ids), tt.to_device(y)
@@ -102,16 +107,13 @@ def bucketed_epoch(k: int, embeddings=("dense", "tt")) -> list:
 
     data, _, _ = load_classification("imdb", None, vocab_size=V, max_len=T, seed=0)
     task = ClassificationTask(data, batch_size=B, seed=0, show_progress=False)
-    order = task._batcher.batch_indices(1)
+    order = task.batch_order(1)
     train = data["train"]
     lengths = numpy.array([int(train.lengths[idx].max()) for idx in order])
     picks = numpy.argsort(lengths, kind="stable")[numpy.linspace(0, len(order) - 1, k).round().astype(int)]
     rows = []
     for embedding in embeddings:
-        config = dict(task="classify", model="bilstm", readout="mean", embedding=embedding,
-                      tt_shape="25,30,40x4,8,8" if embedding == "tt" else None, rank=16,
-                      emb_dim=D, hidden=H, layers=1, dropout=0.5, seed=0)
-        model = build_model(config, V, C)
+        model = tinytt_model(embedding, "mean")
         model.train()
         opt = tt.optim.Adam(model.parameters(), lr=1e-3)
         times = []

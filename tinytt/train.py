@@ -140,11 +140,16 @@ class ClassificationTask:
     def steps_per_epoch(self) -> int:
         return len(self._batcher)
 
+    def batch_order(self, epoch: int) -> list:
+        """The training batches of ``epoch`` in order: arrays of example indices into the
+        train split (length-bucketed, shuffled with ``seed`` and ``epoch``)."""
+        return self._batcher.batch_indices(epoch)
+
     def train_epoch(self, model, optimizer, epoch: int, max_steps: int | None = None,
                     deadline: float | None = None, desc: str = "train", on_step=None) -> dict:
         model.train()
         data = self.splits["train"]
-        order = self._batcher.batch_indices(epoch)
+        order = self.batch_order(epoch)
         if max_steps is not None:
             order = order[:max_steps]
         losses = []
