@@ -22,36 +22,22 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import add_data_args, missing_data, table  # noqa: E402
+from _common import add_sweep_args, load_sweep, table  # noqa: E402
 
 import numpy  # noqa: E402
 
 from tinytt import to_numpy  # noqa: E402
 from tinytt.models import build_model, describe  # noqa: E402
 from tinytt.nn import TTEmbedding  # noqa: E402
-from tinytt.train import ClassificationTask, load_classification, train_classifier  # noqa: E402
+from tinytt.train import ClassificationTask, train_classifier  # noqa: E402
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", choices=("sst2", "sst5", "mr", "imdb"), default="sst2")
-    p.add_argument("--model", choices=("mlp", "lstm", "bilstm"), default="mlp")
-    p.add_argument("--ranks", default="4,16,64")
-    p.add_argument("--epochs", type=int, default=2)
+    add_sweep_args(p, ranks="4,16,64")
     p.add_argument("--finetune", type=int, default=0, help="epochs of fine-tuning after TT-SVD")
-    p.add_argument("--emb-dim", type=int, default=128)
-    p.add_argument("--hidden", type=int, default=64)
-    p.add_argument("--max-train", type=int, default=None)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--seed", type=int, default=0)
-    add_data_args(p)
     args = p.parse_args(argv)
-    try:
-        data, vocab, num_classes = load_classification(args.dataset, args.data_dir, 25000, 256, seed=args.seed,
-                                                       max_train=args.max_train)
-    except FileNotFoundError as exc:
-        missing_data(exc)
-    base = {"model": args.model, "readout": "mean", "emb_dim": args.emb_dim, "hidden": args.hidden, "dropout": 0.5}
+    data, vocab, num_classes, base = load_sweep(args)
     print(f"-- dense {args.model}, {args.epochs} epochs", flush=True)
     dense = train_classifier(dict(base, embedding="dense"), data, vocab, num_classes, epochs=args.epochs,
                              lr=args.lr, seed=args.seed, log=print)

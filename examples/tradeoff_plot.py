@@ -18,31 +18,17 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import add_data_args, missing_data, table  # noqa: E402
+from _common import add_sweep_args, load_sweep, table  # noqa: E402
 
-from tinytt.train import load_classification, train_classifier  # noqa: E402
+from tinytt.train import train_classifier  # noqa: E402
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", choices=("sst2", "sst5", "mr", "imdb"), default="sst2")
-    p.add_argument("--model", choices=("mlp", "lstm", "bilstm"), default="mlp")
-    p.add_argument("--ranks", default="1,2,4,8,16,32")
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--emb-dim", type=int, default=128)
-    p.add_argument("--hidden", type=int, default=64)
-    p.add_argument("--max-train", type=int, default=None)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--seed", type=int, default=0)
+    add_sweep_args(p, ranks="1,2,4,8,16,32")
     p.add_argument("--out", default="tradeoff.png")
-    add_data_args(p)
     args = p.parse_args(argv)
-    try:
-        data, vocab, num_classes = load_classification(args.dataset, args.data_dir, 25000, 256, seed=args.seed,
-                                                       max_train=args.max_train)
-    except FileNotFoundError as exc:
-        missing_data(exc)
-    base = {"model": args.model, "readout": "mean", "emb_dim": args.emb_dim, "hidden": args.hidden, "dropout": 0.5}
+    data, vocab, num_classes, base = load_sweep(args)
     results = []
     for emb, rank in [("dense", None)] + [("tt", int(r)) for r in args.ranks.split(",") if r]:
         print(f"-- {emb}" + (f" rank {rank}" if rank else ""), flush=True)
