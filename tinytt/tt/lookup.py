@@ -58,33 +58,52 @@ __all__ = ["STRATEGIES", "tt_matrix_rows", "rows_of_checked_ids", "plan_lookup",
 
 STRATEGIES = ("gather", "prefix", "full")
 
-# Relative speed of the kernels, in flops per unit of cost (measured on a 2-core
-# x86 machine with OpenBLAS: a large GEMM runs about 2-3x faster per flop than
-# NumPy's batched matmul over many small matrices), and the cost of moving one
-# float (gathers, scatters, zero-fills), in flop-equivalents.
-_GEMM_SPEED = 2.5
-_BATCHED_SPEED = 1.0
-_FLOAT_MOVE_COST = 4.0
+# Cost model constants, in flop-equivalents (measured on a 2-core x86 machine with
+# OpenBLAS, float32, ranks ~16): one flop of a per-digit GEMM costs 1, one flop of
+# NumPy's batched matmul over many tiny matrices costs 2, and moving one float
+# (gather, scatter, zero-fill, indexed add) costs about 13 GEMM flops.
+_BATCHED_FLOP_COST = 2.0
+_FLOAT_MOVE_COST = 13.0
+
+
+#: a select level multiplies per digit value (one GEMM per value present) instead of one
+#: small matmul per node when it has at least this many nodes per distinct digit
+GROUP_MIN_NODES_PER_DIGIT = 8
 
 
 @dataclass
 class _Level:
-    mode: str            # "select" or "expand" ("expand" at level 0 means: all digits)
+    mode: str            # "select" or "expand"
     digit: object        # (n_nodes,) digit of each node at this level
-    parent: object       # (n_nodes,) parent node index, or None when the parent is node i itself
+    parent: object       # (n_nodes,) parent node (index into the previous level), or None: node i itself
     n_nodes: int
-    groups: object = None  # select levels: (order, spans) of the per-digit GEMMs, or None (batched)
+    spans: list = None   # nodes sorted by digit: [(digit value, start, stop)] of each run, else None
+    pick: object = None  # expand levels: (n_nodes,) row of each node in the (v_k * parents) block,
+    #                      or None when the nodes are the whole block in block order
 
 
 @dataclass
 class LookupPlan:
-    """The node structure of one lookup: per level, the digits and parents of its nodes."""
+    """The node structure of one lookup: per level, the digits and parents of its nodes.
+
+    Rows come out in the last level's node order (for "full": all V' rows, in the order the
+    expand blocks produce them); ``inverse`` maps every id of the batch to its row there and
+    ``row_of_uniq`` maps each distinct id of ``uniq`` to it.
+    """
 
     strategy: str
     levels: list
     uniq: object         # (U,) sorted distinct ids
-    inverse: object      # (B,) position of each id in ``uniq``
-    final_pick: object   # (U,) rows of the last level's nodes to return, or None if in order
+    inverse: object      # (B,) row of each id of the batch
+    row_of_uniq: object  # (U,) row of each distinct id
+
+    def row_of(self, idx: int):
+        """Row of id ``idx``, or None when the batch does not contain it."""
+        xp = get_xp(self.uniq)
+        pos = int(xp.searchsorted(self.uniq, idx))
+        if pos < self.uniq.shape[0] and int(self.uniq[pos]) == idx:
+            return int(self.row_of_uniq[pos])
+        return None
 
 
 def _strides(row_shape) -> list:
@@ -96,13 +115,27 @@ def _strides(row_shape) -> list:
 
 
 def _level_costs(n_par, n_ch, d_before, r0, v, d, r1) -> tuple:
-    """(expand cost, select cost) of building one level, forward and backward together."""
-    expand_flops = n_par * d_before * r0 * v * d * r1
-    expand_moves = n_par * d_before * v * d * r1 + n_ch * d_before * d * r1
-    select_flops = n_ch * d_before * r0 * d * r1
-    select_moves = n_ch * (d_before * r0 + r0 * d * r1)
-    expand = 3 * expand_flops / _GEMM_SPEED + 2 * _FLOAT_MOVE_COST * expand_moves
-    select = 3 * select_flops / _BATCHED_SPEED + 3 * _FLOAT_MOVE_COST * select_moves
+    """(expand cost, select cost) of building one level, forward and backward together.
+
+    select: three products of ``n_ch * d_before * r0 * d r1`` multiply-adds (forward, core
+    gradient, parent gradient); per child, its parent block ``d_before x r0`` is gathered,
+    written back and added (4 moves per float) and its output ``d_before x d r1`` written
+    and read (2). Levels with fewer than ``GROUP_MIN_NODES_PER_DIGIT`` nodes per digit run
+    batched matmuls (slower per flop) that also gather one core slice per child.
+    expand: two products over every (parent, digit) pair plus the parent-gradient product
+    over the children; the ``v * n_par`` block is written and zero-filled/scattered in the
+    backward, and each child's output and parent gradient move twice.
+    """
+    madds_select = n_ch * d_before * r0 * d * r1
+    madds_expand = n_par * d_before * r0 * v * d * r1
+    select_moves = n_ch * d_before * (4 * r0 + 2 * d * r1)
+    if n_ch >= GROUP_MIN_NODES_PER_DIGIT * v:
+        select = 6 * madds_select + _FLOAT_MOVE_COST * select_moves
+    else:
+        select_moves += 3 * n_ch * r0 * d * r1
+        select = 6 * madds_select * _BATCHED_FLOP_COST + _FLOAT_MOVE_COST * select_moves
+    expand_moves = 2 * n_par * v * d_before * d * r1 + 2 * n_ch * d_before * (d * r1 + r0)
+    expand = 2 * (2 * madds_expand + madds_select) + _FLOAT_MOVE_COST * expand_moves
     return expand, select
 
 
@@ -123,10 +156,10 @@ def _node_counts(uniq, row_shape, strategy, xp) -> list:
 def estimate_costs(uniq, row_shape, col_shape, ranks, xp=None, prefix_counts=None) -> dict:
     """Estimated cost (flop-equivalents) of each strategy for the distinct ids ``uniq``.
 
-    The model: per level, expand costs ``3 * flops / 2.5 + 8 * floats written`` and
-    select costs ``3 * flops + 12 * floats gathered`` (the factor 3 counts the
-    forward and the two backward products); "prefix" takes the cheaper of the
-    two at each level; "full" also pays for gathering the final rows.
+    The model (``_level_costs``): per level, flops of the forward and backward products
+    plus 13 flop-equivalents per float gathered, scattered or zero-filled; "prefix"
+    takes the cheaper of select and expand at each level; "full" also pays for
+    zero-filling and scattering into all V' rows in the backward.
     ``prefix_counts`` (distinct prefixes per level) is reused when the caller has it.
     """
     xp = xp or get_xp(uniq)
@@ -144,7 +177,7 @@ def estimate_costs(uniq, row_shape, col_shape, ranks, xp=None, prefix_counts=Non
             total += {"gather": select, "full": expand}.get(strategy, min(expand, select))
             d_before *= col_shape[k]
         if strategy == "full":
-            total += 2 * _FLOAT_MOVE_COST * int(uniq.shape[0]) * d_before
+            total += _FLOAT_MOVE_COST * counts[-1] * d_before
         costs[strategy] = total
     return costs
 
@@ -172,32 +205,63 @@ def _unique_inverse(flat_ids, bound: int, xp):
     return uniq, inverse.reshape(-1)
 
 
-#: a select level multiplies per digit value (one GEMM per value present) instead of one
-#: small matmul per node when it has at least this many nodes per distinct digit
-GROUP_MIN_NODES_PER_DIGIT = 8
-
-
-def _digit_groups(digit, n_nodes: int, xp):
-    """``(order, spans)`` sorting a select level's nodes by digit, or None when the level
-    has too few nodes per digit value for per-digit GEMMs to pay off.
-
-    ``order``: node indices sorted (stably) by digit; ``spans``: ``(digit value, start,
-    stop)`` of each run of equal digits in that order (host ints: one sync on CuPy).
-    """
-    if n_nodes == 0:
-        return None
+def _digit_order(digit, parent, n_par: int, xp):
+    """``(order, spans)``: node indices sorted by (digit, parent), and ``(digit value, start,
+    stop)`` of each run of equal digits in that order (host ints: one sync on CuPy)."""
     counts = xp.bincount(digit)
     present = xp.flatnonzero(counts)
-    if int(present.shape[0]) * GROUP_MIN_NODES_PER_DIGIT > n_nodes:
-        return None
-    order = xp.argsort(digit, kind="stable")
+    order = xp.argsort(digit * n_par + parent, kind="stable")
     stops = xp.cumsum(counts[present])
-    host = [int(x) for x in present.tolist()], [int(x) for x in stops.tolist()]
     spans, start = [], 0
-    for value, stop in zip(*host):
-        spans.append((value, start, stop))
-        start = stop
+    for value, stop in zip(present.tolist(), stops.tolist()):
+        spans.append((int(value), start, int(stop)))
+        start = int(stop)
     return order, spans
+
+
+def _wants_groups(level: _Level, xp) -> bool:
+    """Whether a select level has enough nodes per digit value for per-digit GEMMs."""
+    if level.n_nodes == 0:
+        return False
+    n_values = int(xp.count_nonzero(xp.bincount(level.digit)))
+    return n_values * GROUP_MIN_NODES_PER_DIGIT <= level.n_nodes
+
+
+def _raw_levels(uniq, row_shape, col_shape, ranks, strategy, counts, mode, xp) -> list:
+    """Levels with nodes in prefix order (sorted by the code of their first k digits)."""
+    n = len(row_shape)
+    strides = _strides(row_shape)
+    levels = []
+    if strategy == "gather":
+        for k in range(n):
+            digit = (uniq // strides[k]) % row_shape[k]
+            levels.append(_Level("select", digit, None, int(uniq.shape[0])))
+        return levels
+    if strategy == "full":
+        for k in range(n):
+            count = math.prod(row_shape[: k + 1])
+            code = xp.arange(count)
+            levels.append(_Level("expand" if k else "select", code % row_shape[k],
+                                 code // row_shape[k] if k else None, count))
+        return levels
+    position = None
+    d_before = col_shape[0]
+    for k in range(n):
+        code = uniq // strides[k]
+        is_new = xp.ones(code.shape, dtype=bool)
+        is_new[1:] = code[1:] != code[:-1]
+        first = xp.flatnonzero(is_new)
+        digit = code[first] % row_shape[k]
+        if k == 0:
+            levels.append(_Level("select", digit, None, int(first.shape[0])))
+        else:
+            expand, select = _level_costs(counts[k - 1], counts[k], d_before, ranks[k], row_shape[k],
+                                          col_shape[k], ranks[k + 1])
+            chosen = mode or ("expand" if expand < select else "select")
+            levels.append(_Level(chosen, digit, position[first], int(first.shape[0])))
+            d_before *= col_shape[k]
+        position = xp.cumsum(is_new) - 1
+    return levels
 
 
 def plan_lookup(flat_ids, row_shape, col_shape, ranks, strategy: str = "auto", mode=None) -> LookupPlan:
@@ -205,7 +269,10 @@ def plan_lookup(flat_ids, row_shape, col_shape, ranks, strategy: str = "auto", m
 
     ``mode`` ("select" or "expand") forces that mode at every level of the
     "prefix" strategy instead of the cost model's choice (used by the tests).
-    Select levels also get their per-digit grouping (``_digit_groups``) here.
+    Levels k >= 1 that run per digit value (every expand level, and select levels with
+    at least ``GROUP_MIN_NODES_PER_DIGIT`` nodes per digit value) get their nodes sorted
+    by digit here, so each digit's nodes are contiguous; parents, the final rows and
+    the batch's ``inverse`` are relabelled to match.
     """
     if mode not in (None, "select", "expand"):
         raise ValueError(f"mode must be None, 'select' or 'expand', got {mode!r}")
@@ -217,131 +284,143 @@ def plan_lookup(flat_ids, row_shape, col_shape, ranks, strategy: str = "auto", m
         strategy = min(costs, key=costs.get)
     elif strategy not in STRATEGIES:
         raise ValueError(f"strategy must be 'auto' or one of {STRATEGIES}, got {strategy!r}")
-    n = len(row_shape)
-    strides = _strides(row_shape)
-    levels = []
-    final_pick = None
-    if strategy == "gather":
-        for k in range(n):
-            digit = (uniq // strides[k]) % row_shape[k]
-            levels.append(_Level("select", digit, None, int(uniq.shape[0])))
-    elif strategy == "full":
-        for k in range(n):
-            count = math.prod(row_shape[: k + 1])
-            code = xp.arange(count)
-            levels.append(_Level("expand", code % row_shape[k], code // row_shape[k] if k else None, count))
-        final_pick = uniq
+    levels = _raw_levels(uniq, row_shape, col_shape, ranks, strategy, counts, mode, xp)
+    relabel = None  # previous level: old node index -> new position
+    for k, level in enumerate(levels):
+        if relabel is not None:
+            level.parent = relabel if level.parent is None else relabel[level.parent]
+        relabel = None
+        if k == 0 or (level.mode == "select" and not _wants_groups(level, xp)):
+            continue
+        n_par = levels[k - 1].n_nodes
+        parent = xp.arange(level.n_nodes) if level.parent is None else level.parent
+        order, level.spans = _digit_order(level.digit, parent, n_par, xp)
+        level.digit = level.digit[order]
+        level.parent = parent[order]
+        relabel = xp.empty(level.n_nodes, dtype=order.dtype)
+        relabel[order] = xp.arange(level.n_nodes, dtype=order.dtype)
+        if level.mode == "expand":
+            full_block = level.n_nodes == row_shape[k] * n_par
+            level.pick = None if full_block else level.digit * n_par + level.parent
+    if strategy == "full":
+        row_of_uniq = uniq if relabel is None else relabel[uniq]
+        inverse = flat_ids if relabel is None else relabel[flat_ids]
     else:
-        position = None
-        d_before = col_shape[0]
-        for k in range(n):
-            code = uniq // strides[k]
-            is_new = xp.ones(code.shape, dtype=bool)
-            is_new[1:] = code[1:] != code[:-1]
-            first = xp.flatnonzero(is_new)
-            digit = code[first] % row_shape[k]
-            if k == 0:
-                levels.append(_Level("select", digit, None, int(first.shape[0])))
-            else:
-                expand, select = _level_costs(counts[k - 1], counts[k], d_before, ranks[k], row_shape[k],
-                                              col_shape[k], ranks[k + 1])
-                chosen = mode or ("expand" if expand < select else "select")
-                levels.append(_Level(chosen, digit, position[first], int(first.shape[0])))
-                d_before *= col_shape[k]
-            position = xp.cumsum(is_new) - 1
-    for level in levels[1:]:
-        if level.mode == "select":
-            level.groups = _digit_groups(level.digit, level.n_nodes, xp)
-    return LookupPlan(strategy, levels, uniq, inverse, final_pick)
+        row_of_uniq = xp.arange(uniq.shape[0]) if relabel is None else relabel
+        inverse = inverse if relabel is None else relabel[inverse]
+    return LookupPlan(strategy, levels, uniq, inverse, row_of_uniq)
+
+
+def _per_digit(core):
+    """Core ``(r0, v, d, r1)`` as its ``v`` slices ``(v, r0, d r1)`` (a small contiguous copy)."""
+    r0, v, d, r1 = core.shape
+    return core.transpose(1, 0, 2, 3).reshape(v, r0, d * r1)
+
+
+def _span_buffer(spans, d_before: int, r0: int, dtype, xp):
+    """Scratch ``(largest span * d_before, r0)`` reused by every digit's GEMM (stays in cache)."""
+    largest = max(b - a for _, a, b in spans)
+    return xp.empty((largest * d_before, r0), dtype=dtype)
 
 
 def _forward(plan: LookupPlan, cores: list, xp) -> tuple:
-    """Partial products per level; returns (rows (U, D), (partials, gathered operands of
-    select levels)) — the second item is what the backward needs."""
+    """Partial products per level; returns (rows, (partials, gathered parents of select
+    levels)) — the second item is what the backward needs."""
     first = cores[0][0]                                 # (v_1, d_1, r_1)
     level0 = plan.levels[0]
-    partial = first if plan.strategy == "full" else first[level0.digit]
+    if plan.strategy == "full":   # a copy when it is already the rows (padding zeroes them)
+        partial = first.copy() if len(cores) == 1 else first
+    else:
+        partial = first[level0.digit]
     saved = [partial]
     gathered = {}
     for k in range(1, len(cores)):
         level = plan.levels[k]
-        core = cores[k]
-        r0, v, d, r1 = core.shape
+        r0, v, d, r1 = cores[k].shape
+        slices = _per_digit(cores[k])                   # (v, r0, d r1)
         n_par, d_before = partial.shape[0], partial.shape[1]
         if level.mode == "expand":
-            block = (partial.reshape(n_par * d_before, r0) @ core.reshape(r0, v * d * r1))
-            block = block.reshape(n_par, d_before, v, d * r1)
-            partial = block[level.parent, :, level.digit]         # (n_nodes, d_before, d r1)
+            # all v children of every parent, digit-major: block[i * n_par + p] = child (p, i)
+            block = xp.matmul(partial.reshape(n_par * d_before, r0), slices)   # (v, n_par d_before, d r1)
+            block = block.reshape(v * n_par, d_before * d * r1)
+            partial = block if level.pick is None else xp.take(block, level.pick, axis=0)
         else:
-            per_digit = core.transpose(1, 0, 2, 3).reshape(v, r0, d * r1)
-            groups = level.groups
-            if groups is None:
-                slices = per_digit[level.digit]
-                parents = partial if level.parent is None else partial[level.parent]
-                gathered[k] = (parents, slices, None)
-                partial = xp.matmul(parents, slices)
-            else:
-                order, spans = groups
-                parents = partial[order if level.parent is None else level.parent[order]]
-                out = xp.empty((level.n_nodes, d_before, d * r1), dtype=partial.dtype)
-                for i, a, b in spans:  # one GEMM per digit value: (nodes_i * d_before, r0) @ (r0, d r1)
-                    out[a:b] = (parents[a:b].reshape(-1, r0) @ per_digit[i]).reshape(b - a, d_before, d * r1)
-                partial = xp.empty_like(out)
-                partial[order] = out
-                gathered[k] = (parents, per_digit, groups)
+            parents = partial if level.parent is None else xp.take(partial, level.parent, axis=0)
+            gathered[k] = parents                                              # (nodes, d_before, r0)
+            if level.spans is None:                     # one small matmul per node
+                partial = xp.matmul(parents, slices[level.digit])
+            else:                                       # nodes sorted by digit: one GEMM per digit value
+                flat_parents = parents.reshape(-1, r0)
+                partial = xp.empty((level.n_nodes * d_before, d * r1), dtype=parents.dtype)
+                for i, a, b in level.spans:
+                    xp.matmul(flat_parents[a * d_before:b * d_before], slices[i],
+                              out=partial[a * d_before:b * d_before])
         partial = partial.reshape(level.n_nodes, d_before * d, r1)
         saved.append(partial)
     rows = partial.reshape(partial.shape[0], -1)
-    if plan.final_pick is not None:
-        rows = rows[plan.final_pick]
     return rows, (saved, gathered)
 
 
 def _backward(plan: LookupPlan, cores: list, saved: tuple, d_rows, xp) -> list:
-    """Core gradients from the gradient of the distinct rows ``d_rows`` (U, D)."""
+    """Core gradients from the gradient ``d_rows`` of the rows ``_forward`` returned."""
     saved, gathered = saved
     n = len(cores)
-    d_total = d_rows.shape[1]
-    if plan.final_pick is not None:
-        d_all = xp.zeros((plan.levels[-1].n_nodes, d_total), dtype=d_rows.dtype)
-        d_all[plan.final_pick] = d_rows
-        d_rows = d_all
     d_partial = d_rows
     grads = [None] * n
     for k in range(n - 1, 0, -1):
         level = plan.levels[k]
-        core = cores[k]
-        r0, v, d, r1 = core.shape
+        r0, v, d, r1 = cores[k].shape
+        slices = _per_digit(cores[k])                   # (v, r0, d r1)
         prev = saved[k - 1]
         n_par, d_before = prev.shape[0], prev.shape[1]
-        d_child = d_partial.reshape(level.n_nodes, d_before, d * r1)
         if level.mode == "expand":
-            d_block = xp.zeros((n_par, d_before, v, d * r1), dtype=d_child.dtype)
-            d_block[level.parent, :, level.digit] = d_child      # children are distinct (parent, digit)
-            d_block = d_block.reshape(n_par * d_before, v * d * r1)
-            grads[k] = (prev.reshape(n_par * d_before, r0).T @ d_block).reshape(r0, v, d, r1)
-            d_partial = (d_block @ core.reshape(r0, v * d * r1).T).reshape(n_par, d_before, r0)
+            d_flat = d_partial.reshape(level.n_nodes, d_before * d * r1)
+            if level.pick is None:
+                d_block = d_flat
+            else:                                        # children are distinct: an assignment
+                d_block = xp.zeros((v * n_par, d_before * d * r1), dtype=d_flat.dtype)
+                d_block[level.pick] = d_flat
+            d_block = d_block.reshape(v, n_par * d_before, d * r1)
+            prev_flat = prev.reshape(n_par * d_before, r0)
+            d_core = xp.matmul(prev_flat.T, d_block)                       # (v, r0, d r1)
+            # parents' gradient: the children present, one GEMM per digit value (nodes are
+            # digit-major, and the parents within one digit are distinct)
+            flat_child = d_flat.reshape(-1, d * r1)
+            d_prev = xp.zeros((n_par, d_before * r0), dtype=d_flat.dtype)
+            buffer = _span_buffer(level.spans, d_before, r0, d_flat.dtype, xp)
+            for i, a, b in level.spans:
+                term = xp.matmul(flat_child[a * d_before:b * d_before], slices[i].T,
+                                 out=buffer[:(b - a) * d_before]).reshape(b - a, d_before * r0)
+                if level.pick is None:                   # every parent, in order
+                    d_prev += term
+                else:
+                    d_prev[level.parent[a:b]] += term
+            d_partial = d_prev
         else:
-            parents, slices, groups = gathered[k]
-            if groups is None:                                                 # (nodes, d_before, r0), (nodes, r0, d r1)
-                d_slices = xp.matmul(parents.transpose(0, 2, 1), d_child)      # (nodes, r0, d r1)
-                d_core = scatter_add(level.digit, d_slices, v)                 # (v, r0, d r1)
-                d_parents = xp.matmul(d_child, slices.transpose(0, 2, 1))      # (nodes, d_before, r0)
+            parents = gathered[k]                                          # (nodes, d_before, r0)
+            d_child = d_partial.reshape(level.n_nodes, d_before, d * r1)
+            if level.spans is None:
+                d_slices = xp.matmul(parents.transpose(0, 2, 1), d_child)  # (nodes, r0, d r1)
+                d_core = scatter_add(level.digit, d_slices, v)             # (v, r0, d r1)
+                d_parents = xp.matmul(d_child, slices[level.digit].transpose(0, 2, 1))
+                d_partial = (d_parents if level.parent is None
+                             else scatter_add(level.parent, d_parents, n_par))
             else:
-                # nodes sorted by digit: the GEMM over a digit's nodes sums their core
-                # gradients itself, so no scatter is needed for the core
-                # (the parents' gradients go back to node order, where each parent's
-                # children are contiguous and the scatter below needs no sort)
-                order, spans = groups
-                d_sorted = d_child[order]
+                # one digit's GEMM sums that digit's core gradient; within one digit the
+                # parents are distinct (siblings differ in digit; "gather" nodes are a
+                # permutation), so their gradients are added by plain indexed assignment
+                flat_parents = parents.reshape(-1, r0)
+                flat_child = d_child.reshape(-1, d * r1)
                 d_core = xp.zeros((v, r0, d * r1), dtype=d_child.dtype)
-                d_parents = xp.empty((level.n_nodes, d_before, r0), dtype=d_child.dtype)
-                for i, a, b in spans:
-                    block = d_sorted[a:b].reshape(-1, d * r1)
-                    d_core[i] = parents[a:b].reshape(-1, r0).T @ block
-                    d_parents[order[a:b]] = (block @ slices[i].T).reshape(b - a, d_before, r0)
-            grads[k] = xp.ascontiguousarray(d_core.reshape(v, r0, d, r1).transpose(1, 0, 2, 3))
-            d_partial = d_parents if level.parent is None else scatter_add(level.parent, d_parents, n_par)
+                d_prev = xp.zeros((n_par, d_before * r0), dtype=d_child.dtype)
+                buffer = _span_buffer(level.spans, d_before, r0, d_child.dtype, xp)
+                for i, a, b in level.spans:
+                    rows_i = slice(a * d_before, b * d_before)
+                    xp.matmul(flat_parents[rows_i].T, flat_child[rows_i], out=d_core[i])
+                    term = xp.matmul(flat_child[rows_i], slices[i].T, out=buffer[:(b - a) * d_before])
+                    d_prev[level.parent[a:b]] += term.reshape(b - a, d_before * r0)
+                d_partial = d_prev
+        grads[k] = xp.ascontiguousarray(d_core.reshape(v, r0, d, r1).transpose(1, 0, 2, 3))
     first = cores[0]
     v1, d1, r1 = first.shape[1:]
     d_first = d_partial.reshape(-1, d1, r1)
@@ -391,12 +470,9 @@ def rows_of_checked_ids(cores, ids, row_shape, col_shape, strategy: str = "auto"
     ranks = [1] + [a.shape[3] for a in arrays]
     plan = plan_lookup(ids.reshape(-1), tuple(row_shape), tuple(col_shape), ranks, strategy, mode)
     rows, saved = _forward(plan, arrays, xp)
-    pad_pos = None
-    if padding_idx is not None:
-        pos = int(xp.searchsorted(plan.uniq, padding_idx))
-        if pos < plan.uniq.shape[0] and int(plan.uniq[pos]) == padding_idx:
-            pad_pos = pos
-            rows[pad_pos] = 0
+    pad_pos = None if padding_idx is None else plan.row_of(padding_idx)
+    if pad_pos is not None:
+        rows[pad_pos] = 0
     out = xp.take(rows, plan.inverse, axis=0).reshape(out_shape)
 
     cache = {}
