@@ -6,11 +6,18 @@ Models (float32, batch 64 x 200 tokens, vocabulary 30000, Adam lr 1e-3, cross-en
 - ``lstm-mean``:  Embedding(30000, 256) -> LSTM(256, 128) -> mean of outputs over time -> Linear(128, 2)
 - ``mlp``:        Embedding(30000, 256) -> mean over time -> Linear(256, 128) -> ReLU -> Linear(128, 2)
 
-each with a dense embedding and (when ``tinytt.nn.TTEmbedding`` exists) a TT embedding of rank 16.
-A step is zero_grad + forward + backward + optimizer step. Reported: the median of N timed steps
-after warm-up, one JSON object per line, plus the LSTM "GEMM floor" (the time NumPy's BLAS needs
-for just the matrix products of one LSTM forward + backward, measured in the same run) and the
-ratios to it and to PyTorch's time for the same model (PyTorch runs dense embeddings only).
+each with a dense embedding and a TT embedding of rank 16 (``nn.TTEmbedding(30000, 256, rank=16)``,
+shape (25, 30, 40) x (4, 8, 8)). A step is zero_grad + forward + backward + optimizer step.
+PyTorch runs the same models in the same process with ``nn.Embedding`` and with two TT
+embeddings built from the same cores: ``tt-partial`` (cores 1-2 contracted for every (i1, i2)
+pair, then one gather and one ``bmm`` per token: the fastest PyTorch TT lookup in
+``benchmarks/lookup.py``) and ``tt-full`` (the whole table from the cores, then indexing: what
+the paper's layer does). Reported: the median of N timed steps after warm-up, one JSON object
+per line, plus the LSTM "GEMM floor" (the time NumPy's BLAS needs for just the matrix products
+of one LSTM forward + backward, measured in the same run) and the ratios to it, to PyTorch's
+dense model, and to PyTorch's fastest formulation with the same kind of embedding
+(``ratio_to_torch_fastest``: for LSTMs the faster of the final/mean readouts, for TT the
+faster of the two TT lookups).
 
     python benchmarks/train_step.py            # full run
     python benchmarks/train_step.py --quick    # fewer repetitions
@@ -110,15 +117,58 @@ def tinytt_step_fn(model_name: str, emb_kind: str, ids, y):
 
 
 # --- PyTorch models ------------------------------------------------------------------------------------
-def torch_step_fn(model_name: str, ids, y):
+TORCH_EMBEDDINGS = ("dense", "tt-partial", "tt-full")
+
+
+def torch_tt_embedding(torch, variant: str):
+    """A PyTorch module looking up rows of tinytt's rank-16 TT embedding (same cores, 3 cores)."""
+    layer = make_embedding("tt")
+    v1, v2, v3 = layer.matrix.row_shape
+    d1, d2, d3 = layer.matrix.col_shape
+
+    class TorchTTEmbedding(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cores = torch.nn.ParameterList(
+                [torch.nn.Parameter(torch.tensor(tt.to_numpy(c.data))) for c in layer.cores])
+
+        def forward(self, ids):
+            g1, g2, g3 = self.cores                      # (1,v1,d1,r1), (r1,v2,d2,r2), (r2,v3,d3,1)
+            pair = torch.einsum("ijb,bklc->ikjlc", g1[0], g2).reshape(v1 * v2, d1 * d2, g2.shape[3])
+            flat = ids.reshape(-1)
+            if variant == "tt-full":
+                full = torch.einsum("pqc,cmn->pmqn", pair, g3[..., 0]).reshape(v1 * v2 * v3, d1 * d2 * d3)
+                rows = torch.nn.functional.embedding(flat, full)
+            else:
+                s3 = torch.index_select(g3[..., 0].permute(1, 0, 2).contiguous(), 0, flat % v3)
+                prefix = torch.div(flat, v3, rounding_mode="floor")
+                rows = torch.bmm(torch.index_select(pair, 0, prefix), s3).reshape(flat.shape[0], -1)
+            return rows.reshape(tuple(ids.shape) + (D,))
+
+    return TorchTTEmbedding()
+
+
+def check_torch_tt(torch, ids) -> None:
+    """Emit the relative error of each PyTorch TT lookup against tinytt's rows for ``ids``."""
+    want = tt.to_numpy(make_embedding("tt")(tt.to_device(ids)).data)
+    for variant in TORCH_EMBEDDINGS[1:]:
+        got = torch_tt_embedding(torch, variant)(torch.from_numpy(ids)).detach().numpy()
+        err = float(numpy.linalg.norm(got - want) / numpy.linalg.norm(want))
+        _emit({"what": "check", "embedding": variant, "rel_error_vs_tinytt": err, "ok": err <= 1e-4})
+
+
+def torch_step_fn(model_name: str, ids, y, emb_kind: str = "dense"):
     import torch  # noqa: PLC0415
 
     torch.manual_seed(0)
 
+    def embedding():
+        return torch.nn.Embedding(V, D) if emb_kind == "dense" else torch_tt_embedding(torch, emb_kind)
+
     class TorchLSTM(torch.nn.Module):
         def __init__(self, readout):
             super().__init__()
-            self.emb = torch.nn.Embedding(V, D)
+            self.emb = embedding()
             self.lstm = torch.nn.LSTM(D, H, batch_first=True)
             self.head = torch.nn.Linear(H, C)
             self.readout = readout
@@ -130,7 +180,7 @@ def torch_step_fn(model_name: str, ids, y):
     class TorchMLP(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.emb = torch.nn.Embedding(V, D)
+            self.emb = embedding()
             self.fc1 = torch.nn.Linear(D, H)
             self.fc2 = torch.nn.Linear(H, C)
 
@@ -214,15 +264,27 @@ def main(argv=None):
     _emit(env)
     floor = gemm_floor(max(3, reps // 2))
     _emit({"what": "lstm_gemm_floor", "median_s": round(floor, 4)})
-    torch_times = {}
+    if torch is not None and "tt" in emb_kinds:
+        check_torch_tt(torch, ids)
+    torch_times = {}  # (model, embedding) -> median s
     models = args.models.split(",")
     for model_name in models if torch is not None else []:
-        step = torch_step_fn(model_name, ids, y)
-        med, best, _ = _median_time(step, warmup, reps)
-        torch_times[model_name] = med
-        _emit({"what": "train_step", "impl": "torch", "model": model_name,
-                          "embedding": "dense", "median_s": round(med, 4), "min_s": round(best, 4),
-                          "tokens_per_s": round(B * T / med)})
+        for emb_kind in TORCH_EMBEDDINGS if "tt" in emb_kinds else ("dense",):
+            step = torch_step_fn(model_name, ids, y, emb_kind)
+            med, best, _ = _median_time(step, warmup, reps)
+            torch_times[model_name, emb_kind] = med
+            _emit({"what": "train_step", "impl": "torch", "model": model_name,
+                   "embedding": emb_kind, "median_s": round(med, 4), "min_s": round(best, 4),
+                   "tokens_per_s": round(B * T / med)})
+
+    def torch_fastest(model_name, emb_kind):
+        """PyTorch's fastest time for the same model family (LSTMs: either readout) and the
+        same kind of embedding (TT: either TT lookup), or None."""
+        family = ("lstm",) if model_name.startswith("lstm") else (model_name,)
+        times = [t for (m, e), t in torch_times.items()
+                 if m.startswith(family) and (e == "dense") == (emb_kind == "dense")]
+        return min(times) if times else None
+
     for model_name in models:
         for emb_kind in emb_kinds:
             step, losses, n_params = tinytt_step_fn(model_name, emb_kind, ids, y)
@@ -232,11 +294,9 @@ def main(argv=None):
                    "params": int(n_params), "loss_first": round(losses[0], 4), "loss_last": round(losses[-1], 4)}
             if model_name.startswith("lstm"):
                 row["ratio_to_gemm_floor"] = round(med / floor, 3)
-            if model_name in torch_times:
-                row["ratio_to_torch_dense"] = round(med / torch_times[model_name], 3)
-                fastest = min(v for k, v in torch_times.items() if k.startswith("lstm")) \
-                    if model_name.startswith("lstm") else torch_times[model_name]
-                row["ratio_to_torch_fastest"] = round(med / fastest, 3)
+            if (model_name, "dense") in torch_times:
+                row["ratio_to_torch_dense"] = round(med / torch_times[model_name, "dense"], 3)
+                row["ratio_to_torch_fastest"] = round(med / torch_fastest(model_name, emb_kind), 3)
             _emit(row)
 
 

@@ -85,6 +85,20 @@ def test_scatter_add_matches_dense_loop(case):
     assert_close(got32, expected, dtype=np.float32)
 
 
+@given(st.integers(1, 40), st.integers(0, 60), st.booleans(), st.integers(0, 2**31 - 1))
+def test_scatter_add_when_every_row_occurs(num_rows, extra, presorted, seed):
+    # every row at least once (the take-initialised path), some rows repeated
+    rng = np.random.default_rng(seed)
+    ids = np.concatenate([rng.permutation(num_rows), rng.integers(0, num_rows, extra)])
+    ids = np.sort(ids) if presorted else rng.permutation(ids)
+    values = rng.standard_normal((ids.shape[0], 3))
+    expected = np.zeros((num_rows, 3))
+    for k, i in enumerate(ids):
+        expected[i] += values[k]
+    got = backend.scatter_add(on_device(ids), on_device(values), num_rows)
+    assert_close(got, expected, dtype=np.float64)
+
+
 def test_scatter_add_deterministic_and_close_to_a_sequential_sum():
     rng = np.random.default_rng(0)
     ids = rng.integers(0, 5, 2000)

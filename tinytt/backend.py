@@ -185,25 +185,35 @@ def scatter_add(indices, values, num_rows: int):
     are sorted by index (stable), segments are grouped by length into
     power-of-two buckets, and each bucket is gathered as a padded
     (segments, width, *rest) block and summed over the width axis, so repeated
-    indices are always added in the order they appear. Cost O(K log K) for the
+    indices are always added in the order they appear. When every output row
+    occurs (the distinct rows of a lookup), one take of each row's first value
+    initialises the output instead of a zero-fill. Cost O(K log K) for the
     sort (skipped when the indices are already non-decreasing) plus at most 2K
     gathered rows. CuPy uses ``cupyx.scatter_add`` (atomic
     adds: the summation order is not fixed there).
     """
     xp = get_xp(indices, values)
     indices = indices.reshape(-1)
-    out = xp.zeros((num_rows,) + tuple(values.shape[1:]), dtype=values.dtype)
-    if indices.shape[0] == 0:
-        return out
-    if xp is not numpy:
-        index_add(out, indices, values)
+    if indices.shape[0] == 0 or xp is not numpy:
+        out = xp.zeros((num_rows,) + tuple(values.shape[1:]), dtype=values.dtype)
+        if indices.shape[0]:
+            index_add(out, indices, values)
         return out
     counts = numpy.bincount(indices, minlength=num_rows)
     starts = numpy.cumsum(counts) - counts
     # position of the j-th row of segment k is order[starts[k] + j]; no sort when already grouped
     grouped = indices.shape[0] < 2 or bool((indices[1:] >= indices[:-1]).all())
-    order = None if grouped else numpy.argsort(indices, kind="stable")
+    # (16-bit keys when they fit: NumPy's stable sort is then a radix sort, ~4x faster)
+    keys = indices.astype(numpy.uint16) if num_rows <= 1 << 16 else indices
+    order = None if grouped else numpy.argsort(keys, kind="stable")
     width, largest = 1, int(counts.max())
+    if counts.shape[0] == num_rows and int(counts.min()) > 0:
+        # every row occurs: one contiguous take of each row's first value fills the output
+        # (no zero-fill); rows that occur more than once are overwritten by their sums below
+        out = numpy.take(values, starts if order is None else order[starts], axis=0)
+        width = 2
+    else:
+        out = numpy.zeros((num_rows,) + tuple(values.shape[1:]), dtype=values.dtype)
     while width // 2 < largest:
         members = numpy.flatnonzero((counts > width // 2) & (counts <= width))
         if members.size:

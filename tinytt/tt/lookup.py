@@ -15,13 +15,15 @@ and every level works on *nodes*: distinct prefixes of digits. Each level
 - **select**: multiply each child's parent partial product by the core slice of
   the child's digit; cost ``children * D_<k * r_{k-1} * d_k r_k``. When the level has
   many children per digit value (real text: thousands of ids, tens of digit values),
-  the children are sorted by digit and each digit value is ONE GEMM
-  ``(children_i * D_<k, r_{k-1}) @ (r_{k-1}, d_k r_k)``; its backward GEMM
-  ``parents_i^T @ grad_i`` sums the core gradient of that digit directly, with no
-  scatter. Otherwise one small matmul per child (batched matmul).
-- **expand**: multiply every parent by the whole core in one GEMM
-  ``(parents * D_<k, r_{k-1}) @ (r_{k-1}, v_k d_k r_k)``, then pick the children;
-  more flops (all ``v_k`` children of each parent) at GEMM speed.
+  the plan sorts the children by (digit, parent) and each digit value is ONE GEMM
+  ``(children_i * D_<k, r_{k-1}) @ (r_{k-1}, d_k r_k)`` written straight into the
+  level's (digit-major) partial products; its backward GEMM ``parents_i^T @ grad_i``
+  sums the core gradient of that digit directly. Otherwise one small matmul per child
+  (batched matmul).
+- **expand**: multiply every parent by every slice of the core,
+  ``(parents * D_<k, r_{k-1}) @ (v_k, r_{k-1}, d_k r_k)``, into a digit-major block
+  whose row ``i * parents + p`` is child (p, i), then take the children present;
+  more flops (all ``v_k`` children of each parent) in big GEMMs.
 
 Three strategies arrange this:
 
@@ -35,12 +37,16 @@ Three strategies arrange this:
 ``"auto"`` estimates the cost of the three from the batch (flops weighted by how
 fast each kind of kernel runs, plus the floats moved) and runs the cheapest.
 
-The backward pass (hand-written, same levels in reverse) gives each core a
-gradient only at the digits that occurred: select levels sum child
-contributions per digit and per parent with deterministic sorted segment sums
-(``backend.scatter_add``); expand levels scatter the child gradients into the
-parent block (children are distinct, so this is an assignment) and run two
-GEMMs. Duplicate ids in the batch are summed once, up front.
+The plan relabels nodes so that rows come out digit-major wherever a level runs per
+digit; ``LookupPlan.inverse`` maps each token straight to its row, so nothing is
+permuted back. The backward pass (hand-written, same levels in reverse) gives each
+core a gradient only at the digits that occurred. Per-digit levels: one GEMM per digit
+for the core slice, one for the parents' gradient, which is added to the parents by
+plain indexed addition (a digit's children have distinct parents); batched select
+levels sum per digit and per parent with deterministic sorted segment sums
+(``backend.scatter_add``); expand levels assign the child gradients into the block
+(children are distinct) and run one batched GEMM for the core. Duplicate ids in the
+batch are summed once, up front, in a fixed order: the result is deterministic.
 """
 
 from __future__ import annotations
