@@ -85,11 +85,13 @@ def test_scatter_add_matches_dense_loop(case):
     assert_close(got32, expected, dtype=np.float32)
 
 
-@given(st.integers(1, 40), st.integers(0, 60), st.booleans(), st.integers(0, 2**31 - 1))
-def test_scatter_add_when_every_row_occurs(num_rows, extra, presorted, seed):
-    # every row at least once (the take-initialised path), some rows repeated
+@given(st.integers(1, 40), st.integers(0, 60), st.integers(0, 300), st.booleans(), st.integers(0, 2**31 - 1))
+def test_scatter_add_when_every_row_occurs(num_rows, extra, long_run, presorted, seed):
+    # every row at least once (the take-initialised path), some rows repeated, and one row
+    # repeated long_run more times (segments longer than 64 are summed one by one)
     rng = np.random.default_rng(seed)
-    ids = np.concatenate([rng.permutation(num_rows), rng.integers(0, num_rows, extra)])
+    ids = np.concatenate([rng.permutation(num_rows), rng.integers(0, num_rows, extra),
+                          np.full(long_run, rng.integers(0, num_rows))])
     ids = np.sort(ids) if presorted else rng.permutation(ids)
     values = rng.standard_normal((ids.shape[0], 3))
     expected = np.zeros((num_rows, 3))
@@ -205,3 +207,35 @@ def test_tensor_subclasses_unwrap_like_tensors():
     assert backend.is_tensor(p)
     assert tt.to_numpy(p).dtype == np.float64
     assert tt.get_xp(p) is tt.get_xp(p.data)
+
+
+def test_scatter_add_many_long_segments_use_the_buckets():
+    # more long segments than scatter_add sums one by one: the padded buckets take them
+    rng = np.random.default_rng(3)
+    num_rows = backend._MAX_LONG_SEGMENTS + 20
+    ids = rng.permutation(np.repeat(np.arange(num_rows), backend._LONG_SEGMENT + 3))
+    values = rng.standard_normal((ids.shape[0], 2))
+    expected = np.zeros((num_rows, 2))
+    np.add.at(expected, ids, values)
+    assert_close(backend.scatter_add(on_device(ids), on_device(values), num_rows), expected, dtype=np.float64)
+
+
+@given(st.integers(1, 5), st.integers(1, 7), st.integers(1, 9), st.integers(0, 2**31 - 1))
+def test_scatter_add_reads_broadcast_values_in_place(batch, time, num_rows, seed):
+    # indices (batch, time) and values (batch, time, 3) broadcast along time, as the
+    # gradient of a mean over the sequence arrives: same sums as the materialised copy
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, num_rows, (batch, time))
+    per_row = rng.standard_normal((batch, 1, 3))
+    values = np.broadcast_to(per_row, (batch, time, 3))
+    expected = np.zeros((num_rows, 3))
+    for b in range(batch):
+        for t in range(time):
+            expected[ids[b, t]] += per_row[b, 0]
+    got = backend.scatter_add(on_device(ids), tt.get_xp().broadcast_to(on_device(per_row), values.shape), num_rows)
+    assert_close(got, expected, dtype=np.float64)
+
+
+def test_scatter_add_rejects_values_of_another_shape():
+    with pytest.raises(ValueError, match="must start with the indices' shape"):
+        backend.scatter_add(on_device(np.array([0, 1, 1])), on_device(np.ones((4, 2))), 2)

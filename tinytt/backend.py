@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 import sys
 
+import math
+
 import numpy
 
 __all__ = [
@@ -171,12 +173,30 @@ def index_add(target, index, values) -> None:
         numpy.add.at(target, index, values)
 
 
+#: ``scatter_add`` sums segments longer than this one at a time (when there are at most
+#: ``_MAX_LONG_SEGMENTS`` of them) instead of in padded power-of-two buckets
+_LONG_SEGMENT = 64
+_MAX_LONG_SEGMENTS = 256
+
+
+def _flat_rows(values, lead: tuple, rest: tuple):
+    """``values`` (lead + rest) as rows ``(prod(lead),) + rest`` without copying, or None
+    when that needs a copy (e.g. a broadcast gradient from a mean over the sequence)."""
+    flat = values.view()
+    try:
+        flat.shape = (math.prod(lead),) + rest
+    except AttributeError:
+        return None
+    return flat
+
+
 def scatter_add(indices, values, num_rows: int):
     """Segment sum of rows: ``out[i] = sum of values[k] over k with indices[k] == i``.
 
     Args:
-        indices: integer array of shape (K,), each in [0, num_rows).
-        values: array of shape (K, *rest).
+        indices: integer array of any shape S, each in [0, num_rows).
+        values: array of shape S + rest (any strides: a broadcast array is read in
+            place, not copied).
         num_rows: number of output rows.
     Returns:
         array of shape (num_rows, *rest) with ``values.dtype``.
@@ -184,7 +204,8 @@ def scatter_add(indices, values, num_rows: int):
     Deterministic on NumPy, and several times faster than ``numpy.add.at``: rows
     are sorted by index (stable), segments are grouped by length into
     power-of-two buckets, and each bucket is gathered as a padded
-    (segments, width, *rest) block and summed over the width axis, so repeated
+    (segments, width, *rest) block and summed over the width axis (segments longer
+    than 64 are gathered and summed one by one), so repeated
     indices are always added in the order they appear. When every output row
     occurs (the distinct rows of a lookup), one take of each row's first value
     initialises the output instead of a zero-fill. Cost O(K log K) for the
@@ -193,12 +214,29 @@ def scatter_add(indices, values, num_rows: int):
     adds: the summation order is not fixed there).
     """
     xp = get_xp(indices, values)
+    lead = tuple(indices.shape)
+    if tuple(values.shape[:len(lead)]) != lead:
+        raise ValueError(f"scatter_add: values of shape {tuple(values.shape)} must start with the "
+                         f"indices' shape {lead}")
+    rest = tuple(values.shape[len(lead):])
     indices = indices.reshape(-1)
     if indices.shape[0] == 0 or xp is not numpy:
-        out = xp.zeros((num_rows,) + tuple(values.shape[1:]), dtype=values.dtype)
+        out = xp.zeros((num_rows,) + rest, dtype=values.dtype)
         if indices.shape[0]:
-            index_add(out, indices, values)
+            index_add(out, indices, values.reshape((-1,) + rest))
         return out
+    flat = _flat_rows(values, lead, rest)
+
+    def rows_at(positions):
+        """values' rows at flat positions (an int array of any shape, or a slice)."""
+        if isinstance(positions, slice):
+            if flat is not None:
+                return flat[positions]
+            positions = numpy.arange(positions.start, positions.stop)
+        if flat is not None:
+            return numpy.take(flat, positions, axis=0)
+        return values[numpy.unravel_index(positions, lead)]
+
     counts = numpy.bincount(indices, minlength=num_rows)
     starts = numpy.cumsum(counts) - counts
     # position of the j-th row of segment k is order[starts[k] + j]; no sort when already grouped
@@ -210,21 +248,28 @@ def scatter_add(indices, values, num_rows: int):
     if counts.shape[0] == num_rows and int(counts.min()) > 0:
         # every row occurs: one contiguous take of each row's first value fills the output
         # (no zero-fill); rows that occur more than once are overwritten by their sums below
-        out = numpy.take(values, starts if order is None else order[starts], axis=0)
+        out = rows_at(starts if order is None else order[starts])
         width = 2
     else:
-        out = numpy.zeros((num_rows,) + tuple(values.shape[1:]), dtype=values.dtype)
+        out = numpy.zeros((num_rows,) + rest, dtype=values.dtype)
+    # long segments (frequent ids: padding, "the") are summed one by one, without padding
+    heavy = numpy.flatnonzero(counts > _LONG_SEGMENT)
+    if 0 < heavy.shape[0] <= _MAX_LONG_SEGMENTS:
+        for k in heavy.tolist():
+            span = slice(int(starts[k]), int(starts[k] + counts[k]))
+            out[k] = rows_at(span if order is None else order[span]).sum(axis=0)
+        largest = _LONG_SEGMENT
     while width // 2 < largest:
         members = numpy.flatnonzero((counts > width // 2) & (counts <= width))
         if members.size:
             first = starts[members]
             if width == 1:
-                out[members] = values[first if order is None else order[first]]
+                out[members] = rows_at(first if order is None else order[first])
             else:
                 offsets = numpy.arange(width)
                 valid = offsets < counts[members][:, None]
                 positions = numpy.where(valid, first[:, None] + offsets, first[:, None])
-                block = values[positions if order is None else order[positions]]
+                block = rows_at(positions if order is None else order[positions])
                 # zero the padding slots (assignment, not a multiply: inf * 0 would be nan)
                 block[~valid] = 0
                 out[members] = block.sum(axis=1)

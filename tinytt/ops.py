@@ -374,9 +374,7 @@ def take(x, indices) -> Tensor:
     n = x.shape[0]
     indices = check_ids(indices, n, xp, "take")
     out = xp.take(x.data, indices, axis=0)
-    flat = indices.reshape(-1)
-    return record("take", out, (x,),
-                  (lambda g: scatter_add(flat, g.reshape((-1,) + x.shape[1:]), n),))
+    return record("take", out, (x,), (lambda g: scatter_add(indices, g, n),))
 
 
 def concat(tensors, axis: int = 0) -> Tensor:

@@ -135,3 +135,23 @@ def test_bad_input_errors():
         TTEmbedding(0, 8)
     with pytest.raises(ValueError, match="rank=|eps="):
         TTEmbedding.from_dense(numpy.ones((4, 4)))
+
+
+@pytest.mark.parametrize("kind", ["dense", "tt"])
+def test_mean_pooled_lookup_gradient_equals_materialised_upstream(kind):
+    # mean over the sequence hands the lookup a broadcast gradient, which the segment sum
+    # reads in place; the result must equal backpropagating the materialised array
+    rng = numpy.random.default_rng(0)
+    ids = rng.integers(0, 50, (3, 7))
+    ids[0, :4] = 9                                   # repeated ids, a long run
+    def layer():
+        if kind == "dense":
+            return tt.nn.Embedding(50, 12, dtype="float64", seed=1)
+        return tt.nn.TTEmbedding(50, 12, rank=3, dtype="float64", seed=1)
+    upstream = rng.standard_normal((3, 12))
+    pooled = layer()
+    pooled(ids).mean(axis=1).backward(tt.to_device(upstream))
+    full = layer()
+    full(ids).backward(tt.to_device(numpy.repeat(upstream[:, None, :] / 7, 7, axis=1)))
+    for a, b in zip(pooled.parameters(), full.parameters()):
+        assert_close(a.grad, b.grad, rtol=1e-12, atol=1e-14)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import numbers
 
-import numpy
-
 from .. import ops
-from ..backend import default_rng, get_xp, is_cupy_array, scatter_add
+from ..backend import default_rng, get_xp, scatter_add
 from ..functional import dropout
 from ..ops import check_ids
 from ..tensor import Tensor, record
@@ -78,10 +76,9 @@ def embedding(weight: Tensor, ids, padding_idx=None) -> Tensor:
     v, d = weight.shape
     ids = check_ids(ids, v, xp, "Embedding")
     out = xp.take(weight.data, ids, axis=0)
-    flat = ids.reshape(-1)
 
     def vjp(g):
-        grad = scatter_add(flat, g.reshape(-1, d), v)
+        grad = scatter_add(ids, g, v)  # g: S + (D,), read in place even when broadcast
         if padding_idx is not None:
             grad[padding_idx] = 0
         return grad

@@ -485,7 +485,8 @@ def rows_of_checked_ids(cores, ids, row_shape, col_shape, strategy: str = "auto"
 
     def core_grads(g):
         if cache.get("g") is not g:
-            d_rows = scatter_add(plan.inverse, g.reshape(-1, d_total), rows.shape[0])
+            # g is (S, D), maybe a broadcast view (a mean over tokens): read in place
+            d_rows = scatter_add(plan.inverse.reshape(ids.shape), g, rows.shape[0])
             if pad_pos is not None:
                 d_rows[pad_pos] = 0
             cache["g"] = g
