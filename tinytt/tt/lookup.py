@@ -216,7 +216,10 @@ def _digit_order(digit, parent, n_par: int, xp):
     stop)`` of each run of equal digits in that order (host ints: one sync on CuPy)."""
     counts = xp.bincount(digit)
     present = xp.flatnonzero(counts)
-    order = xp.argsort(digit * n_par + parent, kind="stable")
+    key = digit * n_par + parent
+    if xp is numpy and counts.shape[0] * n_par <= 1 << 16:
+        key = key.astype(numpy.uint16)  # NumPy's stable sort of 16-bit keys is a radix sort
+    order = xp.argsort(key, kind="stable")
     stops = xp.cumsum(counts[present])
     spans, start = [], 0
     for value, stop in zip(present.tolist(), stops.tolist()):
