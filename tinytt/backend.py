@@ -182,12 +182,11 @@ _MAX_LONG_SEGMENTS = 256
 def _flat_rows(values, lead: tuple, rest: tuple):
     """``values`` (lead + rest) as rows ``(prod(lead),) + rest`` without copying, or None
     when that needs a copy (e.g. a broadcast gradient from a mean over the sequence)."""
-    flat = values.view()
-    try:
-        flat.shape = (math.prod(lead),) + rest
-    except AttributeError:
-        return None
-    return flat
+    axes = [i for i, n in enumerate(lead) if n != 1]
+    for i, j in zip(axes, axes[1:]):
+        if values.strides[i] != values.strides[j] * lead[j]:
+            return None
+    return values.reshape((math.prod(lead),) + rest)
 
 
 def scatter_add(indices, values, num_rows: int):
