@@ -33,9 +33,12 @@ The fused op (``lstm_layer``) records ONE node per layer and direction with VJPs
   are set to zero with one multiply by a mask. This changes gradients by less than
   ``tiny`` per entry.
 
-Arrays are batch-major ``(B, T, ...)`` throughout, so neither ``x`` nor ``dx`` is
-transposed; per-step slices ``a[:, t]`` are strided views that BLAS and ufuncs take
-without copies.
+The op takes and returns batch-major ``(B, T, ...)`` arrays but works time-major
+inside: ``x`` is copied once to ``(T, B, in)``, so the input GEMM writes the gate
+pre-activations as ``(T, B, 4H)`` and every per-step array (gates, states, ``dz``) is
+one contiguous block; batch-major per-step slices span B pages and made the step
+loops ~15 % slower. ``dx`` comes back as a ``(B, T, in)`` view of the time-major GEMM
+result (no copy; the embedding's segment sum reads it in place).
 """
 
 from __future__ import annotations
@@ -96,6 +99,8 @@ def _forward_kernel(x, W_ih, W_hh, b, h0, c0, lengths_np, xp):
     """Run the recurrence over batch-major x (B, T, in). Returns (Y, saved).
 
     Y (B, T+2, H): outputs at [:, :T], final h at [:, T], final c at [:, T+1].
+    Internally time-major: x is copied once to (T, B, in), so the gate, state and
+    gradient arrays of step t are contiguous (B, ...) blocks.
     """
     B, T, n_in = x.shape
     H = W_hh.shape[0]
@@ -113,13 +118,14 @@ def _forward_kernel(x, W_ih, W_hh, b, h0, c0, lengths_np, xp):
     b_s = b * colscale
     # ONE GEMM for the input projection of every step; the buffer then holds the gate
     # activations [i, f, g, o] step by step.
-    acts = xp.matmul(x.reshape(B * T, n_in), Wih_s).reshape(B, T, G)
+    x_tm = xp.ascontiguousarray(x.transpose(1, 0, 2))                    # (T, B, in)
+    acts = xp.matmul(x_tm.reshape(T * B, n_in), Wih_s).reshape(T, B, G)
     Y = xp.empty((B, T + 2, H), dtype=dtype)
-    Hs = xp.empty((B, T, H), dtype=dtype)  # Hs[:, t] = h_{t-1}, the state fed to step t
-    Cs = xp.empty((B, T, H), dtype=dtype)  # Cs[:, t] = c_{t-1}
-    Tc = xp.empty((B, T, H), dtype=dtype)  # tanh(c_new) at step t (before masking)
-    Hs[:, 0] = h0
-    Cs[:, 0] = c0
+    Hs = xp.empty((T, B, H), dtype=dtype)  # Hs[t] = h_{t-1}, the state fed to step t
+    Cs = xp.empty((T, B, H), dtype=dtype)  # Cs[t] = c_{t-1}
+    Tc = xp.empty((T, B, H), dtype=dtype)  # tanh(c_new) at step t (before masking)
+    Hs[0] = h0
+    Cs[0] = c0
     z = xp.empty((B, G), dtype=dtype)
     tmp = xp.empty((B, H), dtype=dtype)
     cn = xp.empty((B, H), dtype=dtype)
@@ -130,8 +136,8 @@ def _forward_kernel(x, W_ih, W_hh, b, h0, c0, lengths_np, xp):
     two = dtype.type(2)
     with numpy.errstate(over="ignore"):  # exp(large) = inf gives the exact limit 0
         for t in range(t_eff):
-            a = acts[:, t]
-            xp.matmul(Hs[:, t], Whh_s, out=z)
+            a = acts[t]
+            xp.matmul(Hs[t], Whh_s, out=z)
             z += a
             z += b_s
             xp.exp(z, out=a)
@@ -140,19 +146,19 @@ def _forward_kernel(x, W_ih, W_hh, b, h0, c0, lengths_np, xp):
             i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
             g *= two
             g -= one
-            c_prev, h_prev = Cs[:, t], Hs[:, t]
+            c_prev, h_prev = Cs[t], Hs[t]
             last = t == t_eff - 1
-            c_next = c_last if last else Cs[:, t + 1]
-            h_next = h_last if last else Hs[:, t + 1]
+            c_next = c_last if last else Cs[t + 1]
+            h_next = h_last if last else Hs[t + 1]
             y = Y[:, t]
-            tc = Tc[:, t]
+            tc = Tc[t]
             if t < t_full:
                 xp.multiply(f, c_prev, out=c_next)
                 xp.multiply(i, g, out=tmp)
                 c_next += tmp
                 xp.tanh(c_next, out=tc)
-                xp.multiply(o, tc, out=y)
-                h_next[...] = y
+                xp.multiply(o, tc, out=h_next)
+                y[...] = h_next
             else:
                 m = mask[:, t:t + 1]
                 xp.multiply(f, c_prev, out=cn)
@@ -170,14 +176,15 @@ def _forward_kernel(x, W_ih, W_hh, b, h0, c0, lengths_np, xp):
                 xp.multiply(hn, m, out=y)
     if t_eff < T:
         Y[:, t_eff:T] = 0
-        Hs[:, t_eff:] = 0  # paired with dz = 0 in the weight GEMMs
-    saved = dict(acts=acts, Hs=Hs, Cs=Cs, Tc=Tc, mask=mask, t_eff=t_eff, t_full=t_full,
+        Hs[t_eff:] = 0  # paired with dz = 0 in the weight GEMMs
+    saved = dict(x_tm=x_tm, acts=acts, Hs=Hs, Cs=Cs, Tc=Tc, mask=mask, t_eff=t_eff, t_full=t_full,
                  kfac=kfac, shift=shift)
     return Y, saved
 
 
 def _backward_kernel(gY, x, W_ih, W_hh, saved, need, xp):
-    """BPTT. gY (B, T+2, H) -> dict of gradients for the names in ``need``."""
+    """BPTT. gY (B, T+2, H) -> dict of gradients for the names in ``need`` (``x`` as a
+    (B, T, in) view of a time-major array)."""
     acts, Hs, Cs, Tc = saved["acts"], saved["Hs"], saved["Cs"], saved["Tc"]
     mask, t_eff, t_full = saved["mask"], saved["t_eff"], saved["t_full"]
     kfac, shift = saved["kfac"], saved["shift"]
@@ -186,9 +193,9 @@ def _backward_kernel(gY, x, W_ih, W_hh, saved, need, xp):
     G = 4 * H
     dtype = W_hh.dtype
     tiny = _TINY.get(numpy.dtype(dtype), 0.0)
-    dZ = xp.empty((B, T, G), dtype=dtype)
+    dZ = xp.empty((T, B, G), dtype=dtype)
     if t_eff < T:
-        dZ[:, t_eff:] = 0
+        dZ[t_eff:] = 0
     WhhT = xp.ascontiguousarray(W_hh.T)
     dh = xp.array(gY[:, T], dtype=dtype, copy=True)
     dc = xp.array(gY[:, T + 1], dtype=dtype, copy=True)
@@ -199,11 +206,11 @@ def _backward_kernel(gY, x, W_ih, W_hh, saved, need, xp):
     one = dtype.type(1)
     step = 0
     for t in range(t_eff - 1, -1, -1):
-        a = acts[:, t]
+        a = acts[t]
         i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
-        dz = dZ[:, t]
+        dz = dZ[t]
         dzi, dzf, dzg, dzo = dz[:, :H], dz[:, H:2 * H], dz[:, 2 * H:3 * H], dz[:, 3 * H:]
-        tc = Tc[:, t]
+        tc = Tc[t]
         partial = t >= t_full
         if partial:
             m = mask[:, t:t + 1]
@@ -225,7 +232,7 @@ def _backward_kernel(gY, x, W_ih, W_hh, saved, need, xp):
         # c = f * c_prev + i * g
         xp.multiply(dc, g, out=dzi)
         xp.multiply(dc, i, out=dzg)
-        xp.multiply(dc, Cs[:, t], out=dzf)
+        xp.multiply(dc, Cs[t], out=dzf)
         dc *= f
         # through the nonlinearities: sigmoid' = a(1-a) = 1/4 - (a-1/2)^2, tanh' = 1 - g^2
         xp.subtract(a, shift, out=t4)
@@ -243,15 +250,15 @@ def _backward_kernel(gY, x, W_ih, W_hh, saved, need, xp):
             xp.abs(dc, out=tmp)
             dc *= tmp >= tiny
     out = {}
-    dZ2 = dZ.reshape(B * T, G)
+    dZ2 = dZ.reshape(T * B, G)
     if "W_hh" in need:
-        out["W_hh"] = xp.matmul(Hs.reshape(B * T, H).T, dZ2)
+        out["W_hh"] = xp.matmul(Hs.reshape(T * B, H).T, dZ2)
     if "W_ih" in need:
-        out["W_ih"] = xp.matmul(x.reshape(B * T, n_in).T, dZ2)
+        out["W_ih"] = xp.matmul(saved["x_tm"].reshape(T * B, n_in).T, dZ2)
     if "b" in need:
         out["b"] = dZ2.sum(axis=0)
     if "x" in need:
-        out["x"] = xp.matmul(dZ2, W_ih.T).reshape(B, T, n_in)
+        out["x"] = xp.matmul(dZ2, W_ih.T).reshape(T, B, n_in).transpose(1, 0, 2)
     out["h0"] = dh
     out["c0"] = dc
     return out
