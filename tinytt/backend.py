@@ -13,10 +13,9 @@ the default backend; operations on existing arrays follow the arrays
 
 from __future__ import annotations
 
+import math
 import os
 import sys
-
-import math
 
 import numpy
 

@@ -332,6 +332,28 @@ def _span_buffer(spans, d_before: int, r0: int, dtype, xp):
     return xp.empty((largest * d_before, r0), dtype=dtype)
 
 
+def _parents_gradient(level: _Level, flat_child, slices, n_par: int, d_before: int, xp):
+    """Gradient ``(n_par, d_before * r0)`` of a per-digit level's parents.
+
+    ``flat_child``: the children's gradient, digit-major ``(n_nodes * d_before, d r1)``.
+    Per digit value i, ONE GEMM ``grad_i @ G_k[:, i]^T`` gives its children's parent
+    gradients, added to the parents by plain indexed addition: within one digit the
+    parents are distinct (siblings differ in digit; "gather" nodes are a permutation).
+    """
+    r0 = slices.shape[1]
+    d_prev = xp.zeros((n_par, d_before * r0), dtype=flat_child.dtype)
+    buffer = _span_buffer(level.spans, d_before, r0, flat_child.dtype, xp)
+    every_parent = level.mode == "expand" and level.pick is None   # each digit: all parents, in order
+    for i, a, b in level.spans:
+        term = xp.matmul(flat_child[a * d_before:b * d_before], slices[i].T,
+                         out=buffer[:(b - a) * d_before]).reshape(b - a, d_before * r0)
+        if every_parent:
+            d_prev += term
+        else:
+            d_prev[level.parent[a:b]] += term
+    return d_prev
+
+
 def _forward(plan: LookupPlan, cores: list, xp) -> tuple:
     """Partial products per level; returns (rows, (partials, gathered parents of select
     levels)) — the second item is what the backward needs."""
@@ -392,19 +414,7 @@ def _backward(plan: LookupPlan, cores: list, saved: tuple, d_rows, xp) -> list:
             d_block = d_block.reshape(v, n_par * d_before, d * r1)
             prev_flat = prev.reshape(n_par * d_before, r0)
             d_core = xp.matmul(prev_flat.T, d_block)                       # (v, r0, d r1)
-            # parents' gradient: the children present, one GEMM per digit value (nodes are
-            # digit-major, and the parents within one digit are distinct)
-            flat_child = d_flat.reshape(-1, d * r1)
-            d_prev = xp.zeros((n_par, d_before * r0), dtype=d_flat.dtype)
-            buffer = _span_buffer(level.spans, d_before, r0, d_flat.dtype, xp)
-            for i, a, b in level.spans:
-                term = xp.matmul(flat_child[a * d_before:b * d_before], slices[i].T,
-                                 out=buffer[:(b - a) * d_before]).reshape(b - a, d_before * r0)
-                if level.pick is None:                   # every parent, in order
-                    d_prev += term
-                else:
-                    d_prev[level.parent[a:b]] += term
-            d_partial = d_prev
+            d_partial = _parents_gradient(level, d_flat.reshape(-1, d * r1), slices, n_par, d_before, xp)
         else:
             parents = gathered[k]                                          # (nodes, d_before, r0)
             d_child = d_partial.reshape(level.n_nodes, d_before, d * r1)
@@ -415,20 +425,14 @@ def _backward(plan: LookupPlan, cores: list, saved: tuple, d_rows, xp) -> list:
                 d_partial = (d_parents if level.parent is None
                              else scatter_add(level.parent, d_parents, n_par))
             else:
-                # one digit's GEMM sums that digit's core gradient; within one digit the
-                # parents are distinct (siblings differ in digit; "gather" nodes are a
-                # permutation), so their gradients are added by plain indexed assignment
+                # one digit's GEMM sums that digit's core gradient
                 flat_parents = parents.reshape(-1, r0)
                 flat_child = d_child.reshape(-1, d * r1)
                 d_core = xp.zeros((v, r0, d * r1), dtype=d_child.dtype)
-                d_prev = xp.zeros((n_par, d_before * r0), dtype=d_child.dtype)
-                buffer = _span_buffer(level.spans, d_before, r0, d_child.dtype, xp)
                 for i, a, b in level.spans:
                     rows_i = slice(a * d_before, b * d_before)
                     xp.matmul(flat_parents[rows_i].T, flat_child[rows_i], out=d_core[i])
-                    term = xp.matmul(flat_child[rows_i], slices[i].T, out=buffer[:(b - a) * d_before])
-                    d_prev[level.parent[a:b]] += term.reshape(b - a, d_before * r0)
-                d_partial = d_prev
+                d_partial = _parents_gradient(level, flat_child, slices, n_par, d_before, xp)
         grads[k] = xp.ascontiguousarray(d_core.reshape(v, r0, d, r1).transpose(1, 0, 2, 3))
     first = cores[0]
     v1, d1, r1 = first.shape[1:]
