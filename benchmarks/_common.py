@@ -57,7 +57,13 @@ def configure(args) -> None:
 
 
 def malloc_mode() -> str:
-    """"retain" when glibc was told to keep large blocks in the heap (env), else "default"."""
+    """"retain" when glibc was told to keep large blocks in the heap (env), "top_pad=N" when
+    freed heap memory is kept (``tinytt.allocator.keep_freed_memory`` or ``MALLOC_TOP_PAD_``),
+    else "default"."""
+    from tinytt.allocator import kept_bytes  # noqa: PLC0415
+
+    if kept_bytes():
+        return f"top_pad={kept_bytes()}"
     thr = os.environ.get("MALLOC_MMAP_THRESHOLD_")
     try:
         return "retain" if thr is not None and int(thr) >= 1 << 28 else ("default" if thr is None else f"mmap>={thr}")

@@ -38,6 +38,7 @@ import numpy
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import tinytt as tt  # noqa: E402
+import tinytt.allocator  # noqa: E402,F401
 import tinytt.optim  # noqa: E402,F401
 from tinytt import nn  # noqa: E402
 
@@ -238,8 +239,14 @@ def main(argv=None):
     parser.add_argument("--models", default="lstm-final,lstm-mean,mlp")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch baselines")
     parser.add_argument("--out", metavar="FILE", default=None, help="also append the JSON lines to FILE")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="call tinytt.allocator.keep_freed_memory() first, as the tinytt command "
+                             "does (glibc keeps freed heap pages: no page faults in steady state; "
+                             "applies to PyTorch in this process too)")
     args = parser.parse_args(argv)
     _OUT[0] = args.out
+    if args.keep_freed_memory:
+        tt.allocator.keep_freed_memory()
     warmup, reps = (1, 3) if args.quick else (2, 7)
     if args.reps:
         reps = args.reps
@@ -259,7 +266,8 @@ def main(argv=None):
     emb_kinds = ["dense"] + (["tt"] if hasattr(nn, "TTEmbedding") else [])
     env = {"what": "env", "machine": platform.machine(), "cpus": os.cpu_count(),
            "numpy": numpy.__version__, "torch": torch_version, "backend": tt.get_backend(),
-           "malloc": "retain" if os.environ.get("MALLOC_MMAP_THRESHOLD_") else "default",
+           "malloc": ("top_pad=%d" % tt.allocator.kept_bytes() if tt.allocator.kept_bytes()
+                      else "retain" if os.environ.get("MALLOC_MMAP_THRESHOLD_") else "default"),
            "batch": B, "time": T, "vocab": V, "dim": D, "hidden": H, "warmup": warmup, "reps": reps}
     _emit(env)
     floor = gemm_floor(max(3, reps // 2))

@@ -28,7 +28,7 @@ from .tt import (
     suggest_shape, tt_matrix_num_params, tt_matrix_svd, tt_svd,
 )
 from .io import load, save
-from . import data, io, nn, optim, testing  # noqa: E402  (subpackages, after the core names)
+from . import allocator, data, io, nn, optim, testing  # noqa: E402  (subpackages, after the core names)
 
 __version__ = "0.1.0"
 
@@ -43,5 +43,5 @@ __all__ = [
     "mse", "dropout",
     "TensorTrain", "TTMatrix", "tt_svd", "tt_matrix_svd", "random_tt", "round", "dot", "hadamard",
     "norm", "suggest_shape", "auto_shape", "tt_matrix_num_params", "glorot_tt_matrix",
-    "save", "load", "nn", "optim", "data", "io", "testing",
+    "save", "load", "nn", "optim", "data", "io", "testing", "allocator",
 ]

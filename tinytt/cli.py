@@ -29,6 +29,8 @@ import time
 
 import numpy
 
+from .allocator import keep_freed_memory
+
 __all__ = ["main", "build_parser"]
 
 CLASSIFY_DATASETS = ("sst2", "sst5", "mr", "imdb")
@@ -788,6 +790,8 @@ def main(argv=None) -> int:
         return 2
     sub = parser._subparsers._group_actions[0].choices[args.command]  # the sub-command's parser
     handler = {"demo": cmd_demo, "train": cmd_train, "eval": cmd_eval, "info": cmd_info}[args.command]
+    if args.command in ("demo", "train") and os.environ.get("TINYTT_KEEP_FREED_MEMORY", "1") != "0":
+        keep_freed_memory()  # steady-state steps reuse mapped pages (tinytt/allocator.py)
     try:
         return handler(args, sub)
     except KeyboardInterrupt:
