@@ -184,3 +184,39 @@ def test_unique_inverse_matches_numpy_unique_on_both_paths(bound, data):
             assert numpy.array_equal(u[inv], ids)
     finally:
         lookup._MARK_TABLE_LIMIT = old
+
+
+@pytest.mark.parametrize("strategy", ["prefix", "gather"])
+@pytest.mark.parametrize("threshold", [3, 6, 12])
+@pytest.mark.parametrize("row_shape", [(2, 3, 6, 4), (2, 3, 4, 40)])
+def test_mixed_per_digit_and_batched_levels_match_dense(strategy, threshold, row_shape):
+    # many ids: some levels run per digit (their nodes are relabelled digit-major by the
+    # plan), others as batched matmuls, in either order (the second shape ends with a level
+    # of few nodes per digit); padding sits somewhere in the order
+    rng = numpy.random.default_rng(threshold)
+    col_shape, ranks = (2, 1, 2, 2), (1, 2, 3, 2, 1)
+    cores = [rng.standard_normal((ranks[k], row_shape[k], col_shape[k], ranks[k + 1])) for k in range(4)]
+    ids = rng.integers(0, int(numpy.prod(row_shape)), (6, 25))
+    pad = int(ids[2, 3])
+    dense = dense_tt_matrix(cores)
+    upstream = rng.standard_normal(ids.shape + (8,))
+    leaves = [tt.Tensor(tt.to_device(c), requires_grad=True) for c in cores]
+    tt.TTMatrix(leaves).full()[tt.to_device(numpy.where(ids == pad, 0, ids))].backward(
+        tt.to_device(numpy.where((ids == pad)[..., None], 0.0, upstream)))
+    # the dense path above with the padding rows' gradient removed, except row 0's own use
+    expected_rows = numpy.where((ids == pad)[..., None], 0.0, dense[ids])
+    old = lookup_module.GROUP_MIN_NODES_PER_DIGIT
+    lookup_module.GROUP_MIN_NODES_PER_DIGIT = threshold
+    try:
+        plan = plan_lookup(ids.reshape(-1), row_shape, col_shape, list(ranks), strategy, "select")
+        kinds = {lv.spans is not None for lv in plan.levels[1:]}
+        got_leaves = [tt.Tensor(tt.to_device(c), requires_grad=True) for c in cores]
+        out = tt_matrix_rows(got_leaves, tt.to_device(ids), row_shape, col_shape, strategy=strategy,
+                             padding_idx=pad, mode="select")
+        out.backward(tt.to_device(upstream))
+    finally:
+        lookup_module.GROUP_MIN_NODES_PER_DIGIT = old
+    assert_close(out, expected_rows, rtol=1e-10, atol=1e-12)
+    want = [leaf.grad for leaf in leaves]
+    for k, (leaf, w) in enumerate(zip(got_leaves, want)):
+        assert_close(leaf.grad, w, rtol=1e-9, atol=1e-10, err_msg=f"core {k}, levels per digit: {kinds}")
