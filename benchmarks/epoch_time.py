@@ -32,12 +32,11 @@ import os
 import sys
 import time
 
-import numpy
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import tinytt as tt  # noqa: E402
+import tinytt as tt  # noqa: E402  (before NumPy: its OpenBLAS settings, tinytt/_openblas.py)
+import numpy  # noqa: E402
 import tinytt.optim  # noqa: E402,F401
 from tinytt.models import build_model  # noqa: E402
 
@@ -158,7 +157,7 @@ def main(argv=None) -> None:
             emit({"bench": BENCH, "kind": "note", "note": "torch not importable: no PyTorch baseline"})
     emit({"bench": BENCH, "kind": "setup", "batch": B, "tokens": T, "vocab": V, "dim": D, "hidden": H,
           "numpy": numpy.__version__, "torch": getattr(torch, "__version__", None), "cpu_count": os.cpu_count(),
-          "steps_per_epoch": STEPS})
+          "steps_per_epoch": STEPS, "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT")})
     torch_best = torch_mean = None
     if torch is not None:
         for readout in ("mean", "final"):

@@ -42,11 +42,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import tinytt  # noqa: E402
+import tinytt  # noqa: E402  (before NumPy: its OpenBLAS settings, tinytt/_openblas.py)
+import numpy  # noqa: E402
 from _common import add_common_args, configure, emit, rss_peak, rss_supported, time_call, tracemalloc_peak  # noqa: E402
 from tinytt import backend  # noqa: E402
 
@@ -491,7 +490,8 @@ def main(argv=None) -> None:
           "rank": RANK, "numpy": numpy.__version__, "torch": getattr(torch, "__version__", None),
           "torch_threads": torch.get_num_threads() if torch is not None else None,
           "cpu_count": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-          "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS")})
+          "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+          "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT")})
     batches = []
     ids, info = imdb_batch()
     if ids is None:

@@ -33,11 +33,10 @@ import statistics
 import sys
 import time
 
-import numpy
-
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import tinytt as tt  # noqa: E402
+import tinytt as tt  # noqa: E402  (before NumPy: its OpenBLAS settings, tinytt/_openblas.py)
+import numpy  # noqa: E402
 import tinytt.allocator  # noqa: E402,F401
 import tinytt.optim  # noqa: E402,F401
 from tinytt import nn  # noqa: E402
@@ -268,6 +267,7 @@ def main(argv=None):
            "numpy": numpy.__version__, "torch": torch_version, "backend": tt.get_backend(),
            "malloc": ("top_pad=%d" % tt.allocator.kept_bytes() if tt.allocator.kept_bytes()
                       else "retain" if os.environ.get("MALLOC_MMAP_THRESHOLD_") else "default"),
+           "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
            "batch": B, "time": T, "vocab": V, "dim": D, "hidden": H, "warmup": warmup, "reps": reps}
     _emit(env)
     floor = gemm_floor(max(3, reps // 2))

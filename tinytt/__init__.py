@@ -6,6 +6,7 @@
     y.backward()          # x.grad is a backend array of x's shape and dtype
 """
 
+from . import _openblas  # noqa: F401  (first: it must run before anything imports NumPy)
 from . import backend
 from .backend import get_backend, get_xp, set_backend, to_device, to_numpy
 from .einsum import einsum, einsum_cache_clear, einsum_cache_info

@@ -619,7 +619,8 @@ def collect_info() -> dict:
         "backend_env": os.environ.get("TINYTT_BACKEND"),
         "data_env": os.environ.get("TINYTT_DATA"),
         "blas": _blas_info(),
-        "threads_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+        "threads_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                                                   "OPENBLAS_THREAD_TIMEOUT", "TINYTT_NUM_THREADS")
                         if k in os.environ},
         "gpu": _gpu_info(),
         "optional": optional,
