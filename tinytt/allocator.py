@@ -31,7 +31,7 @@ def keep_freed_memory(pad_bytes: int = 256 << 20) -> bool:
     """Ask glibc's malloc to keep up to ``pad_bytes`` of freed heap memory mapped.
 
     Args:
-        pad_bytes: int >= 0; 0 restores the default behaviour of returning memory at once.
+        pad_bytes: int >= 0 (0: no padding; glibc's own default is 128 KiB).
     Returns:
         True when the setting was applied, False where it does not exist (not Linux/glibc).
     Raises:
