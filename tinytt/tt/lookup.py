@@ -211,10 +211,10 @@ def _unique_inverse(flat_ids, bound: int, xp):
     return uniq, inverse.reshape(-1)
 
 
-def _digit_order(digit, parent, n_par: int, xp):
+def _digit_order(digit, counts, parent, n_par: int, xp):
     """``(order, spans)``: node indices sorted by (digit, parent), and ``(digit value, start,
-    stop)`` of each run of equal digits in that order (host ints: one sync on CuPy)."""
-    counts = xp.bincount(digit)
+    stop)`` of each run of equal digits in that order (host ints: one sync on CuPy).
+    ``counts``: ``bincount(digit)``."""
     present = xp.flatnonzero(counts)
     key = digit * n_par + parent
     if xp is numpy and counts.shape[0] * n_par <= 1 << 16:
@@ -226,14 +226,6 @@ def _digit_order(digit, parent, n_par: int, xp):
         spans.append((int(value), start, int(stop)))
         start = int(stop)
     return order, spans
-
-
-def _wants_groups(level: _Level, xp) -> bool:
-    """Whether a select level has enough nodes per digit value for per-digit GEMMs."""
-    if level.n_nodes == 0:
-        return False
-    n_values = int(xp.count_nonzero(xp.bincount(level.digit)))
-    return n_values * GROUP_MIN_NODES_PER_DIGIT <= level.n_nodes
 
 
 def _raw_levels(uniq, row_shape, col_shape, ranks, strategy, counts, mode, xp) -> list:
@@ -299,11 +291,15 @@ def plan_lookup(flat_ids, row_shape, col_shape, ranks, strategy: str = "auto", m
         if relabel is not None:
             level.parent = relabel if level.parent is None else relabel[level.parent]
         relabel = None
-        if k == 0 or (level.mode == "select" and not _wants_groups(level, xp)):
+        if k == 0:
             continue
+        counts = xp.bincount(level.digit)
+        per_digit = int(xp.count_nonzero(counts)) * GROUP_MIN_NODES_PER_DIGIT <= level.n_nodes
+        if level.mode == "select" and not per_digit:
+            continue  # few nodes per digit value: one batched matmul, nodes stay in prefix order
         n_par = levels[k - 1].n_nodes
         parent = xp.arange(level.n_nodes) if level.parent is None else level.parent
-        order, level.spans = _digit_order(level.digit, parent, n_par, xp)
+        order, level.spans = _digit_order(level.digit, counts, parent, n_par, xp)
         level.digit = level.digit[order]
         level.parent = parent[order]
         relabel = xp.empty(level.n_nodes, dtype=order.dtype)
@@ -356,7 +352,7 @@ def _parents_gradient(level: _Level, flat_child, slices, n_par: int, d_before: i
 
 def _forward(plan: LookupPlan, cores: list, xp) -> tuple:
     """Partial products per level; returns (rows, (partials, gathered parents of select
-    levels)) — the second item is what the backward needs."""
+    levels, the cores' per-digit slices)) — the second item is what the backward needs."""
     first = cores[0][0]                                 # (v_1, d_1, r_1)
     level0 = plan.levels[0]
     if plan.strategy == "full":   # a copy when it is already the rows (padding zeroes them)
@@ -365,10 +361,11 @@ def _forward(plan: LookupPlan, cores: list, xp) -> tuple:
         partial = first[level0.digit]
     saved = [partial]
     gathered = {}
+    per_digit = {}
     for k in range(1, len(cores)):
         level = plan.levels[k]
         r0, v, d, r1 = cores[k].shape
-        slices = _per_digit(cores[k])                   # (v, r0, d r1)
+        slices = per_digit[k] = _per_digit(cores[k])    # (v, r0, d r1)
         n_par, d_before = partial.shape[0], partial.shape[1]
         if level.mode == "expand":
             # all v children of every parent, digit-major: block[i * n_par + p] = child (p, i)
@@ -389,19 +386,19 @@ def _forward(plan: LookupPlan, cores: list, xp) -> tuple:
         partial = partial.reshape(level.n_nodes, d_before * d, r1)
         saved.append(partial)
     rows = partial.reshape(partial.shape[0], -1)
-    return rows, (saved, gathered)
+    return rows, (saved, gathered, per_digit)
 
 
 def _backward(plan: LookupPlan, cores: list, saved: tuple, d_rows, xp) -> list:
     """Core gradients from the gradient ``d_rows`` of the rows ``_forward`` returned."""
-    saved, gathered = saved
+    saved, gathered, per_digit = saved
     n = len(cores)
     d_partial = d_rows
     grads = [None] * n
     for k in range(n - 1, 0, -1):
         level = plan.levels[k]
         r0, v, d, r1 = cores[k].shape
-        slices = _per_digit(cores[k])                   # (v, r0, d r1)
+        slices = per_digit[k]                           # (v, r0, d r1)
         prev = saved[k - 1]
         n_par, d_before = prev.shape[0], prev.shape[1]
         if level.mode == "expand":
