@@ -95,14 +95,14 @@ def _gate_constants(h: int, dtype, xp):
     return tuple(xp.asarray(a, dtype=dtype) for a in (colscale, shift, kfac))
 
 
-def _forward_kernel(x, W_ih, W_hh, b, h0, c0, lengths_np, xp):
-    """Run the recurrence over batch-major x (B, T, in). Returns (Y, saved).
+def _forward_kernel(x_tm, W_ih, W_hh, b, h0, c0, lengths_np, xp):
+    """Run the recurrence over time-major x_tm (T, B, in), C-contiguous, in processing
+    order. Returns (Y, saved).
 
-    Y (B, T+2, H): outputs at [:, :T], final h at [:, T], final c at [:, T+1].
-    Internally time-major: x is copied once to (T, B, in), so the gate, state and
-    gradient arrays of step t are contiguous (B, ...) blocks.
+    Y (B, T+2, H): outputs at [:, :T], final h at [:, T], final c at [:, T+1]. The gate,
+    state and gradient arrays of step t are contiguous (B, ...) blocks.
     """
-    B, T, n_in = x.shape
+    T, B, n_in = x_tm.shape
     H = W_hh.shape[0]
     G = 4 * H
     dtype = W_hh.dtype
@@ -118,7 +118,6 @@ def _forward_kernel(x, W_ih, W_hh, b, h0, c0, lengths_np, xp):
     b_s = b * colscale
     # ONE GEMM for the input projection of every step; the buffer then holds the gate
     # activations [i, f, g, o] step by step.
-    x_tm = xp.ascontiguousarray(x.transpose(1, 0, 2))                    # (T, B, in)
     acts = xp.matmul(x_tm.reshape(T * B, n_in), Wih_s).reshape(T, B, G)
     Y = xp.empty((B, T + 2, H), dtype=dtype)
     Hs = xp.empty((T, B, H), dtype=dtype)  # Hs[t] = h_{t-1}, the state fed to step t
@@ -182,13 +181,13 @@ def _forward_kernel(x, W_ih, W_hh, b, h0, c0, lengths_np, xp):
     return Y, saved
 
 
-def _backward_kernel(gY, x, W_ih, W_hh, saved, need, xp):
+def _backward_kernel(gY, W_ih, W_hh, saved, need, xp):
     """BPTT. gY (B, T+2, H) -> dict of gradients for the names in ``need`` (``x`` as a
     (B, T, in) view of a time-major array)."""
     acts, Hs, Cs, Tc = saved["acts"], saved["Hs"], saved["Cs"], saved["Tc"]
     mask, t_eff, t_full = saved["mask"], saved["t_eff"], saved["t_full"]
     kfac, shift = saved["kfac"], saved["shift"]
-    B, T, n_in = x.shape
+    T, B, n_in = saved["x_tm"].shape
     H = W_hh.shape[0]
     G = 4 * H
     dtype = W_hh.dtype
@@ -321,16 +320,15 @@ def lstm_layer(x, W_ih, W_hh, b, h0=None, c0=None, lengths=None, reverse: bool =
             inputs.append(s)
             names.append(name)
             states.append(s.data)
-    xd = x.data
-    perm = None
+    # the kernels work time-major: ONE copy of x to (T, B, in), in processing order
     if reverse:
         perm = _reverse_index(lengths_np, B, T)
         rows = numpy.arange(B)[:, None]
         perm_x = (xp.asarray(rows), xp.asarray(perm))
-        xd = xd[perm_x]  # processing order
-    elif not (xd.flags.c_contiguous if hasattr(xd, "flags") else True):
-        xd = xp.ascontiguousarray(xd)
-    Y, saved = _forward_kernel(xd, W_ih.data, W_hh.data, b.data, states[0], states[1], lengths_np, xp)
+        x_tm = x.data[perm_x[0].T, perm_x[1].T]  # (T, B, in): step k of row b reads x[b, perm[b, k]]
+    else:
+        x_tm = xp.ascontiguousarray(x.data.transpose(1, 0, 2))
+    Y, saved = _forward_kernel(x_tm, W_ih.data, W_hh.data, b.data, states[0], states[1], lengths_np, xp)
     if reverse:
         Yo = xp.empty_like(Y)
         Yo[:, T:] = Y[:, T:]
@@ -347,7 +345,7 @@ def lstm_layer(x, W_ih, W_hh, b, h0=None, c0=None, lengths=None, reverse: bool =
                 gk = xp.empty_like(g)
                 gk[:, T:] = g[:, T:]
                 gk[:, :T] = g[perm_x]
-            res = _backward_kernel(gk, xd, W_ih.data, W_hh.data, saved, need, xp)
+            res = _backward_kernel(gk, W_ih.data, W_hh.data, saved, need, xp)
             if reverse and "x" in res:
                 dx = xp.empty_like(res["x"])
                 dx[perm_x] = res["x"]
