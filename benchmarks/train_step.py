@@ -37,9 +37,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import tinytt as tt  # noqa: E402  (before NumPy: its OpenBLAS settings, tinytt/_openblas.py)
 import numpy  # noqa: E402
-import tinytt.allocator  # noqa: E402,F401
 import tinytt.optim  # noqa: E402,F401
 from tinytt import nn  # noqa: E402
+from _common import malloc_mode  # noqa: E402
 
 B, T, V, D, H, C = 64, 200, 30000, 256, 128, 2
 _OUT = [None]
@@ -265,8 +265,7 @@ def main(argv=None):
     emb_kinds = ["dense"] + (["tt"] if hasattr(nn, "TTEmbedding") else [])
     env = {"what": "env", "machine": platform.machine(), "cpus": os.cpu_count(),
            "numpy": numpy.__version__, "torch": torch_version, "backend": tt.get_backend(),
-           "malloc": ("top_pad=%d" % tt.allocator.kept_bytes() if tt.allocator.kept_bytes()
-                      else "retain" if os.environ.get("MALLOC_MMAP_THRESHOLD_") else "default"),
+           "malloc": malloc_mode(),
            "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
            "batch": B, "time": T, "vocab": V, "dim": D, "hidden": H, "warmup": warmup, "reps": reps}
     _emit(env)
