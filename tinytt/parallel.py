@@ -5,18 +5,15 @@ threads that work on *disjoint* parts of arrays run in parallel. tinytt uses thi
 the work splits cleanly and each piece is large enough to pay for a thread hand-off
 (tens of microseconds):
 
-- the optimizers' elementwise updates, over chunks of each flat parameter.
+- the optimizers' elementwise updates, over chunks of each flat parameter;
+- the LSTM recurrence, over blocks of batch rows (``tinytt/nn/lstm.py``): each block runs
+  its whole forward or backward loop, per-step GEMMs included, in its own thread.
 
-(Splitting the LSTM's recurrence over blocks of batch rows was measured and was slower
-on a 2-core machine: its per-step GEMMs would have to run inside the workers.)
-
-Results are bit-identical to a serial run: every element goes through the same
-operations in the same order, only on a different thread.
-
-Only work without BLAS calls goes through here: a BLAS call in a worker would start
-its own threads and fight the other workers for the cores (NumPy's bundled OpenBLAS
-offers no reliable per-thread limit: ``openblas_set_num_threads_local`` was measured to
-change the count for every thread).
+Results are bit-identical to a serial run where every element goes through the same
+operations in the same order (the optimizers). A BLAS call in a worker would start its own
+threads and fight the other workers for the cores, so work with GEMMs runs inside
+:func:`tinytt.blas_threads.single_threaded_blas` (NumPy's OpenBLAS on one thread meanwhile);
+there a GEMM on a block of rows may round differently from one on all rows.
 
 ``TINYTT_NUM_THREADS`` sets the number of workers (default: the cores this process may
 use; ``1`` turns all of this off). CuPy arrays never go through here.
@@ -26,10 +23,10 @@ from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 
-__all__ = ["num_threads", "map_blocks", "split_range"]
+__all__ = ["num_threads", "map_blocks", "run_blocks", "split_range"]
 
 _lock = threading.Lock()
 _pool = [None, 0]  # executor, its size
@@ -85,10 +82,20 @@ def map_blocks(fn, n: int, min_size: int = 1) -> list:
         the results of ``fn`` in block order. Exceptions from a block are re-raised.
     Cost: the work of ``fn`` divided over ``num_threads()`` cores, plus ~50 us hand-off.
     """
-    workers = num_threads()
-    blocks = split_range(n, workers, min_size)
+    return run_blocks(fn, split_range(n, num_threads(), min_size))
+
+
+def run_blocks(fn, blocks) -> list:
+    """Call ``fn(start, stop)`` for each ``(start, stop)`` in ``blocks``: inline when there
+    is one block, else each on a worker thread at once.
+
+    Returns the results in block order; an exception from a block is re-raised after
+    every block has finished (none is left running on shared buffers).
+    """
+    blocks = list(blocks)
     if len(blocks) <= 1:
         return [fn(a, b) for a, b in blocks]
-    pool = _executor(workers)
+    pool = _executor(max(num_threads(), len(blocks)))
     futures = [pool.submit(fn, a, b) for a, b in blocks]
+    wait(futures)
     return [f.result() for f in futures]

@@ -238,3 +238,39 @@ def test_inter_layer_dropout_train_only():
     m.train()
     c, _ = m(x)
     assert not numpy.allclose(c.data, a.data)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("num_layers,bidirectional,lengths", [
+    (1, False, None),
+    (1, True, [5, 2, 4, 1, 5, 3, 2]),
+    (2, True, [1, 1, 5, 5, 2, 4, 3]),
+])
+def test_recurrence_in_row_blocks_matches_reference(monkeypatch, threads, num_layers, bidirectional,
+                                                    lengths):
+    """The forward recurrence split over blocks of batch rows, each in its own thread with
+    one-thread BLAS (lstm._row_blocks), equals the step-by-step reference; blocks then have
+    different lengths (some end before the others)."""
+    from tinytt import blas_threads
+    from tinytt.nn import lstm as lstm_mod
+
+    if not blas_threads.available():
+        pytest.skip("NumPy's BLAS thread count cannot be set here: the recurrence never splits")
+    monkeypatch.setenv("TINYTT_NUM_THREADS", str(threads))
+    monkeypatch.setattr(lstm_mod, "MIN_BLOCK_ENTRIES", 1)
+    assert len(lstm_mod._row_blocks(7, 4, numpy)) == threads
+    before = blas_threads.get_num_threads()
+    rng = numpy.random.default_rng(5)
+    x_np = rng.standard_normal((7, 5, 3))
+    lengths = None if lengths is None else numpy.array(lengths)
+    results = []
+    for fused in (True, False):
+        m = _random_model(num_layers, bidirectional, seed=4)
+        m.fused = fused
+        x = tt.Tensor(x_np, requires_grad=True)
+        out, (h, c) = m(x, lengths=lengths)
+        _loss_parts(out, h, c).backward()
+        results.append([out.data, h.data, c.data, x.grad] + [p.grad for p in m.parameters()])
+    for a, e in zip(*results):
+        assert_close(a, e, rtol=RTOL, atol=ATOL)
+    assert blas_threads.get_num_threads() == before

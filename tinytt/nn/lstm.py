@@ -20,7 +20,10 @@ The fused op (``lstm_layer``) records ONE node per layer and direction with VJPs
 ``x``, ``W_ih``, ``W_hh``, ``b``, ``h0`` and ``c0``:
 
 - forward: one GEMM ``(B*T, in) @ (in, 4H)`` for the input projection, then one
-  ``(B, H) @ (H, 4H)`` GEMM per step; gate nonlinearities in preallocated arrays
+  ``(B, H) @ (H, 4H)`` GEMM per step. On NumPy with several cores the batch rows are
+  split into blocks that run their recurrences in parallel threads, each GEMM on one
+  BLAS thread (``_row_blocks``; rows never interact; the forward loop 85 -> 66 ms at
+  64 x 128 on 2 cores). Gate nonlinearities in preallocated arrays
   (one ``exp`` over all four gates: the weight columns are pre-scaled by -1 (i, f, o)
   and -2 (g) so that ``1 / (1 + exp(z'))`` is sigmoid(z) and sigmoid(2z); then
   ``g = 2 sigmoid(2z) - 1 = tanh(z)``. ``exp`` is several times cheaper than ``tanh``
@@ -48,8 +51,9 @@ import numbers
 
 import numpy
 
-from .. import ops
+from .. import blas_threads, ops
 from ..backend import get_xp, is_cupy_array, to_numpy
+from ..parallel import num_threads, run_blocks, split_range
 from ..tensor import Tensor, record
 from . import init as _init
 from .module import Module, Parameter
@@ -95,6 +99,45 @@ def _gate_constants(h: int, dtype, xp):
     return tuple(xp.asarray(a, dtype=dtype) for a in (colscale, shift, kfac))
 
 
+#: a block of batch rows gets its own thread only with at least this many (rows x H)
+#: state entries: below it the per-step Python overhead of two threads outweighs the gain
+#: (measured on 2 cores: 4,096 per block ~0.75x the serial loop, 2,048 per block ~1.0x)
+MIN_BLOCK_ENTRIES = 4096
+
+
+def _row_blocks(B: int, H: int, xp) -> list:
+    """Contiguous blocks of batch rows whose recurrences run side by side (NumPy only).
+
+    Each block runs its whole recurrence (GEMMs included) in its own thread, with NumPy's
+    BLAS on one thread (:mod:`tinytt.blas_threads`); rows never interact, so the split
+    changes nothing but float rounding in the per-step GEMMs.
+    """
+    if xp is not numpy:
+        return [(0, B)]
+    min_rows = max(2, -(-MIN_BLOCK_ENTRIES // H))
+    blocks = split_range(B, num_threads(), min_rows)
+    if len(blocks) > 1 and not blas_threads.available():
+        return [(0, B)]
+    return blocks
+
+
+def _run_row_blocks(fn, blocks) -> None:
+    """fn(b0, b1) for every block: inline for one block, else in threads with 1-thread BLAS."""
+    if len(blocks) == 1:
+        fn(*blocks[0])
+        return
+    with blas_threads.single_threaded_blas():
+        run_blocks(fn, blocks)
+
+
+def _time_spans(lengths_np, b0: int, b1: int, T: int):
+    """(t_eff, t_full): steps to run (the longest row of the WHOLE batch, so that every
+    block fills every step the backward reads), and steps where rows b0:b1 are all real."""
+    if lengths_np is None:
+        return T, T
+    return int(lengths_np.max()), int(lengths_np[b0:b1].min())
+
+
 def _forward_kernel(x_tm, W_ih, W_hh, b, h0, c0, lengths_np, xp):
     """Run the recurrence over time-major x_tm (T, B, in), C-contiguous, in processing
     order. Returns (Y, saved).
@@ -107,11 +150,8 @@ def _forward_kernel(x_tm, W_ih, W_hh, b, h0, c0, lengths_np, xp):
     G = 4 * H
     dtype = W_hh.dtype
     colscale, shift, kfac = _gate_constants(H, dtype, xp)
-    if lengths_np is None:
-        t_eff, t_full = T, T
-        mask = None
-    else:
-        t_eff, t_full = int(lengths_np.max()), int(lengths_np.min())
+    mask = None
+    if lengths_np is not None:
         mask = xp.asarray((numpy.arange(T)[None, :] < lengths_np[:, None]).astype(dtype))  # (B, T)
     Wih_s = W_ih * colscale
     Whh_s = W_hh * colscale
@@ -125,6 +165,28 @@ def _forward_kernel(x_tm, W_ih, W_hh, b, h0, c0, lengths_np, xp):
     Tc = xp.empty((T, B, H), dtype=dtype)  # tanh(c_new) at step t (before masking)
     Hs[0] = h0
     Cs[0] = c0
+
+    def rows(b0, b1):
+        _forward_rows(acts[:, b0:b1], Hs[:, b0:b1], Cs[:, b0:b1], Tc[:, b0:b1], Y[b0:b1],
+                      None if mask is None else mask[b0:b1], _time_spans(lengths_np, b0, b1, T),
+                      Whh_s, b_s, xp)
+
+    _run_row_blocks(rows, _row_blocks(B, H, xp))
+    saved = dict(x_tm=x_tm, acts=acts, Hs=Hs, Cs=Cs, Tc=Tc, mask=mask, lengths_np=lengths_np,
+                 kfac=kfac, shift=shift)
+    return Y, saved
+
+
+def _forward_rows(acts, Hs, Cs, Tc, Y, mask, spans, Whh_s, b_s, xp) -> None:
+    """The forward recurrence for one block of n batch rows, in place.
+
+    acts (T, n, 4H): input projections in, gate activations out; Hs, Cs, Tc (T, n, H);
+    Y (n, T+2, H); mask (n, T) or None; spans = (t_eff, t_full) of these rows.
+    """
+    T, B, G = acts.shape
+    H = G // 4
+    t_eff, t_full = spans
+    dtype = acts.dtype
     z = xp.empty((B, G), dtype=dtype)
     tmp = xp.empty((B, H), dtype=dtype)
     cn = xp.empty((B, H), dtype=dtype)
@@ -176,18 +238,16 @@ def _forward_kernel(x_tm, W_ih, W_hh, b, h0, c0, lengths_np, xp):
     if t_eff < T:
         Y[:, t_eff:T] = 0
         Hs[t_eff:] = 0  # paired with dz = 0 in the weight GEMMs
-    saved = dict(x_tm=x_tm, acts=acts, Hs=Hs, Cs=Cs, Tc=Tc, mask=mask, t_eff=t_eff, t_full=t_full,
-                 kfac=kfac, shift=shift)
-    return Y, saved
-
-
 def _backward_kernel(gY, W_ih, W_hh, saved, need, xp):
     """BPTT. gY (B, T+2, H) -> dict of gradients for the names in ``need`` (``x`` as a
     (B, T, in) view of a time-major array)."""
     acts, Hs, Cs, Tc = saved["acts"], saved["Hs"], saved["Cs"], saved["Tc"]
-    mask, t_eff, t_full = saved["mask"], saved["t_eff"], saved["t_full"]
-    kfac, shift = saved["kfac"], saved["shift"]
+    mask, kfac, shift = saved["mask"], saved["kfac"], saved["shift"]
     T, B, n_in = saved["x_tm"].shape
+    # one block of rows: the backward step is a dozen ufuncs of a few microseconds each,
+    # and two threads running it spent their time handing the GIL back and forth (measured
+    # at 64 x 128: 55 ms on one thread, 64 ms in two blocks)
+    t_eff, t_full = _time_spans(saved["lengths_np"], 0, B, T)
     H = W_hh.shape[0]
     G = 4 * H
     dtype = W_hh.dtype
