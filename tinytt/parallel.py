@@ -26,7 +26,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 
 
-__all__ = ["num_threads", "map_blocks", "run_blocks", "split_range"]
+__all__ = ["num_threads", "map_blocks", "run_blocks", "submit", "split_range"]
 
 _lock = threading.Lock()
 _pool = [None, 0]  # executor, its size
@@ -99,3 +99,12 @@ def run_blocks(fn, blocks) -> list:
     futures = [pool.submit(fn, a, b) for a, b in blocks]
     wait(futures)
     return [f.result() for f in futures]
+
+
+def submit(fn):
+    """Start ``fn()`` on a worker thread; returns its ``concurrent.futures.Future``.
+
+    For a producer/consumer pair where the calling thread keeps working (the LSTM
+    backward's weight-gradient pipeline). ``fn`` must not itself wait on other workers.
+    """
+    return _executor(num_threads()).submit(fn)

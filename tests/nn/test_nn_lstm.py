@@ -240,25 +240,39 @@ def test_inter_layer_dropout_train_only():
     assert not numpy.allclose(c.data, a.data)
 
 
-@pytest.mark.parametrize("threads", [2, 3])
+def _threaded_paths(monkeypatch, threads, chunk_rows):
+    """Make the small test LSTMs take the threaded paths of lstm.py: forward row blocks
+    (MIN_BLOCK_ENTRIES) and the backward's weight-gradient pipeline (chunk_rows per chunk)."""
+    from tinytt import blas_threads
+    from tinytt.nn import lstm as lstm_mod
+
+    if not blas_threads.available():
+        pytest.skip("NumPy's BLAS thread count cannot be set here: the LSTM never uses threads")
+    monkeypatch.setenv("TINYTT_NUM_THREADS", str(threads))
+    monkeypatch.setattr(lstm_mod, "MIN_BLOCK_ENTRIES", 1)
+    monkeypatch.setattr(lstm_mod, "PIPELINE_MIN_ENTRIES", 1)
+    monkeypatch.setattr(lstm_mod, "PIPELINE_CHUNK_ROWS", chunk_rows)
+    return lstm_mod
+
+
+@pytest.mark.parametrize("threads,chunk_rows", [(2, 1), (3, 1), (2, 10**6)])
 @pytest.mark.parametrize("num_layers,bidirectional,lengths", [
     (1, False, None),
     (1, True, [5, 2, 4, 1, 5, 3, 2]),
     (2, True, [1, 1, 5, 5, 2, 4, 3]),
 ])
-def test_recurrence_in_row_blocks_matches_reference(monkeypatch, threads, num_layers, bidirectional,
-                                                    lengths):
+def test_threaded_paths_match_reference(monkeypatch, threads, chunk_rows, num_layers, bidirectional,
+                                        lengths):
     """The forward recurrence split over blocks of batch rows, each in its own thread with
-    one-thread BLAS (lstm._row_blocks), equals the step-by-step reference; blocks then have
-    different lengths (some end before the others)."""
+    one-thread BLAS (lstm._row_blocks), and the backward's big products computed per chunk
+    of steps by a worker while the recurrence runs (lstm._WeightGradPipeline: one step per
+    chunk, or chunks of ceil(T/4) steps) equal the
+    step-by-step reference; row blocks then have different lengths."""
     from tinytt import blas_threads
-    from tinytt.nn import lstm as lstm_mod
 
-    if not blas_threads.available():
-        pytest.skip("NumPy's BLAS thread count cannot be set here: the recurrence never splits")
-    monkeypatch.setenv("TINYTT_NUM_THREADS", str(threads))
-    monkeypatch.setattr(lstm_mod, "MIN_BLOCK_ENTRIES", 1)
+    lstm_mod = _threaded_paths(monkeypatch, threads, chunk_rows)
     assert len(lstm_mod._row_blocks(7, 4, numpy)) == threads
+    assert lstm_mod._pipeline_chunk(5, 7, 4, numpy) == min(-(-chunk_rows // 7), 2)
     before = blas_threads.get_num_threads()
     rng = numpy.random.default_rng(5)
     x_np = rng.standard_normal((7, 5, 3))
@@ -274,3 +288,32 @@ def test_recurrence_in_row_blocks_matches_reference(monkeypatch, threads, num_la
     for a, e in zip(*results):
         assert_close(a, e, rtol=RTOL, atol=ATOL)
     assert blas_threads.get_num_threads() == before
+
+
+def test_weight_gradient_pipeline_is_deterministic_and_cleans_up_after_errors(monkeypatch):
+    """Chunk partial sums are added in a fixed order (bit-identical on every run, whatever
+    thread took which chunk); an error inside the recurrence stops the worker and
+    restores the BLAS thread count."""
+    from tinytt import blas_threads
+
+    lstm_mod = _threaded_paths(monkeypatch, 2, 3)
+    rng = numpy.random.default_rng(8)
+    B, T, n_in, H = 6, 9, 3, 4
+    x_tm = rng.standard_normal((T, B, n_in))
+    W_ih, W_hh = rng.uniform(-0.8, 0.8, (n_in, 4 * H)), rng.uniform(-0.8, 0.8, (H, 4 * H))
+    b, zeros = rng.standard_normal(4 * H), numpy.zeros((B, H))
+    lengths = numpy.array([9, 4, 9, 2, 7, 9])
+    _, saved = lstm_mod._forward_kernel(x_tm, W_ih, W_hh, b, zeros, zeros, lengths, numpy)
+    gY = rng.standard_normal((B, T + 2, H))
+    need = {"x", "W_ih", "W_hh", "b"}
+    runs = [lstm_mod._backward_kernel(gY, W_ih, W_hh, saved, need, numpy) for _ in range(5)]
+    for other in runs[1:]:
+        for name in runs[0]:
+            numpy.testing.assert_array_equal(other[name], runs[0][name])
+    before = blas_threads.get_num_threads()
+    bad = rng.standard_normal((B, T + 2, H + 1))  # fails at the first `dh += gY[:, t]`
+    with pytest.raises(ValueError):
+        lstm_mod._backward_kernel(bad, W_ih, W_hh, saved, need, numpy)
+    assert blas_threads.get_num_threads() == before
+    again = lstm_mod._backward_kernel(gY, W_ih, W_hh, saved, need, numpy)
+    numpy.testing.assert_array_equal(again["W_ih"], runs[0]["W_ih"])

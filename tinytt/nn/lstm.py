@@ -29,7 +29,11 @@ The fused op (``lstm_layer``) records ONE node per layer and direction with VJPs
   ``g = 2 sigmoid(2z) - 1 = tanh(z)``. ``exp`` is several times cheaper than ``tanh``
   in NumPy, and an overflow to inf gives the exact limit 0).
 - backward: one GEMM per step for ``dh_{t-1} = dz_t @ W_hh^T``; the per-step ``dz_t``
-  are kept, and ``dW_ih``, ``dW_hh``, ``dx`` are each ONE large GEMM at the end.
+  are kept, and ``dW_ih``, ``dW_hh``, ``dx`` are each ONE large GEMM at the end. On
+  NumPy with several cores those products are instead computed per chunk of steps by a
+  worker thread while the recurrence still runs (``_WeightGradPipeline``; partial sums
+  added in chunk order, so the result does not depend on timing): backward 190 -> 170 ms
+  at 64 x 200 x 256 -> 128 on 2 cores.
 - denormals: when the loss reads only the final state, ``dh``/``dc`` decay through time
   into the subnormal range, which makes x86 arithmetic many times slower. Every 8 steps
   of the backward, entries with ``|v| < tiny`` (1e-30 in float32, 1e-300 in float64)
@@ -48,12 +52,13 @@ from __future__ import annotations
 
 import math
 import numbers
+import threading
 
 import numpy
 
 from .. import blas_threads, ops
 from ..backend import get_xp, is_cupy_array, to_numpy
-from ..parallel import num_threads, run_blocks, split_range
+from ..parallel import num_threads, run_blocks, split_range, submit
 from ..tensor import Tensor, record
 from . import init as _init
 from .module import Module, Parameter
@@ -238,6 +243,169 @@ def _forward_rows(acts, Hs, Cs, Tc, Y, mask, spans, Whh_s, b_s, xp) -> None:
     if t_eff < T:
         Y[:, t_eff:T] = 0
         Hs[t_eff:] = 0  # paired with dz = 0 in the weight GEMMs
+#: the backward hands its big GEMMs to a worker in chunks of about this many rows
+#: (steps x batch) while the recurrence still runs (see ``_WeightGradPipeline``)
+PIPELINE_CHUNK_ROWS = 512
+#: ... when the batch has at least this many (rows x H) state entries
+PIPELINE_MIN_ENTRIES = 4096
+
+
+def _pipeline_chunk(T: int, B: int, H: int, xp) -> int:
+    """Steps per chunk of the backward's weight-gradient pipeline, or 0 for no pipeline
+    (CuPy, one core, a BLAS whose threads cannot be set, or too little work)."""
+    if xp is not numpy or num_threads() < 2 or B * H < PIPELINE_MIN_ENTRIES or T < 2:
+        return 0
+    if not blas_threads.available():
+        return 0
+    return max(1, min(-(-PIPELINE_CHUNK_ROWS // B), -(-T // 4)))
+
+
+class _StepRangeGrads:
+    """The backward's large products, over all steps or over ranges of steps:
+
+        dW_hh = sum_t h_{t-1}^T dz_t,   dW_ih = sum_t x_t^T dz_t,   db = sum_t dz_t,
+        dx_t = dz_t W_ih^T
+
+    from dZ (T, B, 4H), Hs (T, B, H), x_tm (T, B, in). ``add(lo, hi)`` computes the
+    contribution of steps [lo, hi) (rows of dx in place, partial sums kept per range);
+    ``total(ranges)`` sums the partials in the given order (fixed: results do not depend
+    on which thread computed which range).
+    """
+
+    def __init__(self, dZ, Hs, x_tm, W_ih, need, xp):
+        self.dZ, self.Hs, self.x_tm, self.W_ih, self.need, self.xp = dZ, Hs, x_tm, W_ih, need, xp
+        self.parts = {}
+        self.dx = None
+
+    def _products(self, lo, hi, dx_out=None) -> dict:
+        xp = self.xp
+        T, B, G = self.dZ.shape
+        rows = (hi - lo) * B
+        dz = self.dZ[lo:hi].reshape(rows, G)
+        part = {}
+        if "W_hh" in self.need:
+            part["W_hh"] = xp.matmul(self.Hs[lo:hi].reshape(rows, -1).T, dz)
+        if "W_ih" in self.need:
+            part["W_ih"] = xp.matmul(self.x_tm[lo:hi].reshape(rows, -1).T, dz)
+        if "b" in self.need:
+            part["b"] = dz.sum(axis=0)
+        if "x" in self.need:
+            if dx_out is None:
+                part["x"] = xp.matmul(dz, self.W_ih.T)
+            else:
+                xp.matmul(dz, self.W_ih.T, out=dx_out.reshape(rows, -1))
+        return part
+
+    def whole(self) -> dict:
+        """All steps at once (one GEMM per product)."""
+        T, B, _ = self.dZ.shape
+        out = self._products(0, T)
+        if "x" in out:
+            out["x"] = out["x"].reshape(T, B, -1).transpose(1, 0, 2)
+        return out
+
+    def add(self, lo: int, hi: int) -> None:
+        if "x" in self.need and self.dx is None:
+            raise RuntimeError("_StepRangeGrads.add: call start() first")
+        self.parts[lo] = self._products(lo, hi, None if self.dx is None else self.dx[lo:hi])
+
+    def start(self) -> None:
+        T, B, _ = self.dZ.shape
+        if "x" in self.need:
+            self.dx = self.xp.empty((T, B, self.x_tm.shape[2]), dtype=self.dZ.dtype)
+
+    def total(self, starts) -> dict:
+        out = {}
+        for lo in starts:
+            for name, value in self.parts[lo].items():
+                if name in out:
+                    out[name] += value
+                else:
+                    out[name] = value
+        if self.dx is not None:
+            out["x"] = self.dx.transpose(1, 0, 2)
+        return out
+
+
+class _WeightGradPipeline:
+    """Overlap the backward's big GEMMs with its recurrence (NumPy, >= 2 cores).
+
+    The recurrence runs backwards in time on the calling thread and is a chain of small
+    GEMMs and short elementwise calls that keeps one core busy. Its output dZ is final
+    for steps >= t once step t is done, so the weight gradients and dx of those steps can
+    be computed meanwhile: the steps are cut into fixed chunks (top chunk first), a worker
+    thread takes each chunk as soon as it is complete, and once the recurrence ends the
+    calling thread takes chunks too. BLAS runs on one thread per Python thread for the
+    whole backward (:func:`tinytt.blas_threads.single_threaded_blas`). The partial sums are
+    added in chunk order, so the result does not depend on timing.
+    """
+
+    def __init__(self, grads: _StepRangeGrads, T: int, t_eff: int, chunk: int):
+        self.grads = grads
+        self.chunks = [(max(0, hi - chunk), hi) for hi in range(T, 0, -chunk)]
+        self.next = 0  # index of the next chunk nobody has taken
+        self.ready_low = t_eff  # steps >= ready_low are final (dZ beyond t_eff is zero)
+        self.cond = threading.Condition()
+        self.done = False
+        self.grads.start()
+        self._blas = blas_threads.single_threaded_blas()
+        self._blas.__enter__()
+        try:
+            self.future = submit(self._worker)
+        except BaseException:
+            self._blas.__exit__(None, None, None)
+            raise
+
+    def steps_done(self, t: int) -> None:
+        """The recurrence has finished step t (and every later one)."""
+        with self.cond:
+            self.ready_low = t
+            self.cond.notify()
+
+    def _take(self, wait: bool):
+        """The next chunk whose steps are final, or None when none is left."""
+        with self.cond:
+            while True:
+                if self.next >= len(self.chunks):
+                    return None
+                lo, hi = self.chunks[self.next]
+                if lo >= self.ready_low or self.done:
+                    self.next += 1
+                    return lo, hi
+                if not wait:
+                    return None
+                self.cond.wait()
+
+    def _worker(self) -> None:
+        while (span := self._take(wait=True)) is not None:
+            self.grads.add(*span)
+
+    def abort(self) -> None:
+        """The recurrence failed: stop the worker after its current chunk, restore BLAS."""
+        try:
+            with self.cond:
+                self.next = len(self.chunks)
+                self.cond.notify_all()
+            self.future.result()
+        finally:
+            self._blas.__exit__(None, None, None)
+
+    def finish(self) -> dict:
+        """After the recurrence: take the remaining chunks here too, wait for the worker,
+        restore BLAS threads; returns the gradients."""
+        try:
+            with self.cond:
+                self.done = True
+                self.ready_low = 0
+                self.cond.notify_all()
+            while (span := self._take(wait=False)) is not None:
+                self.grads.add(*span)
+            self.future.result()
+        finally:
+            self._blas.__exit__(None, None, None)
+        return self.grads.total([lo for lo, _ in self.chunks])
+
+
 def _backward_kernel(gY, W_ih, W_hh, saved, need, xp):
     """BPTT. gY (B, T+2, H) -> dict of gradients for the names in ``need`` (``x`` as a
     (B, T, in) view of a time-major array)."""
@@ -256,6 +424,7 @@ def _backward_kernel(gY, W_ih, W_hh, saved, need, xp):
     if t_eff < T:
         dZ[t_eff:] = 0
     WhhT = xp.ascontiguousarray(W_hh.T)
+    chunk = _pipeline_chunk(T, B, H, xp)
     dh = xp.array(gY[:, T], dtype=dtype, copy=True)
     dc = xp.array(gY[:, T + 1], dtype=dtype, copy=True)
     tmp = xp.empty((B, H), dtype=dtype)
@@ -264,60 +433,65 @@ def _backward_kernel(gY, W_ih, W_hh, saved, need, xp):
     carry_c = xp.empty((B, H), dtype=dtype)
     one = dtype.type(1)
     step = 0
-    for t in range(t_eff - 1, -1, -1):
-        a = acts[t]
-        i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
-        dz = dZ[t]
-        dzi, dzf, dzg, dzo = dz[:, :H], dz[:, H:2 * H], dz[:, 2 * H:3 * H], dz[:, 3 * H:]
-        tc = Tc[t]
-        partial = t >= t_full
-        if partial:
-            m = mask[:, t:t + 1]
-            xp.subtract(one, m, out=tmp[:, :1])
-            xp.multiply(dh, tmp[:, :1], out=carry_h)
-            xp.multiply(dc, tmp[:, :1], out=carry_c)
-            dh += gY[:, t]
-            dh *= m
-            dc *= m
-        else:
-            dh += gY[:, t]
-        # h = o * tanh(c):  do = dh * tanh(c);  dc += dh * o * (1 - tanh(c)^2)
-        xp.multiply(dh, tc, out=dzo)
-        xp.multiply(tc, tc, out=tmp)
-        xp.subtract(one, tmp, out=tmp)
-        tmp *= o
-        tmp *= dh
-        dc += tmp
-        # c = f * c_prev + i * g
-        xp.multiply(dc, g, out=dzi)
-        xp.multiply(dc, i, out=dzg)
-        xp.multiply(dc, Cs[t], out=dzf)
-        dc *= f
-        # through the nonlinearities: sigmoid' = a(1-a) = 1/4 - (a-1/2)^2, tanh' = 1 - g^2
-        xp.subtract(a, shift, out=t4)
-        t4 *= t4
-        xp.subtract(kfac, t4, out=t4)
-        dz *= t4
-        xp.matmul(dz, WhhT, out=dh)
-        if partial:
-            dh += carry_h
-            dc += carry_c
-        step += 1
-        if tiny and step % FLUSH_EVERY == 0:
-            xp.abs(dh, out=tmp)
-            dh *= tmp >= tiny
-            xp.abs(dc, out=tmp)
-            dc *= tmp >= tiny
-    out = {}
-    dZ2 = dZ.reshape(T * B, G)
-    if "W_hh" in need:
-        out["W_hh"] = xp.matmul(Hs.reshape(T * B, H).T, dZ2)
-    if "W_ih" in need:
-        out["W_ih"] = xp.matmul(saved["x_tm"].reshape(T * B, n_in).T, dZ2)
-    if "b" in need:
-        out["b"] = dZ2.sum(axis=0)
-    if "x" in need:
-        out["x"] = xp.matmul(dZ2, W_ih.T).reshape(T, B, n_in).transpose(1, 0, 2)
+    pipeline = None
+    if chunk:
+        pipeline = _WeightGradPipeline(_StepRangeGrads(dZ, Hs, saved["x_tm"], W_ih, need, xp),
+                                       T, t_eff, chunk)
+    try:
+        for t in range(t_eff - 1, -1, -1):
+            a = acts[t]
+            i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
+            dz = dZ[t]
+            dzi, dzf, dzg, dzo = dz[:, :H], dz[:, H:2 * H], dz[:, 2 * H:3 * H], dz[:, 3 * H:]
+            tc = Tc[t]
+            partial = t >= t_full
+            if partial:
+                m = mask[:, t:t + 1]
+                xp.subtract(one, m, out=tmp[:, :1])
+                xp.multiply(dh, tmp[:, :1], out=carry_h)
+                xp.multiply(dc, tmp[:, :1], out=carry_c)
+                dh += gY[:, t]
+                dh *= m
+                dc *= m
+            else:
+                dh += gY[:, t]
+            # h = o * tanh(c):  do = dh * tanh(c);  dc += dh * o * (1 - tanh(c)^2)
+            xp.multiply(dh, tc, out=dzo)
+            xp.multiply(tc, tc, out=tmp)
+            xp.subtract(one, tmp, out=tmp)
+            tmp *= o
+            tmp *= dh
+            dc += tmp
+            # c = f * c_prev + i * g
+            xp.multiply(dc, g, out=dzi)
+            xp.multiply(dc, i, out=dzg)
+            xp.multiply(dc, Cs[t], out=dzf)
+            dc *= f
+            # through the nonlinearities: sigmoid' = a(1-a) = 1/4 - (a-1/2)^2, tanh' = 1 - g^2
+            xp.subtract(a, shift, out=t4)
+            t4 *= t4
+            xp.subtract(kfac, t4, out=t4)
+            dz *= t4
+            xp.matmul(dz, WhhT, out=dh)
+            if partial:
+                dh += carry_h
+                dc += carry_c
+            step += 1
+            if tiny and step % FLUSH_EVERY == 0:
+                xp.abs(dh, out=tmp)
+                dh *= tmp >= tiny
+                xp.abs(dc, out=tmp)
+                dc *= tmp >= tiny
+            if pipeline is not None and (T - t) % chunk == 0:
+                pipeline.steps_done(t)
+    except BaseException:
+        if pipeline is not None:
+            pipeline.abort()
+        raise
+    if pipeline is not None:
+        out = pipeline.finish()
+    else:
+        out = _StepRangeGrads(dZ, Hs, saved["x_tm"], W_ih, need, xp).whole()
     out["h0"] = dh
     out["c0"] = dc
     return out
