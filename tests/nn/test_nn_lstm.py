@@ -263,8 +263,10 @@ def _threaded_paths(monkeypatch, threads, chunk_rows):
 ])
 def test_threaded_paths_match_reference(monkeypatch, threads, chunk_rows, num_layers, bidirectional,
                                         lengths):
-    """The forward recurrence split over blocks of batch rows, each in its own thread with
-    one-thread BLAS (lstm._row_blocks), and the backward's big products computed per chunk
+    """The forward with its input projection computed ahead by a worker (two threads:
+    lstm._ProjectionPipeline, chunks of one step or of ceil(T/4) steps) or its recurrence
+    split over blocks of batch rows, each in its own thread with one-thread BLAS (three
+    threads: lstm._row_blocks), and the backward's big products computed per chunk
     of steps by a worker while the recurrence runs (lstm._WeightGradPipeline: one step per
     chunk, or chunks of ceil(T/4) steps) equal the
     step-by-step reference; row blocks then have different lengths."""
@@ -317,3 +319,25 @@ def test_weight_gradient_pipeline_is_deterministic_and_cleans_up_after_errors(mo
     assert blas_threads.get_num_threads() == before
     again = lstm_mod._backward_kernel(gY, W_ih, W_hh, saved, need, numpy)
     numpy.testing.assert_array_equal(again["W_ih"], runs[0]["W_ih"])
+
+
+def test_projection_pipeline_reraises_worker_errors_and_restores_blas():
+    from tinytt import blas_threads
+    from tinytt.nn import lstm as lstm_mod
+
+    if not blas_threads.available():
+        pytest.skip("NumPy's BLAS thread count cannot be set here: no pipeline")
+    before = blas_threads.get_num_threads()
+    x_tm = numpy.ones((6, 2, 3))
+    acts = numpy.empty((6, 2, 8))
+    pipe = lstm_mod._ProjectionPipeline(x_tm, numpy.ones((4, 8)), acts, 0, 2)  # W rows != 3
+    with pytest.raises(ValueError):
+        pipe.wait_until(0)
+    with pytest.raises(ValueError):
+        pipe.close()
+    assert blas_threads.get_num_threads() == before
+    good = lstm_mod._ProjectionPipeline(x_tm, numpy.full((3, 8), 2.0), acts, 0, 4)
+    assert good.wait_until(5) == 6
+    good.close()
+    numpy.testing.assert_array_equal(acts, 6.0)
+    assert blas_threads.get_num_threads() == before
