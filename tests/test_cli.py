@@ -179,6 +179,9 @@ def test_info_runs(capsys):
     code, out, _ = run(["info", "--json"], capsys)
     info = json.loads(out)
     assert info["numpy"] == numpy.__version__ and "blas" in info
+    from tinytt import blas_threads
+    assert info["cpu_threads"]["blas_work_in_threads"] == blas_threads.cooperative()
+    assert "workers" in run(["info"], capsys)[1]
 
 
 def test_python_dash_m_works():

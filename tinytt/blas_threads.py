@@ -17,6 +17,13 @@ thread. Results do not depend on the thread count beyond float rounding in the G
 
 When NumPy's BLAS is not an OpenBLAS whose thread count can be set (MKL, Accelerate, a
 build without the symbols), :func:`available` is False and callers keep their serial path.
+
+OpenBLAS's helper threads also busy-wait after every multi-threaded call, ``2**28`` cycles
+(~0.1 s) unless ``OPENBLAS_THREAD_TIMEOUT`` was set when OpenBLAS loaded. A spinning helper
+takes a core from the Python worker threads: measured, the threaded LSTM was then 6-58 %
+slower than its serial path instead of ~13 % faster. :func:`cooperative` is True only when
+the spin is short (``import tinytt`` before NumPy sets ``OPENBLAS_THREAD_TIMEOUT=20``,
+``tinytt/_openblas.py``); callers use threads for BLAS work only then.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import glob
 import os
 import threading
 
-__all__ = ["available", "single_threaded_blas", "get_num_threads"]
+__all__ = ["available", "cooperative", "spin_log2", "single_threaded_blas", "get_num_threads"]
 
 # (getter, setter) symbol pairs, most specific first: NumPy's wheels bundle
 # scipy-openblas (64-bit ints, prefixed names); other builds export the plain names.
@@ -38,8 +45,14 @@ _SYMBOLS = (
     ("openblas_get_num_threads", "openblas_set_num_threads"),
 )
 
+#: the longest busy-wait of OpenBLAS's helper threads (log2 cycles; 2**22 ~ 2 ms here) with
+#: which worker threads that run their own GEMMs still pay off
+MAX_SPIN_LOG2 = 22
+#: OpenBLAS's default busy-wait when ``OPENBLAS_THREAD_TIMEOUT`` is unset (log2 cycles)
+DEFAULT_SPIN_LOG2 = 28
+
 _lock = threading.Lock()
-_state = {"controls": None, "searched": False, "depth": 0, "saved": None}
+_state = {"controls": None, "searched": False, "depth": 0, "saved": None, "spin": None}
 
 
 def _candidate_libraries():
@@ -79,10 +92,41 @@ def _controls():
                         setter.restype = None
                         setter.argtypes = [ctypes.c_int]
                         _state["controls"] = (getter, setter)
+                        _state["spin"] = _read_spin(lib)
                         break
                 if _state["controls"] is not None:
                     break
         return _state["controls"]
+
+
+def _read_spin(lib):
+    """log2 of the cycles the helper threads busy-wait: OpenBLAS's value of
+    ``OPENBLAS_THREAD_TIMEOUT`` as read at load, clamped like OpenBLAS does (4..30), or
+    the default when it was unset; None when the library does not tell."""
+    reader = getattr(lib, "openblas_thread_timeout", None)
+    if reader is None:
+        return None
+    reader.restype = ctypes.c_int
+    reader.argtypes = []
+    value = int(reader())
+    return DEFAULT_SPIN_LOG2 if value <= 0 else min(max(value, 4), 30)
+
+
+def spin_log2():
+    """log2 of the cycles NumPy's OpenBLAS threads busy-wait after a call, or None when
+    unknown (no OpenBLAS controls found)."""
+    _controls()
+    return _state["spin"]
+
+
+def cooperative() -> bool:
+    """True when Python threads may run their own GEMMs side by side: the thread count can
+    be set (:func:`available`) and OpenBLAS's helper threads spin at most
+    ``2**MAX_SPIN_LOG2`` cycles after a call (see the module docstring)."""
+    if not available():
+        return False
+    spin = spin_log2()
+    return spin is not None and spin <= MAX_SPIN_LOG2
 
 
 def available() -> bool:

@@ -622,9 +622,19 @@ def collect_info() -> dict:
         "threads_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                                                    "OPENBLAS_THREAD_TIMEOUT", "TINYTT_NUM_THREADS")
                         if k in os.environ},
+        "cpu_threads": _cpu_threads_info(),
         "gpu": _gpu_info(),
         "optional": optional,
     }
+
+
+def _cpu_threads_info() -> dict:
+    """tinytt's worker threads and whether they may run BLAS work (the LSTM's pipelines)."""
+    from . import blas_threads
+    from .parallel import num_threads
+
+    return {"workers": num_threads(), "blas_spin_log2": blas_threads.spin_log2(),
+            "blas_work_in_threads": blas_threads.cooperative()}
 
 
 def cmd_info(args, parser) -> int:
@@ -652,6 +662,12 @@ def cmd_info(args, parser) -> int:
                      f"threads={pool.get('num_threads')}")
     if info["threads_env"]:
         lines.append("threads env " + " ".join(f"{k}={v}" for k, v in info["threads_env"].items()))
+    ct = info["cpu_threads"]
+    lines.append(f"workers     {ct['workers']}; BLAS work in worker threads (LSTM pipelines): "
+                 + ("yes" if ct["blas_work_in_threads"] else
+                    f"no (OpenBLAS spin 2**{ct['blas_spin_log2']} cycles: import tinytt before NumPy"
+                    " or set OPENBLAS_THREAD_TIMEOUT=20)" if ct["blas_spin_log2"] else
+                    "no (NumPy's BLAS thread count cannot be set)"))
     if gpu.get("cupy"):
         devs = ", ".join(f"{d['id']}: {d['name']} ({d['memory_gib']} GiB)" for d in gpu.get("devices", []))
         lines.append(f"cupy        {gpu['cupy']}; GPUs: {devs or 'none'}"

@@ -248,6 +248,9 @@ def _threaded_paths(monkeypatch, threads, chunk_rows):
 
     if not blas_threads.available():
         pytest.skip("NumPy's BLAS thread count cannot be set here: the LSTM never uses threads")
+    # under pytest NumPy loads before tinytt, so OpenBLAS spins long and cooperative() is
+    # False: force the paths (their results do not depend on the spin)
+    monkeypatch.setattr(blas_threads, "cooperative", lambda: True)
     monkeypatch.setenv("TINYTT_NUM_THREADS", str(threads))
     monkeypatch.setattr(lstm_mod, "MIN_BLOCK_ENTRIES", 1)
     monkeypatch.setattr(lstm_mod, "PIPELINE_MIN_ENTRIES", 1)

@@ -125,7 +125,7 @@ def _row_blocks(B: int, H: int, xp) -> list:
         return [(0, B)]
     min_rows = max(2, -(-MIN_BLOCK_ENTRIES // H))
     blocks = split_range(B, num_threads(), min_rows)
-    if len(blocks) > 1 and not blas_threads.available():
+    if len(blocks) > 1 and not blas_threads.cooperative():
         return [(0, B)]
     return blocks
 
@@ -327,11 +327,14 @@ PIPELINE_MIN_ENTRIES = 4096
 
 
 def _pipeline_chunk(T: int, B: int, H: int, xp) -> int:
-    """Steps per chunk of the backward's weight-gradient pipeline, or 0 for no pipeline
-    (CuPy, one core, a BLAS whose threads cannot be set, or too little work)."""
+    """Steps per chunk of the forward's projection pipeline and the backward's
+    weight-gradient pipeline, or 0 for none: CuPy, one worker, too little work, or a BLAS
+    that cannot share the cores (:func:`tinytt.blas_threads.cooperative`: its thread count
+    cannot be set, or its helper threads busy-wait long after each call because NumPy was
+    imported before tinytt without ``OPENBLAS_THREAD_TIMEOUT``)."""
     if xp is not numpy or num_threads() < 2 or B * H < PIPELINE_MIN_ENTRIES or T < 2:
         return 0
-    if not blas_threads.available():
+    if not blas_threads.cooperative():
         return 0
     return max(1, min(-(-PIPELINE_CHUNK_ROWS // B), -(-T // 4)))
 
