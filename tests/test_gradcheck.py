@@ -40,6 +40,20 @@ def test_check_grads_fails_on_wrong_vjp_and_names_the_input():
         check_grads(square_with_vjp(1.0, scale_b=0.0), a, b)
 
 
+def test_check_grads_allows_the_rounding_floor_of_large_outputs_but_not_wrong_vjps():
+    """Outputs of size ~2 whose directional derivative is ~1e-4: the central difference
+    loses ~1e-9 to cancellation alone (a hypothesis example of clip failed on that before
+    the floor was allowed); a 1 % error in the VJP is still caught at that scale."""
+    a = on_device(np.array([[[-2., -2., -2., 0.], [2.02, 2.02, 0., 0.]],
+                            [[2.02, 2.02, 0., 1.], [2.02, 2.02, 2.02, 2.02]]]))
+    check_grads(lambda x: tt.clip(x, -1.0, 2.0), a)
+    big = on_device(np.full((4, 4), 50.0))
+    small = on_device(np.full((4, 4), 1e-3))
+    check_grads(square_with_vjp(1.0), small, big)
+    with pytest.raises(AssertionError, match="input 0"):
+        check_grads(square_with_vjp(1.01), small, big)
+
+
 def test_check_grads_fails_on_a_missing_gradient():
     def op(a):  # differentiable in a, but records no VJP
         return record("no_vjp", a.data * 3.0, (a,), (None,))

@@ -6,8 +6,10 @@ the work splits cleanly and each piece is large enough to pay for a thread hand-
 (tens of microseconds):
 
 - the optimizers' elementwise updates, over chunks of each flat parameter;
-- the LSTM recurrence, over blocks of batch rows (``tinytt/nn/lstm.py``): each block runs
-  its whole forward or backward loop, per-step GEMMs included, in its own thread.
+- the LSTM (``tinytt/nn/lstm.py``): a worker computes the forward's input projection
+  ahead of the recurrence, or (more than two workers) blocks of batch rows run their
+  forward recurrences side by side; in the backward a worker computes the weight
+  gradients per chunk of steps while the recurrence runs.
 
 Results are bit-identical to a serial run where every element goes through the same
 operations in the same order (the optimizers). A BLAS call in a worker would start its own
@@ -104,7 +106,8 @@ def run_blocks(fn, blocks) -> list:
 def submit(fn):
     """Start ``fn()`` on a worker thread; returns its ``concurrent.futures.Future``.
 
-    For a producer/consumer pair where the calling thread keeps working (the LSTM
-    backward's weight-gradient pipeline). ``fn`` must not itself wait on other workers.
+    For a producer/consumer pair where the calling thread keeps working (the LSTM's
+    input-projection and weight-gradient pipelines). ``fn`` must not itself wait on other
+    workers.
     """
     return _executor(num_threads()).submit(fn)

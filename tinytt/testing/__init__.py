@@ -130,8 +130,8 @@ def check_grads(f, *inputs, step: float = 1e-6, rtol: float = 1e-6, atol: float 
                 out_minus = call(values).data
             plus, minus = _inner(v, out_plus), _inner(v, out_minus)
             numeric = (plus - minus) / (2 * step)
-            # rounding in the two sums cancels badly when <v, f> is large and its change
-            # small: allow that floor on top of atol (it shrinks with the output's size)
+            # the two sums round at eps * <|v|, |f|> each, and their difference is divided by
+            # 2h: for large outputs with a small derivative that floor exceeds atol
             noise = 8 * _EPS64 * (_inner(abs(v), abs(out_plus)) + _inner(abs(v), abs(out_minus))) / (2 * step)
             if not abs(numeric - analytic) <= atol + noise + rtol * max(abs(numeric), abs(analytic)):
                 raise AssertionError(
