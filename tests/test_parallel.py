@@ -73,3 +73,32 @@ def test_thread_count_default_and_setting(monkeypatch):
     assert parallel.num_threads() >= 1
     monkeypatch.setenv("TINYTT_NUM_THREADS", " 3 ")
     assert parallel.num_threads() == 3
+
+
+def test_run_blocks_waits_for_every_block_before_reraising(monkeypatch):
+    """An error in one block is raised only after the other blocks finished (none keeps
+    writing into shared buffers after the caller has moved on)."""
+    import time
+
+    monkeypatch.setenv("TINYTT_NUM_THREADS", "2")
+    finished = []
+
+    def fn(a, b):
+        if a == 0:
+            raise ValueError("first block")
+        time.sleep(0.05)
+        finished.append((a, b))
+        return b
+
+    with pytest.raises(ValueError, match="first block"):
+        parallel.run_blocks(fn, [(0, 1), (1, 2)])
+    assert finished == [(1, 2)]
+    assert parallel.run_blocks(lambda a, b: (a, b), [(0, 3), (3, 5), (5, 9)]) == [(0, 3), (3, 5), (5, 9)]
+    assert parallel.run_blocks(lambda a, b: threading.current_thread().name, [(0, 1)]) == \
+        [threading.current_thread().name]
+
+
+def test_submit_runs_on_a_worker_and_returns_a_future(monkeypatch):
+    monkeypatch.setenv("TINYTT_NUM_THREADS", "2")
+    future = parallel.submit(lambda: threading.current_thread().name)
+    assert future.result(timeout=10).startswith("tinytt")
