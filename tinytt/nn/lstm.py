@@ -200,7 +200,28 @@ def _forward_kernel(x_tm, W_ih, W_hh, b, h0, c0, lengths_np, xp):
     return Y, saved
 
 
-class _ProjectionPipeline:
+class _BlasWorker:
+    """Base of the two pipelines: one worker thread running ``self._worker`` while NumPy's
+    BLAS runs on one thread per Python thread; ``_join`` waits for the worker (re-raising
+    its error) and always restores the BLAS thread count."""
+
+    def _start(self) -> None:
+        self._blas = blas_threads.single_threaded_blas()
+        self._blas.__enter__()
+        try:
+            self.future = submit(self._worker)
+        except BaseException:
+            self._blas.__exit__(None, None, None)
+            raise
+
+    def _join(self) -> None:
+        try:
+            self.future.result()
+        finally:
+            self._blas.__exit__(None, None, None)
+
+
+class _ProjectionPipeline(_BlasWorker):
     """A worker computes acts[t] = x_t @ W_ih' chunk by chunk, in step order, ahead of the
     recurrence; ``wait_until(t)`` blocks until step t's projection is there and returns
     the first step not yet computed. BLAS runs on one thread per Python thread meanwhile."""
@@ -210,13 +231,7 @@ class _ProjectionPipeline:
         self.ready = start
         self.stop = False
         self.cond = threading.Condition()
-        self._blas = blas_threads.single_threaded_blas()
-        self._blas.__enter__()
-        try:
-            self.future = submit(self._worker)
-        except BaseException:
-            self._blas.__exit__(None, None, None)
-            raise
+        self._start()
 
     def _worker(self) -> None:
         T, B, n_in = self.x_tm.shape
@@ -247,12 +262,9 @@ class _ProjectionPipeline:
 
     def close(self) -> None:
         """Stop the worker (after its current chunk) and restore BLAS threads."""
-        try:
-            with self.cond:
-                self.stop = True
-            self.future.result()
-        finally:
-            self._blas.__exit__(None, None, None)
+        with self.cond:
+            self.stop = True
+        self._join()
 
 
 def _forward_rows(acts, Hs, Cs, Tc, Y, mask, spans, Whh_s, b_s, xp, ready=None) -> None:
@@ -406,7 +418,7 @@ class _StepRangeGrads:
         return out
 
 
-class _WeightGradPipeline:
+class _WeightGradPipeline(_BlasWorker):
     """Overlap the backward's big GEMMs with its recurrence (NumPy, >= 2 cores).
 
     The recurrence runs backwards in time on the calling thread and is a chain of small
@@ -427,13 +439,7 @@ class _WeightGradPipeline:
         self.cond = threading.Condition()
         self.done = False
         self.grads.start()
-        self._blas = blas_threads.single_threaded_blas()
-        self._blas.__enter__()
-        try:
-            self.future = submit(self._worker)
-        except BaseException:
-            self._blas.__exit__(None, None, None)
-            raise
+        self._start()
 
     def steps_done(self, t: int) -> None:
         """The recurrence has finished step t (and every later one)."""
@@ -461,27 +467,23 @@ class _WeightGradPipeline:
 
     def abort(self) -> None:
         """The recurrence failed: stop the worker after its current chunk, restore BLAS."""
-        try:
-            with self.cond:
-                self.next = len(self.chunks)
-                self.cond.notify_all()
-            self.future.result()
-        finally:
-            self._blas.__exit__(None, None, None)
+        with self.cond:
+            self.next = len(self.chunks)
+            self.cond.notify_all()
+        self._join()
 
     def finish(self) -> dict:
         """After the recurrence: take the remaining chunks here too, wait for the worker,
         restore BLAS threads; returns the gradients."""
+        with self.cond:
+            self.done = True
+            self.ready_low = 0
+            self.cond.notify_all()
         try:
-            with self.cond:
-                self.done = True
-                self.ready_low = 0
-                self.cond.notify_all()
             while (span := self._take(wait=False)) is not None:
                 self.grads.add(*span)
-            self.future.result()
         finally:
-            self._blas.__exit__(None, None, None)
+            self._join()
         return self.grads.total([lo for lo, _ in self.chunks])
 
 
