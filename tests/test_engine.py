@@ -281,3 +281,72 @@ def test_seed_grad_never_aliased_for_identity_chains():
     (y + z).backward(seed)
     for g1, g2 in [(y.grad, z.grad), (y.grad, seed), (z.grad, seed)]:
         assert not xp.shares_memory(g1, g2)
+
+
+# --- deferred gradients (a VJP whose result a worker thread is still computing) --------------
+def _scale_op(events, factor, defer_leaf=True):
+    """y = factor * a * b as an op whose VJP for ``a`` returns a tensor.Deferred that logs
+    when it is resolved."""
+    from tinytt.tensor import Deferred
+
+    def op(a, b):
+        def vjp_a(g):
+            value = g * factor * b.data
+
+            def resolve():
+                events.append("resolved")
+                return value
+            return Deferred(resolve) if defer_leaf else value
+        return record("scale", a.data * b.data * factor, (a, b),
+                      (vjp_a, lambda g: g * factor * a.data))
+    return op
+
+
+def test_deferred_leaf_gradient_is_resolved_after_every_other_vjp():
+    events = []
+    a, b = T([1.0, 2.0], True), T([3.0, -1.0], True)
+    y = _scale_op(events, 2.0)(a, b)
+
+    def log_vjp(g):
+        events.append("downstream vjp")
+        return g
+    z = record("log", y.data * 1.0, (y,), (log_vjp,))
+    w = T([5.0, 7.0], True)
+    (z * w).sum().backward()
+    assert events == ["downstream vjp", "resolved"]
+    assert_close(a.grad, 2.0 * b.data * w.data, dtype=np.float64)
+    assert_close(b.grad, 2.0 * a.data * w.data, dtype=np.float64)
+    # a second backward adds to the first, also through the deferred path
+    (z * w).sum().backward()
+    assert_close(a.grad, 4.0 * b.data * w.data, dtype=np.float64)
+
+
+def test_deferred_gradient_of_a_non_leaf_is_resolved_at_once():
+    events = []
+    x = T([1.0, 2.0], True)
+    a = x * 3.0                     # not a leaf: its gradient must flow on to x
+    b = T([3.0, -1.0])
+    _scale_op(events, 2.0)(a, b).sum().backward()
+    assert events == ["resolved"]
+    assert_close(x.grad, 6.0 * b.data, dtype=np.float64)
+
+
+def test_deferred_gradient_is_resolved_but_not_used_when_another_vjp_fails():
+    events = []
+
+    def failing(g):
+        raise ValueError("a later VJP fails")
+    a, b0 = T([1.0, 2.0], True), T([3.0, -1.0], True)
+    b = record("fail", b0.data * 1.0, (b0,), (failing,))   # its VJP runs after the scale op's
+    with pytest.raises(ValueError, match="a later VJP fails"):
+        _scale_op(events, 2.0)(a, b).sum().backward()
+    assert events == ["resolved"] and a.grad is None
+
+
+def test_deferred_gradient_with_a_wrong_shape_is_an_internal_error():
+    from tinytt.tensor import Deferred
+
+    a = T([1.0, 2.0], True)
+    y = record("bad", a.data * 2.0, (a,), (lambda g: Deferred(lambda: g[:1]),))
+    with pytest.raises(RuntimeError, match="VJP of op 'bad'"):
+        y.sum().backward()

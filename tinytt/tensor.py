@@ -24,7 +24,7 @@ from .backend import get_xp, is_cupy_array, to_numpy
 
 _NDARRAY = numpy.ndarray
 
-__all__ = ["Tensor", "no_grad", "enable_grad", "is_grad_enabled", "record"]
+__all__ = ["Tensor", "Deferred", "no_grad", "enable_grad", "is_grad_enabled", "record"]
 
 _grad_state = threading.local()
 
@@ -194,30 +194,78 @@ class Tensor:
         # arrays already handed to some .grad (or owned by the caller): store a copy instead,
         # so no two .grad arrays share memory and the caller's array is never aliased
         claimed = {id(grad)}
-        for node in order:
-            g = grads.pop(id(node), None)
-            if g is None:
-                continue
-            if not node._parents:
-                _accumulate_leaf(node, g, claimed)
-                continue
-            for parent, vjp in zip(node._parents, node._vjps):
-                if vjp is None or not parent.requires_grad:
+        deferred = []  # (leaf, node, Deferred): gradients a worker thread is still computing
+        finished = False
+        try:
+            for node in order:
+                g = grads.pop(id(node), None)
+                if g is None:
                     continue
-                pg = vjp(g)
-                if not isinstance(pg, xp.ndarray):  # NumPy ufuncs turn 0-d results into scalars
-                    pg = xp.asarray(pg)
-                if tuple(pg.shape) != parent.shape:
-                    raise RuntimeError(
-                        f"internal error: VJP of op '{node._op}' returned a gradient of shape "
-                        f"{tuple(pg.shape)} for an input of shape {parent.shape}"
-                    )
-                if pg.dtype != parent.data.dtype:
-                    pg = pg.astype(parent.data.dtype)
-                key = id(parent)
-                grads[key] = pg if key not in grads else grads[key] + pg
+                if not node._parents:
+                    _accumulate_leaf(node, g, claimed)
+                    continue
+                for parent, vjp in zip(node._parents, node._vjps):
+                    if vjp is None or not parent.requires_grad:
+                        continue
+                    pg = vjp(g)
+                    if isinstance(pg, Deferred):
+                        if not parent._parents:  # a leaf: nothing waits for it but .grad
+                            deferred.append((parent, node, pg))
+                            continue
+                        pg = pg.result()
+                    pg = _checked_gradient(node, parent, pg, xp)
+                    key = id(parent)
+                    grads[key] = pg if key not in grads else grads[key] + pg
+            finished = True
+        finally:
+            # resolve every deferred gradient even when a VJP failed: that also ends the
+            # workers' use of the cores (and of a one-thread BLAS setting)
+            error = None
+            for leaf, node, pending in deferred:
+                try:
+                    value = pending.result()
+                except BaseException as exc:  # noqa: BLE001  (re-raised below, or the VJP's error wins)
+                    error = error or exc
+                    continue
+                if finished and error is None:
+                    _accumulate_leaf(leaf, _checked_gradient(node, leaf, value, xp), claimed)
+            if finished and error is not None:
+                raise error
 
     # Operators (+, -, *, @, indexing, reshape, ...) are attached in ops.py.
+
+
+class Deferred:
+    """A gradient that a worker thread is still computing.
+
+    A VJP may return one instead of an array; when the input is a leaf, ``backward()``
+    runs the rest of the graph first and calls ``result()`` at the end (so the worker's
+    products overlap the VJPs of the other ops); for any other input it calls ``result()``
+    at once. ``result()`` returns the array, waiting for the worker; it must be safe to
+    call more than once and also after another VJP of the same graph failed.
+    """
+
+    __slots__ = ("_resolve",)
+
+    def __init__(self, resolve):
+        self._resolve = resolve
+
+    def result(self):
+        return self._resolve()
+
+
+def _checked_gradient(node: Tensor, parent: Tensor, pg, xp):
+    """A VJP's result as an array of the parent's shape and dtype (internal errors loud)."""
+    if not isinstance(pg, xp.ndarray):  # NumPy ufuncs turn 0-d results into scalars
+        pg = xp.asarray(pg)
+    if tuple(pg.shape) != parent.shape:
+        raise RuntimeError(
+            f"internal error: VJP of op '{node._op}' returned a gradient of shape "
+            f"{tuple(pg.shape)} for an input of shape {parent.shape}"
+        )
+    if pg.dtype != parent.data.dtype:
+        pg = pg.astype(parent.data.dtype)
+    return pg
 
 
 def _accumulate_leaf(node: Tensor, g, claimed: set) -> None:

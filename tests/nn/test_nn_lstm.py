@@ -344,3 +344,49 @@ def test_projection_pipeline_reraises_worker_errors_and_restores_blas():
     good.close()
     numpy.testing.assert_array_equal(acts, 6.0)
     assert blas_threads.get_num_threads() == before
+
+
+def test_threaded_lstm_weight_gradients_deferred_or_not_and_cleanup_after_errors(monkeypatch):
+    """With the backward pipeline, the weight gradients come back as tensor.Deferred and are
+    summed after the rest of the graph: the same values when the weights are leaves, when
+    they are computed (non-leaf: resolved at once) and as the serial path; an error in a
+    VJP that runs after the LSTM's still ends the worker and restores the BLAS count."""
+    from tinytt import blas_threads
+    from tinytt.tensor import record
+
+    lstm_mod = _threaded_paths(monkeypatch, 2, 1)
+    rng = numpy.random.default_rng(9)
+    B, T, n_in, H = 5, 6, 3, 4
+    x_np = rng.standard_normal((B, T, n_in))
+    w = [rng.uniform(-0.8, 0.8, s) for s in ((n_in, 4 * H), (H, 4 * H), (4 * H,))]
+
+    def grads(scale_weights, threaded):
+        if not threaded:
+            monkeypatch.setattr(lstm_mod, "PIPELINE_MIN_ENTRIES", 10**9)
+            monkeypatch.setattr(lstm_mod, "MIN_BLOCK_ENTRIES", 10**9)
+        leaves = [tt.Tensor(a.copy(), requires_grad=True) for a in w]
+        weights = [p * 1.0 for p in leaves] if scale_weights else leaves
+        x = tt.Tensor(x_np, requires_grad=True)
+        out, h, c = lstm_layer(x, *weights)
+        _loss_parts(out, h, c).backward()
+        monkeypatch.setattr(lstm_mod, "PIPELINE_MIN_ENTRIES", 1)
+        monkeypatch.setattr(lstm_mod, "MIN_BLOCK_ENTRIES", 1)
+        return [x.grad] + [p.grad for p in leaves]
+
+    serial = grads(False, threaded=False)
+    for scale in (False, True):
+        for got, want in zip(grads(scale, threaded=True), serial):
+            assert_close(got, want, rtol=RTOL, atol=ATOL)
+
+    before = blas_threads.get_num_threads()
+
+    def failing(g):
+        raise ValueError("the embedding's VJP fails")
+    x0 = tt.Tensor(x_np, requires_grad=True)
+    x = record("fails", x0.data * 1.0, (x0,), (failing,))
+    leaves = [tt.Tensor(a.copy(), requires_grad=True) for a in w]
+    out, h, c = lstm_layer(x, *leaves)
+    with pytest.raises(ValueError, match="embedding's VJP fails"):
+        _loss_parts(out, h, c).backward()
+    assert blas_threads.get_num_threads() == before
+    assert all(p.grad is None for p in leaves)

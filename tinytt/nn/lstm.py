@@ -37,7 +37,9 @@ The fused op (``lstm_layer``) records ONE node per layer and direction with VJPs
   NumPy with several cores those products are instead computed per chunk of steps by a
   worker thread while the recurrence still runs (``_WeightGradPipeline``; partial sums
   added in chunk order, so the result does not depend on timing): backward 190 -> 170 ms
-  at 64 x 200 x 256 -> 128 on 2 cores.
+  at 64 x 200 x 256 -> 128 on 2 cores. ``dx`` is finished first; the weight gradients go
+  back to the engine as ``tensor.Deferred`` and the worker keeps summing them while the
+  engine runs the VJPs below the LSTM (the embedding's backward).
 - denormals: when the loss reads only the final state, ``dh``/``dc`` decay through time
   into the subnormal range, which makes x86 arithmetic many times slower. Every 8 steps
   of the backward, entries with ``|v| < tiny`` (1e-30 in float32, 1e-300 in float64)
@@ -63,7 +65,7 @@ import numpy
 from .. import blas_threads, ops
 from ..backend import get_xp, is_cupy_array, to_numpy
 from ..parallel import num_threads, run_blocks, split_range, submit
-from ..tensor import Tensor, record
+from ..tensor import Deferred, Tensor, record
 from . import init as _init
 from .module import Module, Parameter
 
@@ -357,22 +359,26 @@ class _StepRangeGrads:
         dW_hh = sum_t h_{t-1}^T dz_t,   dW_ih = sum_t x_t^T dz_t,   db = sum_t dz_t,
         dx_t = dz_t W_ih^T
 
-    from dZ (T, B, 4H), Hs (T, B, H), x_tm (T, B, in). ``add(lo, hi)`` computes the
-    contribution of steps [lo, hi) (rows of dx in place, partial sums kept per range);
-    ``total(ranges)`` sums the partials in the given order (fixed: results do not depend
-    on which thread computed which range).
+    from dZ (T, B, 4H), Hs (T, B, H), x_tm (T, B, in). ``add_x(lo, hi)`` writes the rows of
+    dx for steps [lo, hi); ``add_w(lo, hi)`` keeps that range's partial weight sums;
+    ``weights(starts)`` adds the partials in the given order (fixed: the result does not
+    depend on which thread computed which range).
     """
 
     def __init__(self, dZ, Hs, x_tm, W_ih, need, xp):
         self.dZ, self.Hs, self.x_tm, self.W_ih, self.need, self.xp = dZ, Hs, x_tm, W_ih, need, xp
+        self.weight_names = [n for n in ("W_hh", "W_ih", "b") if n in need]
         self.parts = {}
         self.dx = None
 
-    def _products(self, lo, hi, dx_out=None) -> dict:
-        xp = self.xp
+    def _rows(self, lo, hi):
         T, B, G = self.dZ.shape
         rows = (hi - lo) * B
-        dz = self.dZ[lo:hi].reshape(rows, G)
+        return rows, self.dZ[lo:hi].reshape(rows, G)
+
+    def _weight_products(self, lo, hi) -> dict:
+        xp = self.xp
+        rows, dz = self._rows(lo, hi)
         part = {}
         if "W_hh" in self.need:
             part["W_hh"] = xp.matmul(self.Hs[lo:hi].reshape(rows, -1).T, dz)
@@ -380,32 +386,30 @@ class _StepRangeGrads:
             part["W_ih"] = xp.matmul(self.x_tm[lo:hi].reshape(rows, -1).T, dz)
         if "b" in self.need:
             part["b"] = dz.sum(axis=0)
-        if "x" in self.need:
-            if dx_out is None:
-                part["x"] = xp.matmul(dz, self.W_ih.T)
-            else:
-                xp.matmul(dz, self.W_ih.T, out=dx_out.reshape(rows, -1))
         return part
 
     def whole(self) -> dict:
         """All steps at once (one GEMM per product)."""
         T, B, _ = self.dZ.shape
-        out = self._products(0, T)
-        if "x" in out:
-            out["x"] = out["x"].reshape(T, B, -1).transpose(1, 0, 2)
+        out = self._weight_products(0, T)
+        if "x" in self.need:
+            out["x"] = self.xp.matmul(self._rows(0, T)[1], self.W_ih.T).reshape(T, B, -1).transpose(1, 0, 2)
         return out
 
-    def add(self, lo: int, hi: int) -> None:
-        if "x" in self.need and self.dx is None:
-            raise RuntimeError("_StepRangeGrads.add: call start() first")
-        self.parts[lo] = self._products(lo, hi, None if self.dx is None else self.dx[lo:hi])
-
     def start(self) -> None:
+        """Allocate dx (before any ``add_x``)."""
         T, B, _ = self.dZ.shape
         if "x" in self.need:
             self.dx = self.xp.empty((T, B, self.x_tm.shape[2]), dtype=self.dZ.dtype)
 
-    def total(self, starts) -> dict:
+    def add_x(self, lo: int, hi: int) -> None:
+        rows, dz = self._rows(lo, hi)
+        self.xp.matmul(dz, self.W_ih.T, out=self.dx[lo:hi].reshape(rows, -1))
+
+    def add_w(self, lo: int, hi: int) -> None:
+        self.parts[lo] = self._weight_products(lo, hi)
+
+    def weights(self, starts) -> dict:
         out = {}
         for lo in starts:
             for name, value in self.parts[lo].items():
@@ -413,8 +417,6 @@ class _StepRangeGrads:
                     out[name] += value
                 else:
                     out[name] = value
-        if self.dx is not None:
-            out["x"] = self.dx.transpose(1, 0, 2)
         return out
 
 
@@ -423,21 +425,29 @@ class _WeightGradPipeline(_BlasWorker):
 
     The recurrence runs backwards in time on the calling thread and is a chain of small
     GEMMs and short elementwise calls that keeps one core busy. Its output dZ is final
-    for steps >= t once step t is done, so the weight gradients and dx of those steps can
-    be computed meanwhile: the steps are cut into fixed chunks (top chunk first), a worker
-    thread takes each chunk as soon as it is complete, and once the recurrence ends the
-    calling thread takes chunks too. BLAS runs on one thread per Python thread for the
-    whole backward (:func:`tinytt.blas_threads.single_threaded_blas`). The partial sums are
-    added in chunk order, so the result does not depend on timing.
+    for steps >= t once step t is done, so dx and the weight gradients of those steps can
+    be computed meanwhile: the steps are cut into fixed chunks, and a worker thread takes
+    the tasks "dx of a chunk" and "weight sums of a chunk" as soon as the chunk is
+    complete, dx tasks first. After the recurrence the calling thread helps with the dx
+    tasks (``finish_x``) and hands dx back; the weight tasks may go on in the worker while
+    the rest of the graph's backward runs on the calling thread (the weight gradients are
+    then ``tensor.Deferred``), until ``finish_w`` takes the remaining tasks too, waits for the
+    worker and sums the partials in chunk order (the result does not depend on timing).
+    BLAS runs on one thread per Python thread until then
+    (:func:`tinytt.blas_threads.single_threaded_blas`).
     """
 
     def __init__(self, grads: _StepRangeGrads, T: int, t_eff: int, chunk: int):
         self.grads = grads
         self.chunks = [(max(0, hi - chunk), hi) for hi in range(T, 0, -chunk)]
-        self.next = 0  # index of the next chunk nobody has taken
-        self.ready_low = t_eff  # steps >= ready_low are final (dZ beyond t_eff is zero)
+        kinds = (["x"] if "x" in grads.need else []) + (["w"] if grads.weight_names else [])
+        self.tasks = [(kind, k) for kind in kinds for k in range(len(self.chunks))]
+        self.next_free = 0          # tasks before this index are all taken
+        self.taken = [False] * len(self.tasks)
+        self.x_left = len(self.chunks) if "x" in kinds else 0   # dx tasks not yet completed
+        self.ready_low = t_eff      # steps >= ready_low are final (dZ beyond t_eff is zero)
         self.cond = threading.Condition()
-        self.done = False
+        self.result = None
         self.grads.start()
         self._start()
 
@@ -447,49 +457,87 @@ class _WeightGradPipeline(_BlasWorker):
             self.ready_low = t
             self.cond.notify()
 
-    def _take(self, wait: bool):
-        """The next chunk whose steps are final, or None when none is left."""
+    def _take(self, wait: bool, kinds=("x", "w")):
+        """The first free task of ``kinds`` whose steps are final (dx tasks come first), or
+        None when none is free (without ``wait``) or none is left at all."""
         with self.cond:
             while True:
-                if self.next >= len(self.chunks):
-                    return None
-                lo, hi = self.chunks[self.next]
-                if lo >= self.ready_low or self.done:
-                    self.next += 1
-                    return lo, hi
-                if not wait:
+                left = False
+                for i in range(self.next_free, len(self.tasks)):
+                    if self.taken[i]:
+                        continue
+                    kind, k = self.tasks[i]
+                    if kind not in kinds:
+                        continue
+                    left = True
+                    if self.chunks[k][0] >= self.ready_low:
+                        self.taken[i] = True
+                        while self.next_free < len(self.tasks) and self.taken[self.next_free]:
+                            self.next_free += 1
+                        return kind, self.chunks[k]
+                if not left or not wait:
                     return None
                 self.cond.wait()
 
+    def _run(self, task) -> None:
+        kind, (lo, hi) = task
+        if kind == "x":
+            self.grads.add_x(lo, hi)
+            with self.cond:
+                self.x_left -= 1
+                self.cond.notify_all()
+        else:
+            self.grads.add_w(lo, hi)
+
     def _worker(self) -> None:
-        while (span := self._take(wait=True)) is not None:
-            self.grads.add(*span)
+        while (task := self._take(wait=True)) is not None:
+            self._run(task)
 
     def abort(self) -> None:
-        """The recurrence failed: stop the worker after its current chunk, restore BLAS."""
+        """The recurrence failed: stop the worker after its current task, restore BLAS."""
         with self.cond:
-            self.next = len(self.chunks)
+            self.taken = [True] * len(self.tasks)
+            self.next_free = len(self.tasks)
             self.cond.notify_all()
         self._join()
 
-    def finish(self) -> dict:
-        """After the recurrence: take the remaining chunks here too, wait for the worker,
-        restore BLAS threads; returns the gradients."""
+    def finish_x(self):
+        """After the recurrence: do the remaining dx tasks here too and wait until every dx
+        task is done; returns dx as a (B, T, in) view (None when x needs no gradient)."""
         with self.cond:
-            self.done = True
             self.ready_low = 0
             self.cond.notify_all()
         try:
-            while (span := self._take(wait=False)) is not None:
-                self.grads.add(*span)
-        finally:
-            self._join()
-        return self.grads.total([lo for lo, _ in self.chunks])
+            while (task := self._take(wait=False, kinds=("x",))) is not None:
+                self._run(task)
+            with self.cond:
+                while self.x_left > 0:
+                    if self.future.done():
+                        self.future.result()  # the worker failed: raise its error
+                    self.cond.wait(0.05)
+        except BaseException:
+            self.abort()
+            raise
+        return None if self.grads.dx is None else self.grads.dx.transpose(1, 0, 2)
+
+    def finish_w(self) -> dict:
+        """Do the remaining weight tasks here too, wait for the worker, restore BLAS threads;
+        returns the weight gradients (cached: safe to call again)."""
+        if self.result is None:
+            try:
+                while (task := self._take(wait=False)) is not None:
+                    self._run(task)
+            finally:
+                self._join()
+            self.result = self.grads.weights([lo for lo, _ in self.chunks])
+        return self.result
 
 
-def _backward_kernel(gY, W_ih, W_hh, saved, need, xp):
+def _backward_kernel(gY, W_ih, W_hh, saved, need, xp, defer: bool = False):
     """BPTT. gY (B, T+2, H) -> dict of gradients for the names in ``need`` (``x`` as a
-    (B, T, in) view of a time-major array)."""
+    (B, T, in) view of a time-major array). With ``defer`` the weight gradients may come
+    back as ``tensor.Deferred`` (still being summed by a worker thread, see
+    ``_WeightGradPipeline``)."""
     acts, Hs, Cs, Tc = saved["acts"], saved["Hs"], saved["Cs"], saved["Tc"]
     mask, kfac, shift = saved["mask"], saved["kfac"], saved["shift"]
     T, B, n_in = saved["x_tm"].shape
@@ -569,10 +617,16 @@ def _backward_kernel(gY, W_ih, W_hh, saved, need, xp):
         if pipeline is not None:
             pipeline.abort()
         raise
-    if pipeline is not None:
-        out = pipeline.finish()
-    else:
+    if pipeline is None:
         out = _StepRangeGrads(dZ, Hs, saved["x_tm"], W_ih, need, xp).whole()
+    else:
+        dx = pipeline.finish_x()
+        out = {} if dx is None else {"x": dx}
+        for name in pipeline.grads.weight_names:
+            if defer:
+                out[name] = Deferred(lambda name=name: pipeline.finish_w()[name])
+            else:
+                out[name] = pipeline.finish_w()[name]
     out["h0"] = dh
     out["c0"] = dc
     return out
@@ -660,7 +714,7 @@ def lstm_layer(x, W_ih, W_hh, b, h0=None, c0=None, lengths=None, reverse: bool =
                 gk = xp.empty_like(g)
                 gk[:, T:] = g[:, T:]
                 gk[:, :T] = g[perm_x]
-            res = _backward_kernel(gk, W_ih.data, W_hh.data, saved, need, xp)
+            res = _backward_kernel(gk, W_ih.data, W_hh.data, saved, need, xp, defer=True)
             if reverse and "x" in res:
                 dx = xp.empty_like(res["x"])
                 dx[perm_x] = res["x"]
