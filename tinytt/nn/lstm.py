@@ -420,6 +420,10 @@ class _StepRangeGrads:
         return out
 
 
+#: backward pipelines whose weight sums may still be running (see ``_WeightGradPipeline``)
+_OUTSTANDING = []
+
+
 class _WeightGradPipeline(_BlasWorker):
     """Overlap the backward's big GEMMs with its recurrence (NumPy, >= 2 cores).
 
@@ -438,6 +442,12 @@ class _WeightGradPipeline(_BlasWorker):
     """
 
     def __init__(self, grads: _StepRangeGrads, T: int, t_eff: int, chunk: int):
+        # one pipeline with work in flight at a time: an earlier LSTM's deferred weight sums
+        # (the other direction, the next layer) are finished first, so that its worker does
+        # not compete with this recurrence for the cores (BiLSTM step 0.83 -> 0.85-0.94 s
+        # when they overlapped)
+        for earlier in list(_OUTSTANDING):
+            earlier.finish_w()
         self.grads = grads
         self.chunks = [(max(0, hi - chunk), hi) for hi in range(T, 0, -chunk)]
         kinds = (["x"] if "x" in grads.need else []) + (["w"] if grads.weight_names else [])
@@ -448,8 +458,10 @@ class _WeightGradPipeline(_BlasWorker):
         self.ready_low = t_eff      # steps >= ready_low are final (dZ beyond t_eff is zero)
         self.cond = threading.Condition()
         self.result = None
+        self._finishing = threading.Lock()
         self.grads.start()
         self._start()
+        _OUTSTANDING.append(self)
 
     def steps_done(self, t: int) -> None:
         """The recurrence has finished step t (and every later one)."""
@@ -499,7 +511,9 @@ class _WeightGradPipeline(_BlasWorker):
             self.taken = [True] * len(self.tasks)
             self.next_free = len(self.tasks)
             self.cond.notify_all()
-        self._join()
+        with self._finishing:
+            self._discard()
+            self._join()
 
     def finish_x(self):
         """After the recurrence: do the remaining dx tasks here too and wait until every dx
@@ -523,14 +537,22 @@ class _WeightGradPipeline(_BlasWorker):
     def finish_w(self) -> dict:
         """Do the remaining weight tasks here too, wait for the worker, restore BLAS threads;
         returns the weight gradients (cached: safe to call again)."""
-        if self.result is None:
-            try:
-                while (task := self._take(wait=False)) is not None:
-                    self._run(task)
-            finally:
-                self._join()
-            self.result = self.grads.weights([lo for lo, _ in self.chunks])
+        with self._finishing:  # once, even when called from two threads
+            if self.result is None:
+                self._discard()
+                try:
+                    while (task := self._take(wait=False)) is not None:
+                        self._run(task)
+                finally:
+                    self._join()
+                self.result = self.grads.weights([lo for lo, _ in self.chunks])
         return self.result
+
+    def _discard(self) -> None:
+        try:
+            _OUTSTANDING.remove(self)
+        except ValueError:
+            pass
 
 
 def _backward_kernel(gY, W_ih, W_hh, saved, need, xp, defer: bool = False):
