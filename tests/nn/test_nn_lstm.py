@@ -293,6 +293,7 @@ def test_threaded_paths_match_reference(monkeypatch, threads, chunk_rows, num_la
     for a, e in zip(*results):
         assert_close(a, e, rtol=RTOL, atol=ATOL)
     assert blas_threads.get_num_threads() == before
+    assert lstm_mod._OUTSTANDING == []  # every deferred weight sum was finished by backward()
 
 
 def test_weight_gradient_pipeline_is_deterministic_and_cleans_up_after_errors(monkeypatch):
