@@ -10,7 +10,9 @@ paths. Leaves (tensors created by the user with ``requires_grad=True``) receive
 their gradient in ``.grad``, a plain backend array of the leaf's shape and dtype.
 
 Operations themselves live in ``ops.py``, ``einsum.py`` and ``functional.py``;
-they call ``record`` to attach their VJPs.
+they call ``record`` to attach their VJPs. A VJP may return a ``Deferred`` (a gradient a
+worker thread is still computing); for a leaf, ``backward`` collects it after the rest of
+the graph.
 """
 
 from __future__ import annotations
