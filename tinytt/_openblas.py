@@ -6,9 +6,11 @@ followed by the optimizer's elementwise update, which tinytt spreads over the co
 (``tinytt.parallel``): with a spinning BLAS thread on the other core the update got no
 second core (Adam on a 30000 x 256 embedding: 36 ms in the step against 22 ms on its own).
 ``2**20`` cycles (about 0.5 ms) still bridges the gaps between an LSTM's per-step GEMMs,
-so the recurrence keeps its warm BLAS threads. OpenBLAS reads ``OPENBLAS_THREAD_TIMEOUT``
-once, when it loads: this only takes effect when ``tinytt`` is imported before NumPy (the
-``tinytt`` command always is), and a value already in the environment wins.
+so the recurrence keeps its warm BLAS threads; and a short spin is what lets the LSTM's own
+worker threads run GEMMs beside BLAS calls (``tinytt.blas_threads.cooperative``). OpenBLAS
+reads ``OPENBLAS_THREAD_TIMEOUT`` once, when it loads: this only takes effect when ``tinytt``
+is imported before NumPy (the ``tinytt`` command always is), and a value already in the
+environment wins.
 """
 
 import os

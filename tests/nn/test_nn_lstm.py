@@ -258,14 +258,14 @@ def _threaded_paths(monkeypatch, threads, chunk_rows):
     return lstm_mod
 
 
-@pytest.mark.parametrize("threads,chunk_rows", [(2, 1), (3, 1), (2, 10**6)])
+@pytest.mark.parametrize("threads,chunk_rows,chunk_steps", [(2, 1, 1), (3, 1, 1), (2, 10**6, 2)])
 @pytest.mark.parametrize("num_layers,bidirectional,lengths", [
     (1, False, None),
     (1, True, [5, 2, 4, 1, 5, 3, 2]),
     (2, True, [1, 1, 5, 5, 2, 4, 3]),
 ])
-def test_threaded_paths_match_reference(monkeypatch, threads, chunk_rows, num_layers, bidirectional,
-                                        lengths):
+def test_threaded_paths_match_reference(monkeypatch, threads, chunk_rows, chunk_steps, num_layers,
+                                        bidirectional, lengths):
     """The forward with its input projection computed ahead by a worker (two threads:
     lstm._ProjectionPipeline, chunks of one step or of ceil(T/4) steps) or its recurrence
     split over blocks of batch rows, each in its own thread with one-thread BLAS (three
@@ -277,7 +277,8 @@ def test_threaded_paths_match_reference(monkeypatch, threads, chunk_rows, num_la
 
     lstm_mod = _threaded_paths(monkeypatch, threads, chunk_rows)
     assert len(lstm_mod._row_blocks(7, 4, numpy)) == threads
-    assert lstm_mod._pipeline_chunk(5, 7, 4, numpy) == min(-(-chunk_rows // 7), 2)
+    # chunk_rows=1: one step (7 rows) per chunk; a huge chunk_rows: capped at ceil(T/4) = 2 steps
+    assert lstm_mod._pipeline_chunk(5, 7, 4, numpy) == chunk_steps
     before = blas_threads.get_num_threads()
     rng = numpy.random.default_rng(5)
     x_np = rng.standard_normal((7, 5, 3))

@@ -114,6 +114,25 @@ def _gate_constants(h: int, dtype, xp):
 #: state entries: below it the per-step Python overhead of two threads outweighs the gain
 #: (measured on 2 cores: 4,096 per block ~0.75x the serial loop, 2,048 per block ~1.0x)
 MIN_BLOCK_ENTRIES = 4096
+#: the pipelines hand a worker chunks of about this many rows (steps x batch): input
+#: projections in the forward (``_ProjectionPipeline``), products in the backward
+#: (``_WeightGradPipeline``)
+PIPELINE_CHUNK_ROWS = 512
+#: ... when the batch has at least this many (rows x H) state entries
+PIPELINE_MIN_ENTRIES = 4096
+
+
+def _pipeline_chunk(T: int, B: int, H: int, xp) -> int:
+    """Steps per chunk of the forward's projection pipeline and the backward's
+    weight-gradient pipeline, or 0 for none: CuPy, one worker, too little work, or a BLAS
+    that cannot share the cores (:func:`tinytt.blas_threads.cooperative`: its thread count
+    cannot be set, or its helper threads busy-wait long after each call because NumPy was
+    imported before tinytt without ``OPENBLAS_THREAD_TIMEOUT``)."""
+    if xp is not numpy or num_threads() < 2 or B * H < PIPELINE_MIN_ENTRIES or T < 2:
+        return 0
+    if not blas_threads.cooperative():
+        return 0
+    return max(1, min(-(-PIPELINE_CHUNK_ROWS // B), -(-T // 4)))
 
 
 def _row_blocks(B: int, H: int, xp) -> list:
@@ -333,24 +352,6 @@ def _forward_rows(acts, Hs, Cs, Tc, Y, mask, spans, Whh_s, b_s, xp, ready=None) 
     if t_eff < T:
         Y[:, t_eff:T] = 0
         Hs[t_eff:] = 0  # paired with dz = 0 in the weight GEMMs
-#: the backward hands its big GEMMs to a worker in chunks of about this many rows
-#: (steps x batch) while the recurrence still runs (see ``_WeightGradPipeline``)
-PIPELINE_CHUNK_ROWS = 512
-#: ... when the batch has at least this many (rows x H) state entries
-PIPELINE_MIN_ENTRIES = 4096
-
-
-def _pipeline_chunk(T: int, B: int, H: int, xp) -> int:
-    """Steps per chunk of the forward's projection pipeline and the backward's
-    weight-gradient pipeline, or 0 for none: CuPy, one worker, too little work, or a BLAS
-    that cannot share the cores (:func:`tinytt.blas_threads.cooperative`: its thread count
-    cannot be set, or its helper threads busy-wait long after each call because NumPy was
-    imported before tinytt without ``OPENBLAS_THREAD_TIMEOUT``)."""
-    if xp is not numpy or num_threads() < 2 or B * H < PIPELINE_MIN_ENTRIES or T < 2:
-        return 0
-    if not blas_threads.cooperative():
-        return 0
-    return max(1, min(-(-PIPELINE_CHUNK_ROWS // B), -(-T // 4)))
 
 
 class _StepRangeGrads:
@@ -563,9 +564,9 @@ def _backward_kernel(gY, W_ih, W_hh, saved, need, xp, defer: bool = False):
     acts, Hs, Cs, Tc = saved["acts"], saved["Hs"], saved["Cs"], saved["Tc"]
     mask, kfac, shift = saved["mask"], saved["kfac"], saved["shift"]
     T, B, n_in = saved["x_tm"].shape
-    # one block of rows: the backward step is a dozen ufuncs of a few microseconds each,
-    # and two threads running it spent their time handing the GIL back and forth (measured
-    # at 64 x 128: 55 ms on one thread, 64 ms in two blocks)
+    # the recurrence runs on this thread for all rows (no row blocks): its step is a dozen
+    # ufuncs of a few microseconds each, and two threads running it spent their time handing
+    # the GIL back and forth (measured at 64 x 128: 55 ms on one thread, 64 ms in two blocks)
     t_eff, t_full = _time_spans(saved["lengths_np"], 0, B, T)
     H = W_hh.shape[0]
     G = 4 * H
