@@ -19,8 +19,14 @@ dense model, and to PyTorch's fastest formulation with the same kind of embeddin
 (``ratio_to_torch_fastest``: for LSTMs the faster of the final/mean readouts, for TT the
 faster of the two TT lookups).
 
-    python benchmarks/train_step.py            # full run
-    python benchmarks/train_step.py --quick    # fewer repetitions
+Timing is interleaved: every model is built first, then each of ``--rounds`` rounds (default 3)
+times every model in turn (1 warm-up step, ``--reps`` timed steps; the order reverses each round)
+and measures the GEMM floor again, so a slow drift of the machine's speed hits tinytt and
+PyTorch alike. Medians pool all rounds; ``ratio_to_torch_fastest_by_round`` gives the same
+ratio per round (its spread shows how far one run's noise moves the ratio).
+
+    python benchmarks/train_step.py            # full run (3 rounds x 3 timed steps)
+    python benchmarks/train_step.py --quick    # one round of 3 timed steps
 """
 
 from __future__ import annotations
@@ -233,8 +239,11 @@ def gemm_floor(reps: int) -> float:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions (1 warm-up, 3 timed)")
-    parser.add_argument("--reps", type=int, default=None, help="timed steps per model (default 7)")
+    parser.add_argument("--quick", action="store_true", help="one round of 1 warm-up and 3 timed steps")
+    parser.add_argument("--reps", type=int, default=None, help="timed steps per model and round (default 3)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="rounds (default 3): each round times every model in turn, so slow "
+                             "drifts of the machine hit tinytt and PyTorch alike")
     parser.add_argument("--models", default="lstm-final,lstm-mean,mlp")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch baselines")
     parser.add_argument("--out", metavar="FILE", default=None, help="also append the JSON lines to FILE")
@@ -246,9 +255,13 @@ def main(argv=None):
     _OUT[0] = args.out
     if args.keep_freed_memory:
         tt.allocator.keep_freed_memory()
-    warmup, reps = (1, 3) if args.quick else (2, 7)
+    warmup, reps, rounds = (1, 3, 1) if args.quick else (2, 3, 3)
     if args.reps:
         reps = args.reps
+    if args.rounds:
+        rounds = args.rounds
+    if reps < 1 or rounds < 1:
+        parser.error("--reps and --rounds must be at least 1")
     rng = numpy.random.default_rng(0)
     ids = rng.integers(0, V, size=(B, T)).astype(numpy.int64)
     y = rng.integers(0, C, size=B).astype(numpy.int64)
@@ -267,45 +280,59 @@ def main(argv=None):
            "numpy": numpy.__version__, "torch": torch_version, "backend": tt.get_backend(),
            "malloc": malloc_mode(),
            "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
-           "batch": B, "time": T, "vocab": V, "dim": D, "hidden": H, "warmup": warmup, "reps": reps}
+           "batch": B, "time": T, "vocab": V, "dim": D, "hidden": H, "warmup": warmup, "reps": reps,
+           "rounds": rounds}
     _emit(env)
-    floor = gemm_floor(max(3, reps // 2))
-    _emit({"what": "lstm_gemm_floor", "median_s": round(floor, 4)})
     if torch is not None and "tt" in emb_kinds:
         check_torch_tt(torch, ids)
-    torch_times = {}  # (model, embedding) -> median s
     models = args.models.split(",")
-    for model_name in models if torch is not None else []:
-        for emb_kind in TORCH_EMBEDDINGS if "tt" in emb_kinds else ("dense",):
-            step = torch_step_fn(model_name, ids, y, emb_kind)
-            med, best, _ = _median_time(step, warmup, reps)
-            torch_times[model_name, emb_kind] = med
-            _emit({"what": "train_step", "impl": "torch", "model": model_name,
-                   "embedding": emb_kind, "median_s": round(med, 4), "min_s": round(best, 4),
-                   "tokens_per_s": round(B * T / med)})
-
-    def torch_fastest(model_name, emb_kind):
-        """PyTorch's fastest time for the same model family (LSTMs: either readout) and the
-        same kind of embedding (TT: either TT lookup), or None."""
-        family = ("lstm",) if model_name.startswith("lstm") else (model_name,)
-        times = [t for (m, e), t in torch_times.items()
-                 if m.startswith(family) and (e == "dense") == (emb_kind == "dense")]
-        return min(times) if times else None
-
+    variants = []  # (impl, model, embedding, step, losses, n_params), PyTorch first within a model
     for model_name in models:
+        for emb_kind in (TORCH_EMBEDDINGS if "tt" in emb_kinds else ("dense",)) if torch is not None else ():
+            variants.append(("torch", model_name, emb_kind, torch_step_fn(model_name, ids, y, emb_kind), None, None))
         for emb_kind in emb_kinds:
-            step, losses, n_params = tinytt_step_fn(model_name, emb_kind, ids, y)
-            med, best, _ = _median_time(step, warmup, reps)
-            row = {"what": "train_step", "impl": "tinytt", "model": model_name, "embedding": emb_kind,
-                   "median_s": round(med, 4), "min_s": round(best, 4), "tokens_per_s": round(B * T / med),
-                   "params": int(n_params), "loss_first": round(losses[0], 4), "loss_last": round(losses[-1], 4)}
+            variants.append(("tinytt", model_name, emb_kind) + tuple(tinytt_step_fn(model_name, emb_kind, ids, y)))
+    times = {v[:3]: [] for v in variants}        # every timed step of each variant, all rounds
+    round_medians = {v[:3]: [] for v in variants}
+    floor_times = []
+    for r in range(rounds):
+        floor_times.append(gemm_floor(max(3, reps // 2)))
+        # alternate the order each round, so no variant always runs right after the same one
+        for impl, model_name, emb_kind, step, _, _ in (variants if r % 2 == 0 else variants[::-1]):
+            _, _, block = _median_time(step, warmup if r == 0 else 1, reps)
+            times[impl, model_name, emb_kind].extend(block)
+            round_medians[impl, model_name, emb_kind].append(statistics.median(block))
+    floor = statistics.median(floor_times)
+    _emit({"what": "lstm_gemm_floor", "median_s": round(floor, 4),
+           "round_medians_s": [round(t, 4) for t in floor_times]})
+
+    def fastest_torch(model_name, emb_kind, per_round=None):
+        """PyTorch's fastest median for the same model family (LSTMs: either readout) and
+        the same kind of embedding (TT: either TT lookup) -- over all rounds, or in round
+        ``per_round`` -- or None without PyTorch."""
+        family = "lstm" if model_name.startswith("lstm") else model_name
+        found = [statistics.median(t) if per_round is None else round_medians[key][per_round]
+                 for key, t in times.items()
+                 if key[0] == "torch" and key[1].startswith(family) and (key[2] == "dense") == (emb_kind == "dense")]
+        return min(found) if found else None
+
+    for impl, model_name, emb_kind, _, losses, n_params in variants:
+        key = (impl, model_name, emb_kind)
+        med = statistics.median(times[key])
+        row = {"what": "train_step", "impl": impl, "model": model_name, "embedding": emb_kind,
+               "median_s": round(med, 4), "min_s": round(min(times[key]), 4),
+               "round_medians_s": [round(t, 4) for t in round_medians[key]],
+               "tokens_per_s": round(B * T / med)}
+        if impl == "tinytt":
+            row.update(params=int(n_params), loss_first=round(losses[0], 4), loss_last=round(losses[-1], 4))
             if model_name.startswith("lstm"):
                 row["ratio_to_gemm_floor"] = round(med / floor, 3)
-            if (model_name, "dense") in torch_times:
-                row["ratio_to_torch_dense"] = round(med / torch_times[model_name, "dense"], 3)
-                row["ratio_to_torch_fastest"] = round(med / torch_fastest(model_name, emb_kind), 3)
-            _emit(row)
-
+            if torch is not None:
+                row["ratio_to_torch_dense"] = round(med / statistics.median(times["torch", model_name, "dense"]), 3)
+                row["ratio_to_torch_fastest"] = round(med / fastest_torch(model_name, emb_kind), 3)
+                per_round = [round_medians[key][i] / fastest_torch(model_name, emb_kind, i) for i in range(rounds)]
+                row["ratio_to_torch_fastest_by_round"] = [round(x, 3) for x in per_round]
+        _emit(row)
 
 if __name__ == "__main__":
     main()
