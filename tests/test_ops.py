@@ -473,3 +473,22 @@ def test_sigmoid_stable_for_large_inputs(dtype):
     with np.errstate(over="raise", invalid="raise", divide="raise"):
         tanh = tt.tanh(T(a))
     assert np.all(np.isfinite(tt.to_numpy(tanh)))
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64"])
+def test_check_ids_returns_intp_for_every_integer_dtype(dtype):
+    # callers do index arithmetic on the result (digit codes, sort keys): no narrow dtype
+    ids = np.array([[0, 5], [7, 100]], dtype=dtype)
+    got = tt.ops.check_ids(on_device(ids), 101, tt.get_xp(), "ids")
+    assert got.dtype == np.intp
+    assert np.array_equal(tt.to_numpy(got), ids.astype(np.int64))
+
+
+def test_check_ids_list_forms():
+    xp = tt.get_xp()
+    assert tt.ops.check_ids([], 3, xp, "ids").shape == (0,)
+    assert tt.ops.check_ids(2, 3, xp, "ids").shape == ()
+    with pytest.raises(ValueError, match="rectangular"):
+        tt.ops.check_ids([[1, 2], [0]], 3, xp, "ids")
+    with pytest.raises(TypeError, match="integer"):
+        tt.ops.check_ids(np.array([True]), 3, xp, "ids")

@@ -340,14 +340,22 @@ def getitem(x, index) -> Tensor:
 def check_ids(ids, num_rows: int, xp, name: str = "ids"):
     """Validate row ids: an integer array (or Tensor / list / int) with values in [0, num_rows).
 
-    Returns the backend array. Raises TypeError (not an integer array) or IndexError (out of
-    range, naming the range and the values found). One min/max pass over the ids (a device
-    sync on CuPy, which would otherwise wrap out-of-range ids silently).
+    Returns the backend array as ``intp`` (no copy for int64 ids on 64-bit machines), so
+    index arithmetic on it (digit codes, sort keys) cannot wrap around in a narrow dtype.
+    Raises TypeError (not an integer array), ValueError (a ragged nested list) or
+    IndexError (out of range, naming the range and the values found). One min/max pass
+    over the ids (a device sync on CuPy, which would otherwise wrap out-of-range ids
+    silently).
     """
     if isinstance(ids, Tensor):
         ids = ids.data
     if isinstance(ids, (list, tuple, numbers.Integral)) and not isinstance(ids, bool):
-        ids = xp.asarray(ids)
+        try:
+            ids = xp.asarray(ids)
+        except ValueError as exc:
+            raise ValueError(f"{name}: ids must be a rectangular (nested) list of ints: {exc}") from None
+        if ids.size == 0 and ids.dtype.kind == "f":  # [] or [[], []]: no values to have a dtype
+            ids = ids.astype(xp.intp)
     if not hasattr(ids, "dtype") or not hasattr(ids, "shape"):
         raise TypeError(f"{name}: ids must be an integer array, got {type(ids).__name__}")
     if ids.dtype.kind not in "iu":
@@ -358,7 +366,7 @@ def check_ids(ids, num_rows: int, xp, name: str = "ids"):
         lo, hi = int(ids.min()), int(ids.max())
         if lo < 0 or hi >= num_rows:
             raise IndexError(f"{name}: ids must lie in [0, {num_rows}), got values in [{lo}, {hi}]")
-    return ids
+    return ids.astype(xp.intp, copy=False)
 
 
 def take(x, indices) -> Tensor:
