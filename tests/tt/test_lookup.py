@@ -157,6 +157,80 @@ def test_bad_ids_and_strategy():
         tt_matrix_rows(cores, tt.to_device(numpy.array([1])), (2, 2), (2, 2), strategy="fastest")
 
 
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int16", "uint16", "int32", "uint32", "uint64"])
+def test_narrow_and_unsigned_id_dtypes_give_the_int64_rows_and_gradients(dtype):
+    # the plan's digit codes and sort keys (digit * parents + parent) exceed int8/int16:
+    # they must not wrap around in the ids' own dtype (they did under "gather")
+    rng = numpy.random.default_rng(7)
+    row_shape, col_shape, ranks = (5, 6, 9), (2, 2, 2), (1, 2, 2, 1)
+    cores = [rng.standard_normal((ranks[k], row_shape[k], col_shape[k], ranks[k + 1])) for k in range(3)]
+    dense = dense_tt_matrix(cores)
+    high = min(int(numpy.iinfo(dtype).max) + 1, dense.shape[0])
+    ids = rng.integers(0, high, 300)
+    upstream = tt.to_device(rng.standard_normal((300, 8)))
+    for strategy, mode in VARIANTS:
+        leaves = [tt.Tensor(tt.to_device(c), requires_grad=True) for c in cores]
+        out = tt_matrix_rows(leaves, tt.to_device(ids.astype(dtype)), row_shape, col_shape, strategy=strategy, mode=mode)
+        assert_close(out, dense[ids], rtol=1e-10, atol=1e-12, err_msg=f"{dtype} {strategy}/{mode}")
+        out.backward(upstream)
+        ref = [tt.Tensor(tt.to_device(c), requires_grad=True) for c in cores]
+        tt_matrix_rows(ref, tt.to_device(ids), row_shape, col_shape, strategy=strategy, mode=mode).backward(upstream)
+        for a, b in zip(leaves, ref):
+            assert_close(a.grad, b.grad, rtol=1e-12, atol=1e-12, err_msg=f"{dtype} {strategy}/{mode}")
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_int16_ids_over_a_large_vocabulary(strategy):
+    # 15,000 distinct int16 ids < 30,000: sort keys digit * parents + parent overflow int16
+    rng = numpy.random.default_rng(9)
+    row_shape, col_shape, ranks = (25, 30, 40), (2, 2, 2), (1, 2, 2, 1)
+    cores = [tt.to_device(rng.standard_normal((ranks[k], row_shape[k], col_shape[k], ranks[k + 1]))) for k in range(3)]
+    ids = numpy.arange(0, 30000, 2)
+    full = tt.to_numpy(tt.TTMatrix([tt.Tensor(c) for c in cores]).full().data)
+    out = tt_matrix_rows(cores, tt.to_device(ids.astype(numpy.int16)), row_shape, col_shape, strategy=strategy)
+    assert_close(out, full[ids], rtol=1e-10, atol=1e-12)
+
+
+def test_backward_twice_recomputes_and_never_shares_gradient_arrays():
+    # a second backward() of the same output with the same array changed in place must see
+    # the new values (the VJPs once cached their result by the gradient's identity)
+    rng = numpy.random.default_rng(8)
+    cores = [tt.Tensor(tt.to_device(rng.standard_normal(s)), requires_grad=True) for s in [(1, 4, 2, 3), (3, 5, 2, 1)]]
+    out = tt_matrix_rows(cores, tt.to_device(numpy.array([1, 7, 7, 19])), (4, 5), (2, 2))
+    upstream = tt.to_device(rng.standard_normal((4, 4)))
+    out.backward(upstream)
+    first = [tt.to_numpy(c.grad).copy() for c in cores]
+    first_arrays = [c.grad for c in cores]
+    for c in cores:
+        c.grad = None
+    upstream *= 2
+    out.backward(upstream)
+    for c, want, old in zip(cores, first, first_arrays):
+        assert_close(c.grad, 2 * want, rtol=1e-12, atol=1e-12)
+        assert c.grad is not old
+    # only some cores trainable: still one fresh pass per backward()
+    cores[0].requires_grad = False
+    cores[1].grad = None
+    out.backward(upstream)
+    assert_close(cores[1].grad, 2 * first[1], rtol=1e-12, atol=1e-12)
+
+
+def test_arguments_are_checked_against_the_cores():
+    cores = [tt.to_device(numpy.ones((1, 2, 2, 1)))] * 2
+    ids = tt.to_device(numpy.array([1]))
+    for bad in (-1, 4, "1", 1.0, True):
+        with pytest.raises(ValueError, match="padding_idx"):
+            tt_matrix_rows(cores, ids, (2, 2), (2, 2), padding_idx=bad)
+    with pytest.raises(ValueError, match="row_shape"):
+        tt_matrix_rows(cores, ids, (4, 1), (2, 2))   # same V', different digits: was silently wrong
+    with pytest.raises(ValueError, match="col_shape"):
+        tt_matrix_rows(cores, ids, (2, 2), (4, 1))
+    with pytest.raises(ValueError, match="row_shape"):
+        tt_matrix_rows(cores, ids, (2, 2, 1), (2, 2, 1))
+    with pytest.raises(ValueError, match="strategy"):
+        tt_matrix_rows(cores, tt.to_device(numpy.zeros(0, dtype=numpy.int64)), (2, 2), (2, 2), strategy="nope")
+
+
 def test_cost_model_prefers_sharing_for_clustered_ids_and_full_for_dense_batches():
     row_shape, col_shape, ranks = (25, 30, 40), (4, 8, 8), (1, 16, 16, 1)
     few = numpy.array([3, 17, 41, 1000])

@@ -52,6 +52,7 @@ batch are summed once, up front, in a fixed order: the result is deterministic.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy
@@ -459,9 +460,33 @@ def tt_matrix_rows(cores, ids, row_shape, col_shape, strategy: str = "auto", pad
     described in the module docstring; the backward costs about twice the forward.
     """
     cores = [c if isinstance(c, Tensor) else Tensor(c) for c in cores]
+    row_shape, col_shape = _check_core_shapes(cores, row_shape, col_shape)
+    n_rows = math.prod(row_shape)
+    if padding_idx is not None and (isinstance(padding_idx, bool) or not isinstance(padding_idx, numbers.Integral)
+                                    or not 0 <= padding_idx < n_rows):
+        raise ValueError(f"tt_matrix_rows: padding_idx must be None or an int in [0, {n_rows}), got {padding_idx!r}")
     xp = get_xp(*(c.data for c in cores))
-    ids = check_ids(ids, math.prod(row_shape), xp, "tt_matrix_rows")
+    ids = check_ids(ids, n_rows, xp, "tt_matrix_rows")
     return rows_of_checked_ids(cores, ids, row_shape, col_shape, strategy, padding_idx, mode=mode)
+
+
+def _check_core_shapes(cores, row_shape, col_shape) -> tuple:
+    """``(row_shape, col_shape)`` as int tuples after checking them against the cores'
+    ``(r_{k-1}, v_k, d_k, r_k)`` shapes; ValueError naming the mismatch otherwise."""
+    try:
+        row_shape, col_shape = tuple(row_shape), tuple(col_shape)
+    except TypeError:
+        raise TypeError(f"tt_matrix_rows: row_shape and col_shape must be tuples of ints, got {row_shape!r} "
+                        f"and {col_shape!r}") from None
+    if not cores or any(c.ndim != 4 for c in cores):
+        raise ValueError("tt_matrix_rows: cores must be a non-empty list of 4-D cores (r_{k-1}, v_k, d_k, r_k), "
+                         f"got shapes {[tuple(c.shape) for c in cores]}")
+    want_rows = tuple(int(c.shape[1]) for c in cores)
+    want_cols = tuple(int(c.shape[2]) for c in cores)
+    if row_shape != want_rows or col_shape != want_cols:
+        raise ValueError(f"tt_matrix_rows: row_shape {row_shape} and col_shape {col_shape} must match the cores' "
+                         f"mode sizes {want_rows} and {want_cols}")
+    return want_rows, want_cols
 
 
 def rows_of_checked_ids(cores, ids, row_shape, col_shape, strategy: str = "auto", padding_idx=None,
@@ -469,6 +494,8 @@ def rows_of_checked_ids(cores, ids, row_shape, col_shape, strategy: str = "auto"
     """``tt_matrix_rows`` without validating ``ids`` (a backend integer array already checked
     with ``ops.check_ids``): callers that validated against a tighter bound (the real
     vocabulary of ``TTEmbedding``) skip a second pass over the ids."""
+    if strategy != "auto" and strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be 'auto' or one of {STRATEGIES}, got {strategy!r}")
     arrays = [c.data for c in cores]
     xp = get_xp(*arrays)
     d_total = math.prod(col_shape)
@@ -485,17 +512,25 @@ def rows_of_checked_ids(cores, ids, row_shape, col_shape, strategy: str = "auto"
         rows[pad_pos] = 0
     out = xp.take(rows, plan.inverse, axis=0).reshape(out_shape)
 
-    cache = {}
+    # The engine calls the N cores' VJPs one after another with the same g: all N gradients
+    # come from one backward pass, computed on the first call and handed out once each. A
+    # core asking again (a later backward(), even with the same g array changed in place)
+    # starts a new pass, so no stale or shared gradient is ever returned.
+    state = {"pending": set()}
 
-    def core_grads(g):
-        if cache.get("g") is not g:
+    def core_grad(g, k):
+        if k not in state["pending"] or state["g"] is not g:
             # g is (S, D), maybe a broadcast view (a mean over tokens): read in place
             d_rows = scatter_add(plan.inverse.reshape(ids.shape), g, rows.shape[0])
             if pad_pos is not None:
                 d_rows[pad_pos] = 0
-            cache["g"] = g
-            cache["grads"] = _backward(plan, arrays, saved, d_rows, xp)
-        return cache["grads"]
+            state.update(g=g, grads=_backward(plan, arrays, saved, d_rows, xp),
+                         pending={i for i, c in enumerate(cores) if c.requires_grad} | {k})
+        state["pending"].discard(k)
+        grad = state["grads"][k]
+        if not state["pending"]:
+            state.update(g=None, grads=None)
+        return grad
 
-    vjps = tuple((lambda g, k=k: core_grads(g)[k]) for k in range(len(arrays)))
+    vjps = tuple((lambda g, k=k: core_grad(g, k)) for k in range(len(arrays)))
     return record("tt_rows", out, tuple(cores), vjps)
