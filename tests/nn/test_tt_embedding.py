@@ -135,6 +135,20 @@ def test_bad_input_errors():
         TTEmbedding(0, 8)
     with pytest.raises(ValueError, match="rank=|eps="):
         TTEmbedding.from_dense(numpy.ones((4, 4)))
+    with pytest.raises(ValueError, match="empty"):
+        layer([])
+    with pytest.raises(ValueError, match="rectangular"):
+        layer([[1, 2], [3]])
+    with pytest.raises(ValueError, match="shape"):
+        TTEmbedding(100, 16, shape=((10.9, 10.2), (4, 4)))   # was truncated to (10, 10)
+    weight = numpy.ones((100, 16))
+    for bad_rank in ("4", 0, 2.5, True, [1, 0, 1], []):
+        with pytest.raises(ValueError, match="rank"):
+            TTEmbedding.from_dense(weight, rank=bad_rank)
+    with pytest.raises(ValueError, match="n_cores"):
+        TTEmbedding.from_dense(weight, rank=2, n_cores=0)
+    with pytest.raises(ValueError, match="shape"):
+        TTEmbedding.from_dense(weight, rank=2, row_shape=(10.5, 10))
 
 
 @pytest.mark.parametrize("kind", ["dense", "tt"])

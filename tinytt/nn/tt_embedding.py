@@ -29,6 +29,15 @@ def _check_count(value, name: str) -> int:
     return int(value)
 
 
+def _is_rank(rank) -> bool:
+    """True for a positive int or a list/tuple of positive ints (not bools, not strings)."""
+    def positive_int(r):
+        return not isinstance(r, bool) and isinstance(r, numbers.Integral) and r >= 1
+    if isinstance(rank, (list, tuple)):
+        return len(rank) > 0 and all(positive_int(r) for r in rank)
+    return positive_int(rank)
+
+
 class _CallableInt(int):
     """An int that returns itself when called."""
 
@@ -74,9 +83,12 @@ class TTEmbedding(Module):
 
     def _check_shape(self, shape):
         try:
-            row_shape, col_shape = (tuple(int(s) for s in part) for part in shape)
+            row_shape, col_shape = (tuple(part) for part in shape)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"shape must be (row_shape, col_shape), two tuples of ints, got {shape!r}") from exc
+        if any(isinstance(s, bool) or not isinstance(s, numbers.Integral) for s in row_shape + col_shape):
+            raise ValueError(f"shape must be (row_shape, col_shape), two tuples of ints, got {shape!r}")
+        row_shape, col_shape = tuple(int(s) for s in row_shape), tuple(int(s) for s in col_shape)
         if len(row_shape) != len(col_shape) or not row_shape or min(row_shape + col_shape) < 1:
             raise ValueError(f"shape must be two non-empty tuples of positive ints of equal length, got {shape!r}")
         if math.prod(row_shape) < self.num_embeddings:
@@ -108,6 +120,9 @@ class TTEmbedding(Module):
         """
         if rank is None and eps is None:
             raise ValueError("from_dense: give rank=..., eps=... or both")
+        if rank is not None and not _is_rank(rank):
+            raise ValueError(f"from_dense: rank must be a positive int or a list of positive ints "
+                             f"(1, r_1, ..., r_(N-1), 1), got {rank!r}")
         if isinstance(weight, Tensor):
             weight = weight.data
         xp = get_xp(weight)
@@ -116,6 +131,8 @@ class TTEmbedding(Module):
             raise ValueError(f"from_dense: weight must be a 2-D float array (V, D), got shape "
                              f"{tuple(weight.shape)} and dtype {weight.dtype}")
         n_rows, dim = (int(s) for s in weight.shape)
+        if row_shape is None or col_shape is None:
+            n_cores = _check_count(n_cores, "n_cores") if row_shape is None else len(tuple(row_shape))
         row_shape = tuple(row_shape) if row_shape is not None else suggest_shape(n_rows, n_cores)
         col_shape = tuple(col_shape) if col_shape is not None else auto_shape(dim, len(row_shape))
         layer = cls.__new__(cls)
