@@ -1,5 +1,6 @@
 """TensorTrain container and algebra: every op equals its dense counterpart; gradients; errors."""
 
+import math
 import numpy
 import pytest
 from hypothesis import given, strategies as st
@@ -173,3 +174,32 @@ def test_bad_inputs():
         _ = a * a
     with pytest.raises(ValueError, match="direction"):
         a.orthogonalize("up")
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-200, 1e200, 1e300])
+def test_norm_and_its_gradient_at_extreme_scales(scale):
+    # <A, A> underflows (1e-200) or overflows (1e200): the value came out 0, and with
+    # requires_grad the gradient path gave NaN (inf - inf)
+    a = random_tt((3, 4, 5), 3, seed=1)
+    want = float(tinytt.to_numpy(norm(a).data))
+    assert math.isclose(float(tinytt.to_numpy(norm(a * scale).data)), want * scale, rel_tol=1e-12)
+    g = random_tt((3, 4, 5), 3, seed=1, requires_grad=True)
+    norm(g).backward()
+    unit = [tinytt.to_numpy(c.grad).copy() for c in g.cores]
+    for c in g.cores:
+        c.grad = None
+    value = norm(g * scale)
+    assert math.isclose(float(tinytt.to_numpy(value.data)), want * scale, rel_tol=1e-12)
+    value.backward()
+    for c, u in zip(g.cores, unit):
+        got = tinytt.to_numpy(c.grad)
+        assert numpy.all(numpy.isfinite(got))
+        numpy.testing.assert_allclose(got / scale, u, rtol=1e-10, atol=1e-12)
+
+
+def test_random_tt_rejects_non_integer_shapes():
+    for bad in [(2.5, 3), "23", (True, 2)]:
+        with pytest.raises(ValueError, match="shape"):
+            random_tt(bad, 2)
+    with pytest.raises(TypeError, match="shape"):
+        random_tt(3, 2)

@@ -200,3 +200,45 @@ def test_large_unfoldings(dtype, noise):
     if noise == 0.0 and dtype == numpy.float64:
         assert tt_svd(dev(a), eps=1e-10).ranks == (1, 7, 1)
     assert tt_svd(dev(a), eps=0.0, max_rank=5).ranks == (1, 5, 1)
+
+
+@pytest.mark.parametrize("dtype,scales", [(numpy.float64, (1e-300, 1e-200, 1e-160, 1e200, 1e300)),
+                                          (numpy.float32, (1e-30, 1e-20, 1e20, 1e30))])
+def test_svd_and_round_are_scale_equivariant(dtype, scales):
+    # squares of entries near 1e-160 underflow and near 1e160 overflow: TT-SVD and rounding
+    # must still give the same ranks and the same tensor up to the scale (they returned a
+    # zero TT for 1e-200, and broke the eps bound near 1e-162)
+    rng = numpy.random.default_rng(0)
+    shape = (4, 5, 6, 3)
+    a = TensorTrain([c.astype(dtype) for c in
+                     (rng.standard_normal(s) for s in [(1, 4, 3), (3, 5, 4), (4, 6, 2), (2, 3, 1)])])
+    dense = tinytt.to_numpy(a.full().data).astype(numpy.float64)
+    noisy = (dense + 1e-3 * rng.standard_normal(shape)).astype(dtype)
+    eps = 0.05 if dtype == numpy.float32 else 1e-2
+    ref_svd = tt_svd(tinytt.to_device(noisy), eps)
+    ref_round = (a + a * 0.5).round(eps)
+    for s in scales:
+        scaled = tt_svd(tinytt.to_device(noisy * dtype(s)), eps)
+        assert scaled.ranks == ref_svd.ranks, s
+        back = tinytt.to_numpy(scaled.full().data).astype(numpy.float64) / s
+        assert numpy.linalg.norm(back - noisy) <= eps * numpy.linalg.norm(noisy) * 1.001, s
+        rounded = (a * s + a * (0.5 * s)).round(eps)
+        assert rounded.ranks == ref_round.ranks, s
+        back = tinytt.to_numpy(rounded.full().data).astype(numpy.float64) / s
+        assert numpy.linalg.norm(back - 1.5 * dense) <= 1.5 * numpy.linalg.norm(dense) * (eps + 1e-5), s
+
+
+def test_single_core_results_are_new_arrays():
+    v = numpy.arange(4.0)
+    a = tt_svd(tinytt.to_device(v))
+    a.cores[0].data *= 10
+    assert numpy.array_equal(v, numpy.arange(4.0))
+    b = TensorTrain([tinytt.to_device(numpy.ones((1, 4, 1)))])
+    for out in (b.round(), b.orthogonalize("left"), b.orthogonalize("right")):
+        out.cores[0].data *= 3
+    assert numpy.array_equal(tinytt.to_numpy(b.cores[0].data), numpy.ones((1, 4, 1)))
+
+
+def test_round_rejects_arrays():
+    with pytest.raises(TypeError, match="TensorTrain or TTMatrix"):
+        round_tt(numpy.ones((2, 2)), 0.1)

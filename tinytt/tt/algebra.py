@@ -18,6 +18,7 @@ from ..ops import sum as tsum
 from ..tensor import Tensor
 from .decompositions import core_norm
 from .tensor_train import TensorTrain
+from .tt_matrix import TTMatrix
 
 __all__ = ["add", "sub", "scale", "hadamard", "dot", "norm", "round_tt"]
 
@@ -123,9 +124,13 @@ def norm(a: TensorTrain) -> Tensor:
     const = Tensor(xp.asarray(value, dtype=a.dtype))
     if not a.requires_grad:
         return const
-    sq = dot(a, a)
-    factor = 0.0 if value == 0.0 or not math.isfinite(value) else 0.5 / value
-    # value + (sq - sq) * factor: exactly ``value`` forward, grad(sq) / (2 ||A||) backward
+    if value == 0.0 or not math.isfinite(value) or not math.isfinite(1.0 / value):
+        sq, factor = dot(a, a), 0.0
+    else:
+        # <A/v, A/v> with v = ||A|| is ~1: no overflow (or underflow) of <A, A> in the graph
+        sq, factor = dot(a * (1.0 / value), a * (1.0 / value)), 0.5 * value
+    # value + (sq - sq) * factor: exactly ``value`` forward; backward
+    # grad(<A/v, A/v>) * v / 2 = <A, dA> / ||A||
     return const + (sq - sq.detach()) * factor
 
 
@@ -135,7 +140,7 @@ def round_tt(a, eps: float = 1e-12, max_rank=None):
     Guarantee ``||A - round(A)||_F <= eps ||A||_F`` when ``max_rank`` does not bind; ranks
     never exceed ``max_rank``. Returns fresh leaves (not differentiated through).
     """
-    if not hasattr(a, "round") or isinstance(a, (numbers.Number, Tensor)):
+    if not isinstance(a, (TensorTrain, TTMatrix)):
         raise TypeError(f"round: a must be a TensorTrain or TTMatrix, got {type(a).__name__}")
     return a.round(eps, max_rank)
 

@@ -155,9 +155,13 @@ def random_cores(shape, ranks, seed=None, dtype="float64"):
     """
     from .shapes import normalize_ranks
 
+    try:
+        shape = tuple(shape)
+    except TypeError:
+        raise TypeError(f"shape must be a non-empty tuple of positive ints, got {shape!r}") from None
+    if not shape or any(isinstance(n, (bool, str)) or not hasattr(n, "__index__") or n < 1 for n in shape):
+        raise ValueError(f"shape must be a non-empty tuple of positive ints, got {shape!r}")
     shape = tuple(int(n) for n in shape)
-    if not shape or any(n < 1 for n in shape):
-        raise ValueError(f"shape must be a non-empty tuple of positive ints, got {shape}")
     ranks = normalize_ranks(ranks, len(shape), "ranks")
     rng = backend.default_rng(seed)
     xp = backend.get_xp()

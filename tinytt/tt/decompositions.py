@@ -136,17 +136,41 @@ def _verified_range(c, delta: float, max_rank):
     return None
 
 
+def _safe_norm_range(dtype) -> tuple:
+    """``(low, high)``: a norm computed from squares is accurate to rounding inside this range.
+
+    Below ``low = sqrt(tiny) / eps`` entries that matter have squares near or under the
+    smallest normal number (underflow: 1e-200 in float64 squares to 0); above
+    ``high = sqrt(max) * eps`` the sum of squares may overflow.
+    """
+    info = numpy.finfo(dtype)
+    return math.sqrt(float(info.tiny)) / float(info.eps), math.sqrt(float(info.max)) * float(info.eps)
+
+
 def _norm(a):
-    """Frobenius norm as a Python float, safe against overflow of the sum of squares."""
+    """Frobenius norm as a Python float, safe against overflow and underflow of the squares
+    (rescales by ``max |a|`` when the plain norm falls outside ``_safe_norm_range``)."""
     xp = backend.get_xp(a)
-    with numpy.errstate(over="ignore", invalid="ignore"):
+    with numpy.errstate(over="ignore", under="ignore", invalid="ignore"):
         nrm = float(xp.linalg.norm(a.reshape(-1)))
-    if not math.isfinite(nrm):
-        if not bool(xp.isfinite(a).all()):
-            return nrm
-        scale = float(xp.abs(a).max())
-        nrm = scale * float(xp.linalg.norm((a / a.dtype.type(scale)).reshape(-1)))
-    return nrm
+    low, high = _safe_norm_range(a.dtype)
+    if low <= nrm <= high:
+        return nrm
+    if not bool(xp.isfinite(a).all()):
+        return float("nan") if bool(xp.isnan(a).any()) else float("inf")
+    scale = float(xp.abs(a).max())
+    if scale == 0.0:
+        return 0.0
+    with numpy.errstate(under="ignore"):
+        return scale * float(xp.linalg.norm((a / a.dtype.type(scale)).reshape(-1)))
+
+
+def _unit_scale(nrm: float, dtype) -> float:
+    """1.0 when a tensor of norm ``nrm`` can be decomposed as is, else ``nrm``: the factor to
+    divide it by first (and to multiply the result by after), so SVD thresholds and sums of
+    squared singular values neither underflow nor overflow."""
+    low, high = _safe_norm_range(dtype)
+    return 1.0 if low <= nrm <= high else nrm
 
 
 def tt_svd_cores(a, eps: float = 1e-12, max_rank=None) -> list:
@@ -175,9 +199,10 @@ def tt_svd_cores(a, eps: float = 1e-12, max_rank=None) -> list:
         raise ValueError("a contains NaN or Inf; TT-SVD needs finite entries")
     if nrm == 0.0:
         return [xp.zeros((1, n, 1), dtype=a.dtype) for n in shape]
-    delta = eps * nrm / math.sqrt(max(nd - 1, 1))
+    scale = _unit_scale(nrm, a.dtype)
+    rest = a / a.dtype.type(scale) if scale != 1.0 else a.copy()   # never a view of the input
+    delta = eps * (nrm / scale) / math.sqrt(max(nd - 1, 1))
     cores = []
-    rest = a
     r_prev = 1
     for k in range(nd - 1):
         c = rest.reshape(r_prev * shape[k], -1)
@@ -185,7 +210,8 @@ def tt_svd_cores(a, eps: float = 1e-12, max_rank=None) -> list:
         r = u.shape[1]
         cores.append(u.reshape(r_prev, shape[k], r))
         r_prev = r
-    cores.append(rest.reshape(r_prev, shape[-1], 1))
+    last = rest.reshape(r_prev, shape[-1], 1)
+    cores.append(last * last.dtype.type(scale) if scale != 1.0 else last)
     return cores
 
 
@@ -204,6 +230,8 @@ def orthogonalize_cores(cores, direction: str = "left") -> list:
         raise ValueError(f"direction must be 'left' or 'right', got {direction!r}")
     cores = list(cores)
     nd = len(cores)
+    if nd == 1:
+        return [cores[0].copy()]  # new cores, never the caller's arrays
     if direction == "left":
         for k in range(nd - 1):
             r0, n, r1 = cores[k].shape
@@ -258,7 +286,10 @@ def round_cores(cores, eps: float = 1e-12, max_rank=None) -> list:
         raise ValueError("the TT has NaN or Inf entries; rounding needs finite cores")
     if nrm == 0.0:
         return [xp.zeros((1, c.shape[1], 1), dtype=c.dtype) for c in cores]
-    delta = eps * nrm / math.sqrt(max(nd - 1, 1))
+    scale = _unit_scale(nrm, cores[0].dtype)
+    # cores 1..N-1 are orthonormal now, so the norm sits in core 0: unit-norm it when needed
+    cores[0] = cores[0] / cores[0].dtype.type(scale) if scale != 1.0 else cores[0].copy()
+    delta = eps * (nrm / scale) / math.sqrt(max(nd - 1, 1))
     for k in range(nd - 1):
         r0, n, r1 = cores[k].shape
         u, s, vt = backend.svd(cores[k].reshape(r0 * n, r1))
@@ -267,4 +298,6 @@ def round_cores(cores, eps: float = 1e-12, max_rank=None) -> list:
         nxt = cores[k + 1]
         sv = s[:r, None] * vt[:r]
         cores[k + 1] = (sv @ nxt.reshape(nxt.shape[0], -1)).reshape(r, nxt.shape[1], nxt.shape[2])
+    if scale != 1.0:
+        cores[-1] = cores[-1] * cores[-1].dtype.type(scale)
     return cores
