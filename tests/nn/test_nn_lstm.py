@@ -392,3 +392,40 @@ def test_threaded_lstm_weight_gradients_deferred_or_not_and_cleanup_after_errors
         _loss_parts(out, h, c).backward()
     assert blas_threads.get_num_threads() == before
     assert all(p.grad is None for p in leaves)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("bad", [numpy.nan, numpy.inf])
+def test_nan_or_inf_padding_changes_nothing(bidirectional, bad):
+    # padded steps are blended out with a 0/1 mask; NaN * 0 is NaN, so padded inputs must
+    # never enter the arithmetic (NaN padding made the row's outputs and every weight
+    # gradient NaN)
+    lstm = nn.LSTM(2, 3, num_layers=2, bidirectional=bidirectional, dtype="float64", seed=0)
+    x = numpy.random.default_rng(0).standard_normal((3, 5, 2))
+    lengths = [2, 5, 1]
+    results = []
+    for fill in (None, bad):
+        xx = x.copy()
+        if fill is not None:
+            xx[0, 2:] = fill
+            xx[2, 1:] = fill
+        before = xx.copy()
+        lstm.zero_grad()
+        xt = tt.Tensor(tt.to_device(xx), requires_grad=True)
+        out, (h, c) = lstm(xt, lengths=tt.to_device(numpy.array(lengths)))
+        (out.sum() + (h * h).sum() + c.sum()).backward()
+        assert numpy.array_equal(xx, before, equal_nan=True)  # the caller's array is untouched
+        results.append([tt.to_numpy(a) for a in (out.data, h.data, c.data, xt.grad)]
+                       + [tt.to_numpy(p.grad) for p in lstm.parameters()])
+    for clean, padded in zip(*results):
+        assert numpy.array_equal(clean, padded)
+
+
+def test_nan_padding_of_a_single_row_batch():
+    # B == 1: the time-major copy of x is a view, which must not be zeroed in place
+    lstm = nn.LSTM(2, 3, dtype="float64", seed=0)
+    x = numpy.random.default_rng(1).standard_normal((1, 4, 2))
+    x[0, 3] = numpy.nan
+    out, (h, _) = lstm(tt.to_device(x), lengths=tt.to_device(numpy.array([3])))
+    assert numpy.isnan(x[0, 3]).all()
+    assert numpy.isfinite(tt.to_numpy(out.data)).all() and numpy.isfinite(tt.to_numpy(h.data)).all()

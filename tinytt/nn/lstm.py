@@ -43,8 +43,11 @@ The fused op (``lstm_layer``) records ONE node per layer and direction with VJPs
 - denormals: when the loss reads only the final state, ``dh``/``dc`` decay through time
   into the subnormal range, which makes x86 arithmetic many times slower. Every 8 steps
   of the backward, entries with ``|v| < tiny`` (1e-30 in float32, 1e-300 in float64)
-  are set to zero with one multiply by a mask. This changes gradients by less than
-  ``tiny`` per entry.
+  are set to zero with one multiply by a mask. This changes each gradient entry by less
+  than ``tiny`` in absolute terms (a few ``tiny`` per entry after the products). The
+  thresholds sit ~8 orders of magnitude above the smallest normal number, as headroom for
+  8 steps of decay, so a loss whose whole gradient is that small (e.g. one scaled by
+  1e-31 in float32) loses its gradient through time: scale such a loss up first.
 
 The op takes and returns batch-major ``(B, T, ...)`` arrays but works time-major
 inside: ``x`` is copied once to ``(T, B, in)``, so the input GEMM writes the gate
@@ -720,6 +723,13 @@ def lstm_layer(x, W_ih, W_hh, b, h0=None, c0=None, lengths=None, reverse: bool =
         x_tm = x.data[perm_x[0].T, perm_x[1].T]  # (T, B, in): step k of row b reads x[b, perm[b, k]]
     else:
         x_tm = xp.ascontiguousarray(x.data.transpose(1, 0, 2))
+    if lengths_np is not None:
+        # padded steps are blended out by a 0/1 mask, and NaN or Inf padding times 0 is
+        # still NaN: zero the padded inputs (in processing order) so they never count
+        pad = numpy.arange(T)[:, None] >= lengths_np[None, :]  # (T, B)
+        if xp.may_share_memory(x_tm, x.data):  # T == 1 or B == 1: the transpose was a view
+            x_tm = x_tm.copy()
+        x_tm[xp.asarray(pad)] = 0
     Y, saved = _forward_kernel(x_tm, W_ih.data, W_hh.data, b.data, states[0], states[1], lengths_np, xp)
     if reverse:
         Yo = xp.empty_like(Y)
