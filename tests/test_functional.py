@@ -230,3 +230,9 @@ def test_dropout_gradcheck_with_fixed_mask():
 def test_dropout_rejects_bad_p(p):
     with pytest.raises(ValueError, match=r"dropout: p must be a probability in \[0, 1\)"):
         tt.dropout(T(np.ones(3)), p)
+
+
+def test_bce_rejects_integer_logits():
+    # the targets were cast to the logits' int dtype (0.7 -> 0) and the loss truncated
+    with pytest.raises(TypeError, match="floating"):
+        tt.binary_cross_entropy_with_logits(on_device(np.array([1, 2, -3])), on_device(np.array([0.7, 0.2, 0.5])))

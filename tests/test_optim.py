@@ -566,3 +566,17 @@ def test_chunked_adam_float32_bit_identical_across_thread_counts(monkeypatch):
         assert p.data.dtype == np.float32
         results.append(p.data)
     assert np.array_equal(results[0], results[1])
+
+
+def test_step_checks_every_gradient_before_updating_any():
+    a = backend.to_device(np.zeros(2))
+    b = backend.to_device(np.zeros(2))
+    from tinytt.nn import Parameter  # noqa: PLC0415
+    pa, pb = Parameter(a), Parameter(b)
+    opt = Adam([pa, pb], lr=0.1)
+    pa.grad = backend.to_device(np.ones(2))
+    pb.grad = backend.to_device(np.ones(3))
+    with pytest.raises(ValueError, match=r"params\[1\]"):
+        opt.step()
+    assert np.array_equal(backend.to_numpy(pa.data), np.zeros(2))
+    assert opt.state_dict()["state"]["0"] == {}

@@ -135,6 +135,8 @@ def binary_cross_entropy_with_logits(logits, targets) -> Tensor:
     """
     logits = as_tensor(logits)
     xp = get_xp(logits.data)
+    if logits.dtype.kind != "f":
+        raise TypeError(f"binary_cross_entropy_with_logits: logits must be floating point, got dtype {logits.dtype}")
     y = targets.data if isinstance(targets, Tensor) else xp.asarray(targets, dtype=logits.dtype)
     if tuple(y.shape) != logits.shape:
         raise ValueError(f"binary_cross_entropy_with_logits: targets shape {tuple(y.shape)} must equal "

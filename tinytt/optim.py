@@ -189,9 +189,13 @@ class Optimizer:
         return buf[:size].reshape(like.shape)
 
     def step(self) -> None:
-        """Update every parameter whose ``.grad`` is not None, in place."""
-        for i, p in enumerate(self.params):
-            g = self._grad(i, p)
+        """Update every parameter whose ``.grad`` is not None, in place.
+
+        Every gradient is checked (backend, shape, dtype) before any parameter changes, so a
+        bad one raises with all parameters and optimizer state untouched.
+        """
+        grads = [self._grad(i, p) for i, p in enumerate(self.params)]
+        for i, (p, g) in enumerate(zip(self.params, grads)):
             if g is not None:
                 self._update(i, p, g, self.state[i])
 

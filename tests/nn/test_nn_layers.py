@@ -104,3 +104,16 @@ def test_activations():
     x = numpy.array([-1.0, 0.5])
     assert_close(nn.ReLU()(tt.Tensor(x)).data, [0.0, 0.5])
     check_grads(lambda t: nn.Tanh()(t), x)
+
+
+@pytest.mark.parametrize("make", [lambda: nn.Linear(8, 3, seed=0), lambda: nn.TTLinear(8, 8, 2, seed=0)])
+def test_linear_layers_convert_int_and_bool_inputs_and_reject_complex(make):
+    layer = make()
+    ints = numpy.arange(16).reshape(2, 8) % 3
+    for x in (ints, ints.astype(bool)):
+        y = layer(tt.to_device(x))
+        assert y.dtype == numpy.float32   # was float64 from a float32 layer
+        want = layer(tt.to_device(x.astype(numpy.float32)))
+        assert_close(y, want.data, rtol=0, atol=0)
+    with pytest.raises(TypeError, match="real"):
+        layer(tt.to_device(numpy.ones((2, 8), dtype=numpy.complex64)))

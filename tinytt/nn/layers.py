@@ -53,7 +53,9 @@ class Linear(Module):
         x = ops.as_tensor(x)
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"Linear: expected input (..., {self.in_features}), got shape {x.shape}")
-        if x.dtype != self.weight.dtype and x.dtype.kind == "f":
+        if x.dtype.kind not in "fiub":
+            raise TypeError(f"Linear: input must be a real (float, int or bool) array, got dtype {x.dtype}")
+        if x.dtype != self.weight.dtype:  # the layer's dtype wins (ints and bools are converted too)
             x = ops.astype(x, self.weight.dtype)
         lead = x.shape[:-1]
         y = ops.reshape(x, (-1, self.in_features)) @ self.weight if x.ndim != 2 else x @ self.weight

@@ -48,9 +48,18 @@ class TTLinear(Module):
                 raise ValueError(f"TTLinear: {name} must be a positive int, got {v!r}")
         self.in_features, self.out_features, self.rank = int(in_features), int(out_features), int(rank)
         if shape is None:
+            if isinstance(n_cores, bool) or not isinstance(n_cores, numbers.Integral) or n_cores < 1:
+                raise ValueError(f"TTLinear: n_cores must be a positive int, got {n_cores!r}")
             row_shape, col_shape = auto_shape(self.in_features, n_cores), auto_shape(self.out_features, n_cores)
         else:
-            row_shape, col_shape = (tuple(int(s) for s in part) for part in shape)
+            try:
+                row_shape, col_shape = (tuple(part) for part in shape)
+            except (TypeError, ValueError):
+                raise ValueError(f"TTLinear: shape must be (row_shape, col_shape), two tuples of ints, "
+                                 f"got {shape!r}") from None
+            if any(isinstance(s, bool) or not isinstance(s, numbers.Integral) for s in row_shape + col_shape):
+                raise ValueError(f"TTLinear: shape must be (row_shape, col_shape), two tuples of ints, got {shape!r}")
+            row_shape, col_shape = tuple(int(s) for s in row_shape), tuple(int(s) for s in col_shape)
         if _prod(row_shape) != self.in_features or _prod(col_shape) != self.out_features:
             raise ValueError(f"TTLinear: shape {row_shape} x {col_shape} does not multiply out to "
                              f"({self.in_features}, {self.out_features})")
@@ -91,7 +100,9 @@ class TTLinear(Module):
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"TTLinear: expected input (..., {self.in_features}), got shape {x.shape}")
         dtype = self.cores[0].dtype
-        if x.dtype != dtype and x.dtype.kind == "f":
+        if x.dtype.kind not in "fiub":
+            raise TypeError(f"TTLinear: input must be a real (float, int or bool) array, got dtype {x.dtype}")
+        if x.dtype != dtype:  # the layer's dtype wins (ints and bools are converted too)
             x = ops.astype(x, dtype)
         lead = x.shape[:-1]
         x2 = ops.reshape(x, (-1, self.in_features))
