@@ -46,3 +46,10 @@ def test_tt_linear_params_and_shape():
     assert 0.3 < w.var() / (2 / (256 + 128)) < 3
     with pytest.raises(ValueError):
         nn.TTLinear(24, 30, rank=2, shape=((2, 3, 5), (2, 3, 5)))
+
+
+def test_shape_and_n_cores_are_checked():
+    with pytest.raises(ValueError, match="shape"):
+        nn.TTLinear(6, 6, 2, shape=((2.5, 3), (2, 3)))   # was truncated to (2, 3)
+    with pytest.raises(ValueError, match="n_cores"):
+        nn.TTLinear(6, 6, 2, n_cores=0)

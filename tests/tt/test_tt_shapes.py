@@ -74,3 +74,14 @@ def test_bad_input():
         tt_matrix_num_params((2, 3), (2,), 2)
     with pytest.raises(ValueError, match="ranks"):
         tt_matrix_num_params((2, 3), (2, 2), [2, 3, 1])
+
+
+@given(st.integers(1, 5000))
+def test_divisors_from_the_factorisation(n):
+    from tinytt.tt.shapes import _divisors, _prime_factors  # noqa: PLC0415
+    assert _divisors(_prime_factors(n)) == [k for k in range(1, n + 1) if n % k == 0]
+
+
+def test_auto_shape_of_a_large_power_of_two():
+    # the divisors came from trial division up to sqrt(n): 2**60 took minutes
+    assert auto_shape(2**60, 20) == (8,) * 20

@@ -147,6 +147,8 @@ def test_bad_inputs():
     a = numpy.ones((2, 3))
     with pytest.raises(ValueError, match="eps must be a non-negative"):
         tt_svd(dev(a), eps=-1e-3)
+    with pytest.raises(TypeError, match="eps"):
+        tt_svd(dev(a), eps=True)
     bad = a.copy()
     bad[0, 1] = numpy.nan
     with pytest.raises(ValueError, match="NaN or Inf"):

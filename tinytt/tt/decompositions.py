@@ -28,6 +28,8 @@ __all__ = [
 
 
 def _check_eps(eps) -> float:
+    if isinstance(eps, (bool, str)):
+        raise TypeError(f"eps must be a non-negative float, got {eps!r}")
     try:
         eps = float(eps)
     except (TypeError, ValueError):

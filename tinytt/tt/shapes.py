@@ -41,9 +41,15 @@ def _prime_factors(n: int) -> list[int]:
     return out
 
 
-def _divisors(n: int) -> list[int]:
-    small = [k for k in range(1, math.isqrt(n) + 1) if n % k == 0]
-    return sorted(set(small + [n // k for k in small]))
+def _divisors(primes: list[int]) -> list[int]:
+    """All divisors, ascending, of the product of ``primes`` (its prime factors with
+    multiplicity): built from the factorisation, not by trial division up to sqrt(n)
+    (which took minutes for n = 2**60)."""
+    divisors = [1]
+    for p in sorted(set(primes)):
+        powers = [p**e for e in range(primes.count(p) + 1)]
+        divisors = [d * q for d in divisors for q in powers]
+    return sorted(divisors)
 
 
 def _factor_tuples(n: int, d: int, lo: int, divisors: list[int]):
@@ -106,7 +112,7 @@ def auto_shape(n: int, d: int = 3, mode: str = "ascending") -> tuple[int, ...]:
         best = tuple([1] * (d - len(primes)) + primes)
     else:
         best, best_score = None, -math.inf
-        for cand in _factor_tuples(n, d, 2, _divisors(n)):
+        for cand in _factor_tuples(n, d, 2, _divisors(primes)):
             score = shape_entropy(cand)
             if score > best_score + 1e-12:
                 best, best_score = cand, score
