@@ -203,3 +203,11 @@ def test_random_tt_rejects_non_integer_shapes():
             random_tt(bad, 2)
     with pytest.raises(TypeError, match="shape"):
         random_tt(3, 2)
+
+
+def test_float32_tt_scaled_by_a_float64_0d_array_stays_float32():
+    a = random_tt((3, 4), 2, seed=0, dtype="float32")
+    for out in (a * tinytt.to_device(numpy.array(2.0)), a / Tensor(tinytt.to_device(numpy.array(2.0)))):
+        assert out.dtype == numpy.float32
+    numpy.testing.assert_allclose(tinytt.to_numpy((a * tinytt.to_device(numpy.array(2.0))).full().data),
+                                  2 * tinytt.to_numpy(a.full().data), rtol=1e-6)

@@ -74,6 +74,10 @@ def scale(a: TensorTrain, c) -> TensorTrain:
         c = as_tensor(c, like=a.cores[0])
         if c.ndim != 0:
             raise TypeError(f"scale: c must be a scalar or a 0-d Tensor, got shape {c.shape}")
+        if c.dtype.kind not in "fiu":
+            raise TypeError(f"scale: c must be a real scalar, got dtype {c.dtype}")
+        if c.dtype != a.dtype:  # a float64 0-d array must not promote one float32 core
+            c = c.astype(a.dtype)
     return TensorTrain([a.cores[0] * c] + list(a.cores[1:]))
 
 
