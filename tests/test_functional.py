@@ -236,3 +236,17 @@ def test_bce_rejects_integer_logits():
     # the targets were cast to the logits' int dtype (0.7 -> 0) and the loss truncated
     with pytest.raises(TypeError, match="floating"):
         tt.binary_cross_entropy_with_logits(on_device(np.array([1, 2, -3])), on_device(np.array([0.7, 0.2, 0.5])))
+
+
+def test_logsumexp_with_infinite_rows_matches_torch_and_scipy():
+    x = on_device(np.array([[-np.inf, -np.inf], [np.inf, 0.0], [-np.inf, 1.0]]))
+    got = tt.to_numpy(tt.logsumexp(tt.Tensor(x)).data)
+    assert got[0] == -np.inf and got[1] == np.inf   # both were nan
+    assert_close(got[2], 1.0)
+
+
+def test_bce_gradient_reaches_targets_that_require_grad():
+    rng = np.random.default_rng(0)
+    logits = on_device(rng.standard_normal(5))
+    targets = on_device(rng.uniform(0, 1, 5))
+    check_grads(lambda x, y: tt.binary_cross_entropy_with_logits(x, y), logits, targets)

@@ -492,3 +492,52 @@ def test_check_ids_list_forms():
         tt.ops.check_ids([[1, 2], [0]], 3, xp, "ids")
     with pytest.raises(TypeError, match="integer"):
         tt.ops.check_ids(np.array([True]), 3, xp, "ids")
+
+
+def test_bool_tensor_with_python_numbers_follows_numpy():
+    # the number was cast to bool (1 and 2 both True): t + 1 gave [True, True]
+    b = np.array([True, False])
+    t = tt.Tensor(on_device(b))
+    for got, want in ((t + 1, b + 1), (t * 3, b * 3), (t / 2, b / 2), (1 - t, 1 - b), (t + 2.5, b + 2.5)):
+        assert np.array_equal(tt.to_numpy(got.data), want)
+        assert got.dtype == want.dtype
+
+
+def test_cast_to_integer_is_not_differentiable():
+    x = tt.Tensor(on_device(np.array([1.7, 2.2])), requires_grad=True)
+    y = x.astype(np.int64)
+    assert not y.requires_grad   # it was, and passed on gradients truncated to int
+    assert tt.to_numpy(y.data).tolist() == [1, 2]
+    z = x.astype(np.float32)
+    assert z.requires_grad
+    (z * 0.5).sum().backward()
+    assert_close(x.grad, np.full(2, 0.5))
+
+
+def test_relu_keeps_nan_and_clip_promotes_int_inputs():
+    out = tt.relu(tt.Tensor(on_device(np.array([np.nan, -1.0, 2.0]))))
+    got = tt.to_numpy(out.data)
+    assert np.isnan(got[0]) and got[1:].tolist() == [0.0, 2.0]
+    clipped = tt.clip(tt.Tensor(on_device(np.array([0, 1, 2, 3]))), 0.5, 2.5)
+    assert tt.to_numpy(clipped.data).tolist() == [0.5, 1.0, 2.0, 2.5]
+    x = tt.Tensor(on_device(np.array([0.0, 5.0, -5.0])), requires_grad=True)
+    y = tt.clip(x, on_device(np.array([-1.0, 0.0, -6.0])), on_device(np.array([1.0, 4.0, -4.0])))
+    assert tt.to_numpy(y.data).tolist() == [0.0, 4.0, -5.0]
+    y.sum().backward()
+    assert tt.to_numpy(x.grad).tolist() == [1.0, 0.0, 1.0]
+    with pytest.raises(ValueError, match="greater"):
+        tt.clip(x, on_device(np.array([0.0, 2.0, 0.0])), on_device(np.array([1.0, 1.0, 1.0])))
+
+
+def test_truth_value_of_tensors():
+    assert bool(tt.Tensor(on_device(np.array(2.0))))
+    assert not bool(tt.Tensor(on_device(np.array([0.0]))))
+    with pytest.raises(ValueError, match="ambiguous"):
+        bool(tt.Tensor(on_device(np.zeros(3))))
+
+
+def test_max_of_a_0d_tensor_is_a_new_array():
+    a = on_device(np.array(3.0))
+    out = tt.Tensor(a).max()
+    out.data[...] = 7.0
+    assert float(tt.to_numpy(a)) == 3.0

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numbers
 
+import numpy
+
 from .backend import get_xp
 from .ops import as_tensor, stable_sigmoid
 from .tensor import Tensor, record
@@ -36,9 +38,13 @@ def logsumexp(x, axis: int = -1, keepdims: bool = False) -> Tensor:
     xp = get_xp(x.data)
     axis = _axis(axis, x.ndim, "logsumexp")
     m = x.data.max(axis=axis, keepdims=True)
-    e = xp.exp(x.data - m)
-    s = e.sum(axis=axis, keepdims=True)
-    out_keep = m + xp.log(s)
+    # an all -inf row (max -inf) or a +inf entry: shift by 0 there, not by an infinite max
+    # (inf - inf = nan); the result is then -inf or +inf, as in torch and SciPy
+    m = xp.where(xp.isfinite(m), m, 0).astype(x.dtype, copy=False)
+    with numpy.errstate(divide="ignore", invalid="ignore"):
+        e = xp.exp(x.data - m)
+        s = e.sum(axis=axis, keepdims=True)
+        out_keep = m + xp.log(s)
     out = out_keep if keepdims else xp.squeeze(out_keep, axis=axis)
 
     def vjp(g):
@@ -145,8 +151,10 @@ def binary_cross_entropy_with_logits(logits, targets) -> Tensor:
     n = max(x.size, 1)
     per = xp.maximum(x, 0) - x * y + xp.log1p(xp.exp(-xp.abs(x)))
     loss = (per.sum() / n).astype(logits.dtype)
-    return record("bce_with_logits", loss, (logits,),
-                  (lambda g: (stable_sigmoid(x, xp) - y) * (g / n),))
+    inputs, vjps = (logits,), ((lambda g: (stable_sigmoid(x, xp) - y) * (g / n)),)
+    if isinstance(targets, Tensor) and targets.requires_grad:  # d/dy = -x / n
+        inputs, vjps = inputs + (targets,), vjps + ((lambda g: -x * (g / n)),)
+    return record("bce_with_logits", loss, inputs, vjps)
 
 
 def mse(prediction, target) -> Tensor:

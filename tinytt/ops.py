@@ -35,13 +35,15 @@ def as_tensor(x, like: Tensor | None = None) -> Tensor:
     """Return ``x`` as a Tensor without copying (Tensors pass through).
 
     A Python scalar takes the dtype of ``like`` when ``like`` is floating point, so
-    ``float32_tensor * 2.0`` stays float32.
+    ``float32_tensor * 2.0`` stays float32 (an int scalar also takes an int ``like``'s
+    dtype; with a bool ``like`` NumPy's promotion applies: ``bool_tensor + 1`` is int).
     """
     if isinstance(x, Tensor):
         return x
     if isinstance(x, numbers.Number) and like is not None:
         xp = get_xp(like.data)
-        if like.dtype.kind == "f" or (like.dtype.kind in "iub" and isinstance(x, numbers.Integral)):
+        if like.dtype.kind == "f" or (like.dtype.kind in "iu" and isinstance(x, numbers.Integral)
+                                      and not isinstance(x, bool)):
             return Tensor(xp.asarray(x, dtype=like.dtype))
         return Tensor(xp.asarray(x))
     return Tensor(x)
@@ -252,7 +254,7 @@ def max(x, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001 - NumPy's
     if x.size == 0:
         raise ValueError(f"max: cannot reduce a zero-size tensor of shape {x.shape}")
     axes = _normalize_axes(axis, x.ndim)
-    out_keep = x.data.max(axis=axes, keepdims=True) if x.ndim else x.data
+    out_keep = x.data.max(axis=axes, keepdims=True) if x.ndim else x.data.copy()
     out = out_keep if keepdims or not x.ndim else xp.squeeze(out_keep, axis=axes)
 
     def vjp(g):
@@ -463,9 +465,13 @@ def where(condition, a, b) -> Tensor:
 
 
 def astype(x, dtype) -> Tensor:
-    """Cast to ``dtype``; the gradient is cast back to the input's dtype."""
+    """Cast to ``dtype``; the gradient is cast back to the input's dtype. A cast to an
+    integer or bool dtype is not differentiable: its result never requires grad."""
     x = as_tensor(x)
-    return record("astype", x.data.astype(dtype), (x,), (lambda g: g.astype(x.dtype),))
+    out = x.data.astype(dtype)
+    if out.dtype.kind not in "fc":
+        return Tensor(out)
+    return record("astype", out, (x,), (lambda g: g.astype(x.dtype),))
 
 
 # --- elementwise unary ---------------------------------------------------------------------
@@ -514,7 +520,8 @@ def relu(x) -> Tensor:
     x = as_tensor(x)
     xp = get_xp(x.data)
     mask = x.data > 0
-    return record("relu", xp.where(mask, x.data, 0).astype(x.dtype, copy=False), (x,),
+    # maximum, not where(mask, x, 0): NaN stays NaN (a NaN input must not vanish)
+    return record("relu", xp.maximum(x.data, 0).astype(x.dtype, copy=False), (x,),
                   (lambda g: g * mask,))
 
 
@@ -523,10 +530,12 @@ def clip(x, a_min=None, a_max=None) -> Tensor:
     x = as_tensor(x)
     if a_min is None and a_max is None:
         raise ValueError("clip: give a_min, a_max or both")
-    if a_min is not None and a_max is not None and a_min > a_max:
-        raise ValueError(f"clip: a_min={a_min} is greater than a_max={a_max}")
     xp = get_xp(x.data)
-    out = xp.clip(x.data, a_min, a_max).astype(x.dtype, copy=False)
+    if a_min is not None and a_max is not None and bool(xp.any(xp.asarray(a_min) > xp.asarray(a_max))):
+        raise ValueError(f"clip: a_min={a_min} is greater than a_max={a_max}")
+    out = xp.clip(x.data, a_min, a_max)
+    if x.dtype.kind == "f":  # float32 stays float32; int inputs with float bounds become float
+        out = out.astype(x.dtype, copy=False)
     inside = xp.ones(x.shape, dtype=bool)
     if a_min is not None:
         inside &= x.data >= a_min

@@ -120,6 +120,12 @@ class Tensor:
     def is_leaf(self) -> bool:
         return not self._parents
 
+    def __bool__(self) -> bool:
+        if self.data.size != 1:
+            raise ValueError(f"the truth value of a tensor of shape {tuple(self.data.shape)} is ambiguous; "
+                             "use .any() or .all() on .data")
+        return bool(self.data.reshape(-1)[0])
+
     def __len__(self) -> int:
         if self.data.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
