@@ -172,6 +172,67 @@ def test_lm_training_from_plain_text(tmp_path, capsys):
     assert 1.0 < res["test_perplexity"] < 1000
 
 
+def test_resume_with_dropout_equals_an_uninterrupted_run(tsv, tmp_path, capsys):
+    # the dropout generators' states travel in the checkpoint: 2 epochs straight and 1 + 1
+    # resumed epochs give the same losses (they differed before)
+    base = ["train", "--train", tsv["train"], "--valid", tsv["valid"], "--dropout", "0.5", "--json"] + SMALL
+    code, out, err = run(base + ["--epochs", "2"], capsys)
+    assert code == 0, err
+    straight = [r["train_loss"] for r in json.loads(out)["history"]]
+    ck = str(tmp_path / "ck.npz")
+    code, _, err = run(base + ["--epochs", "1", "--save", ck], capsys)
+    assert code == 0, err
+    assert set(load_checkpoint(ck)["random"]) == {"drop.rng", "lstm._rng"}
+    code, out, err = run(["train", "--resume", ck, "--epochs", "2", "--json", "--no-progress"], capsys)
+    assert code == 0, err
+    assert [r["train_loss"] for r in json.loads(out)["history"]] == straight
+
+
+def test_flags_that_would_be_ignored_or_crash_are_argument_errors(tsv, tmp_path, capsys):
+    base = ["train", "--train", tsv["train"], "--epochs", "1"] + SMALL
+    for extra in (["--tt-shape", "4,4,4x2,2,2"], ["--rank", "4"], ["--cores", "2"]):
+        code, _, err = run(base + extra, capsys)   # dense embedding: these were silently ignored
+        assert code == 2 and "--embedding tt" in err, extra
+    code, _, err = run(base + ["--embedding", "tt", "--rank", "100000"], capsys)   # was a 7 TiB MemoryError
+    assert code == 2 and "smaller rank" in err
+    code, _, err = run(["demo", "--vocab-size", "1", "--steps", "1"], capsys)
+    assert code == 2 and "--vocab-size" in err
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("")
+    ck = str(tmp_path / "m.npz")
+    code, _, err = run(base + ["--save", ck], capsys)
+    assert code == 0, err
+    code, _, err = run(["eval", "--checkpoint", ck, "--test", str(empty)], capsys)   # reported accuracy 0
+    assert code == 2 and "no examples" in err
+
+
+def test_download_of_a_dataset_without_a_source_is_an_argument_error(tmp_path, capsys):
+    code, _, err = run(["train", "--dataset", "sst2", "--download", "--data-dir", str(tmp_path)], capsys)
+    assert code == 2 and "download" in err
+
+
+def test_language_model_splits_that_are_too_short(tmp_path, capsys):
+    rng = numpy.random.default_rng(0)
+    train = tmp_path / "train.txt"
+    train.write_text("\n".join(" ".join(rng.choice(["a", "b", "c", "d"], size=8)) for _ in range(60)))
+    short = tmp_path / "short.txt"
+    short.write_text("a b\n")
+    common = ["train", "--task", "lm", "--train", str(train), "--epochs", "1", "--emb-dim", "8", "--hidden", "8",
+              "--batch-size", "4", "--bptt", "5", "--no-progress"]
+    for flag in ("--valid", "--test"):   # a crash (valid) or silently dropped (test) before
+        code, _, err = run(common + [flag, str(short)], capsys)
+        assert code == 2 and "need at least 4" in err, flag
+    ck = str(tmp_path / "lm.npz")
+    code, _, err = run(common + ["--save", ck], capsys)
+    assert code == 0, err
+    results = []
+    for bs in ("1", "3"):
+        code, out, err = run(["eval", "--checkpoint", ck, "--test", str(train), "--batch-size", bs, "--json"], capsys)
+        assert code == 0, err
+        results.append(json.loads(out)["n"])
+    assert results[0] != results[1]   # --batch-size now sets the rows of the token stream
+
+
 def test_info_runs(capsys):
     code, out, _ = run(["info"], capsys)
     assert code == 0

@@ -137,3 +137,16 @@ def test_save_checkpoint_keeps_previous_file_when_interrupted(tmp_path, monkeypa
     monkeypatch.undo()
     assert load_checkpoint(ck)["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["ck.npz"]   # no temporary file left behind
+
+
+def test_progress_counts_every_step_with_a_step_cap(capsys):
+    # the LM loop broke out after its last step, before the display counted it ("2/3 done")
+    rng = numpy.random.default_rng(0)
+    text = [f"t{i}" for i in rng.integers(0, 12, size=600)]
+    vocab = Vocab.build([text])
+    task = LanguageModelTask({"train": lm_stream(text, vocab)}, batch_size=4, bptt=5, show_progress=True)
+    model = build_model({"task": "lm", "emb_dim": 8, "hidden": 8, "dropout": 0.0}, len(vocab))
+    res = task.train_epoch(model, tt.optim.Adam(model.parameters()), 0, max_steps=3, desc="lm")
+    assert res["steps"] == 3
+    last = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("lm:")][-1]
+    assert "(3/3)" in last and last.endswith("done")

@@ -114,9 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="dense vs TT embedding on a small language model (~2 min, no download)",
                        description="Train an LSTM language model on the corpus built into tinytt with a dense "
                                    "and with a TT embedding; print parameters, compression and perplexity.")
-    d.add_argument("--steps", type=_positive_int, default=None, help="training steps per model (default 110)")
+    d.add_argument("--steps", type=_positive_int, default=None,
+                   help=f"training steps per model (default {DEMO['steps']})")
     d.add_argument("--seconds", type=_positive_float, default=None,
-                   help="wall-time cap per model's training in seconds (default 50)")
+                   help=f"wall-time cap on the training of both models together, in seconds "
+                        f"(default {DEMO['seconds']:g})")
     d.add_argument("--vocab-size", type=_positive_int, default=10000, help="vocabulary cap (default 10000)")
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
     d.add_argument("--json", action="store_true", help="also print the results as one JSON line")
@@ -177,7 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--test", required=True, metavar="PATH")
     e.add_argument("--weights", choices=("best", "last"), default="best",
                    help="best-validation weights (default) or those of the last epoch")
-    e.add_argument("--batch-size", type=_positive_int, default=256, help="evaluation batch size")
+    e.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="evaluation batch size (classifiers: examples, default 256; language models: "
+                        "rows of the token stream, default 10 as in training's evaluation)")
     e.add_argument("--json", action="store_true", help="print the metrics as one JSON line")
 
     i = sub.add_parser("info", help="versions, backend, BLAS and GPU information")
@@ -223,10 +227,15 @@ def _load_classify(cfg: dict, args, parser, show_progress: bool):
     from .data import NUM_CLASSES, load_dataset, read_tsv
 
     if cfg.get("dataset"):
+        # MR has no official split: carve it with a FIXED seed (the test set must not change
+        # with --seed) and the requested validation fraction
         try:
-            raw = load_dataset(cfg["dataset"], args.data_dir, download=args.download, seed=cfg["seed"])
-        except FileNotFoundError as exc:
+            raw = load_dataset(cfg["dataset"], args.data_dir, download=args.download,
+                               valid_fraction=cfg["valid_fraction"])
+        except (FileNotFoundError, ValueError) as exc:
             parser.error(str(exc))
+        except OSError as exc:  # a failed download
+            parser.exit(1, f"{parser.prog}: error: {exc}\n")
         num_classes = NUM_CLASSES[cfg["dataset"]]
     else:
         raw = {}
@@ -278,8 +287,10 @@ def _load_lm(cfg: dict, args, parser):
     if name == "ptb":
         try:
             return load_ptb(args.data_dir, download=args.download)
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, ValueError) as exc:
             parser.error(str(exc))
+        except OSError as exc:  # a failed download
+            parser.exit(1, f"{parser.prog}: error: {exc}\n")
     if name == "embedded":
         return load_embedded_corpus()
     out = {}
@@ -303,10 +314,30 @@ def _load_lm(cfg: dict, args, parser):
     return out
 
 
+#: a TT embedding larger than this (and than the dense matrix) is refused before it is built
+_MAX_TT_PARAMS = 1 << 26
+
+
 def _check_tt_shape(parser, cfg: dict, vocab_size: int) -> None:
-    if cfg.get("embedding") != "tt" or cfg.get("tt_shape") is None:
+    if cfg.get("embedding") != "tt":
         return
-    rows, cols = cfg["tt_shape"]
+    from .tt.shapes import auto_shape, suggest_shape, tt_matrix_num_params
+
+    if cfg.get("tt_shape") is None:
+        rows, cols = suggest_shape(vocab_size, cfg["cores"]), auto_shape(cfg["emb_dim"], cfg["cores"])
+    else:
+        rows, cols = cfg["tt_shape"]
+    ranks = [1] + [cfg["rank"]] * (len(rows) - 1) + [1]
+    n_params = tt_matrix_num_params(rows, cols, ranks)
+    dense = vocab_size * cfg["emb_dim"]
+    if n_params > max(dense, _MAX_TT_PARAMS):
+        parser.error(f"--rank {cfg['rank']}: the TT embedding would have {n_params:,} parameters, more than the "
+                     f"dense {vocab_size:,} x {cfg['emb_dim']} matrix ({dense:,}); use a smaller rank")
+    if n_params > dense:
+        _err(f"note: with --rank {cfg['rank']} the TT embedding has {n_params:,} parameters, more than the dense "
+             f"matrix ({dense:,}): no compression")
+    if cfg.get("tt_shape") is None:
+        return
     if math.prod(rows) < vocab_size:
         parser.error(f"--tt-shape: the row factors {'x'.join(map(str, rows))} = {math.prod(rows)} must be >= "
                      f"the vocabulary size {vocab_size} (use --vocab-size or larger factors)")
@@ -352,6 +383,11 @@ def _train_config(args, parser, resumed: dict | None) -> dict:
         parser.error(f"--task lm supports --model lstm only, got {cfg['model']}")
     if cfg["vocab_size"] < 3:
         parser.error(f"--vocab-size must be at least 3 (2 ids are <pad>/<unk>), got {cfg['vocab_size']}")
+    if cfg["embedding"] != "tt":
+        stray = [f"--{k.replace('_', '-')}" for k in ("rank", "cores", "tt_shape") if given.get(k) is not None]
+        if stray:
+            parser.error(f"{', '.join(stray)} {'needs' if len(stray) == 1 else 'need'} --embedding tt "
+                         f"(the embedding is {cfg['embedding']})")
     if cfg.get("tt_shape") is not None:
         rows, cols = cfg["tt_shape"]
         cfg["tt_shape"] = [list(rows), list(cols)]
@@ -379,7 +415,8 @@ def cmd_train(args, parser) -> int:
     from . import models
     from .data import Vocab
     from .optim import Adam
-    from .train import ClassificationData, ClassificationTask, LanguageModelTask, fit, load_checkpoint, lm_stream
+    from .train import (ClassificationData, ClassificationTask, LanguageModelTask, fit, load_checkpoint, lm_stream,
+                        set_random_states)
 
     show = not args.no_progress
     for flag in ("train", "valid", "test"):
@@ -419,8 +456,9 @@ def cmd_train(args, parser) -> int:
         if len(streams["train"]) < 2 * cfg["batch_size"] + 2:
             parser.error(f"the training text has {len(streams['train'])} tokens; need at least "
                          f"{2 * cfg['batch_size'] + 2} for --batch-size {cfg['batch_size']}")
-        if streams.get("test") is not None and len(streams["test"]) < 4:
-            streams["test"] = None
+        for split in ("valid", "test"):
+            if streams.get(split) is not None and len(streams[split]) < 4:
+                parser.error(f"the {split} text has {len(streams[split])} tokens; need at least 4")
         task = LanguageModelTask(streams, batch_size=cfg["batch_size"], bptt=cfg["bptt"], clip=cfg["clip"],
                                  show_progress=show)
         num_classes = None
@@ -436,6 +474,7 @@ def cmd_train(args, parser) -> int:
     start_epoch, history, best_state = 0, [], None
     if resumed is not None:
         model.load_state_dict(resumed["model"])
+        set_random_states(model, resumed["random"])
         if resumed["optim"]:
             optimizer.load_state_dict(resumed["optim"])
         start_epoch, history, best_state = resumed["epoch"], resumed["history"], resumed["best_model"]
@@ -515,17 +554,19 @@ def cmd_eval(args, parser) -> int:
     try:
         if cfg["task"] == "classify":
             texts, labels = read_tsv(args.test)
-            if labels and (min(labels) < 0 or max(labels) >= cfg["num_classes"]):
+            if not texts:
+                parser.error(f"--test: {args.test} holds no examples")
+            if min(labels) < 0 or max(labels) >= cfg["num_classes"]:
                 parser.error(f"--test: labels must lie in 0..{cfg['num_classes'] - 1}")
             data = ClassificationData.from_tokens([tokenize(t) for t in texts], labels, vocab, cfg.get("max_len"))
-            task = ClassificationTask({"train": data, "test": data}, batch_size=1, eval_batch_size=args.batch_size,
-                                      show_progress=False)
+            task = ClassificationTask({"train": data, "test": data}, batch_size=1,
+                                      eval_batch_size=args.batch_size or 256, show_progress=False)
         else:
             stream = lm_stream(read_lm_tokens(args.test), vocab)
             if len(stream) < 4:
                 parser.error(f"--test: {args.test} has too few tokens")
             task = LanguageModelTask({"train": stream, "test": stream}, bptt=cfg.get("bptt", 35),
-                                     show_progress=False)
+                                     eval_batch_size=args.batch_size or 10, show_progress=False)
     except ValueError as exc:
         parser.error(f"--test: {exc}")
     res = task.evaluate(model, "test")
@@ -791,6 +832,8 @@ def run_demo(steps=None, seconds=None, vocab_size=None, show_progress=True, out=
 
 
 def cmd_demo(args, parser) -> int:
+    if args.vocab_size < 3:
+        parser.error(f"--vocab-size must be at least 3 (2 ids are <pad>/<unk>), got {args.vocab_size}")
     res = run_demo(args.steps, args.seconds, args.vocab_size, show_progress=not args.no_progress)
     if args.json:
         print(json.dumps(res))

@@ -155,8 +155,9 @@ class LSTMClassifier(_TextModel):
 class MLPClassifier(_TextModel):
     """Mean of the embeddings over real tokens -> Linear -> ReLU -> Dropout -> Linear.
 
-    ``forward(ids (B, T), lengths (B,) or None) -> logits (B, num_classes)``; padding
-    positions (id ``padding_idx`` or beyond ``lengths``) are excluded from the mean.
+    ``forward(ids (B, T), lengths (B,) or None) -> logits (B, num_classes)``; positions
+    at or beyond ``lengths`` are excluded from the mean. With ``lengths=None`` every one of
+    the T positions counts (pass lengths when the batch is padded; the CLI always does).
     """
 
     def __init__(self, embedding, hidden_size: int, num_classes: int, dropout: float = 0.5, seed=0):

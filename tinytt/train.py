@@ -22,6 +22,7 @@ an interrupted run leaves the previous checkpoint intact).
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
@@ -40,7 +41,7 @@ from .tensor import no_grad
 __all__ = [
     "ClassificationData", "ClassificationTask", "LanguageModelTask", "lm_stream", "carve_validation",
     "fit", "FitResult", "save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT", "load_classification",
-    "train_classifier",
+    "train_classifier", "random_states", "set_random_states",
 ]
 
 CHECKPOINT_FORMAT = "tinytt.train.checkpoint"
@@ -154,6 +155,10 @@ class ClassificationTask:
             order = order[:max_steps]
         losses = []
         for idx in progress(order, desc=desc, disable=not self.show_progress):
+            # the time cap is checked before a step, not after: the progress display then
+            # counts every step that ran (it counts an item when the next one is asked for)
+            if losses and deadline is not None and time.perf_counter() > deadline:
+                break
             ids, lengths, labels = data.batch(idx)
             logits = model(to_device(ids), lengths)
             loss = cross_entropy(logits, to_device(labels))
@@ -165,8 +170,6 @@ class ClassificationTask:
             losses.append(loss.data)
             if on_step is not None:
                 on_step(len(losses), loss)
-            if deadline is not None and time.perf_counter() > deadline:
-                break
         return {"train_loss": _mean_loss(losses), "steps": len(losses)}
 
     def evaluate(self, model, split: str) -> dict:
@@ -222,10 +225,12 @@ class LanguageModelTask:
                     deadline: float | None = None, desc: str = "train", on_step=None) -> dict:
         model.train()
         total = self.steps_per_epoch() if max_steps is None else min(max_steps, self.steps_per_epoch())
-        batches = bptt_batches(self.streams["train"], self.batch_size, self.bptt)
+        batches = itertools.islice(bptt_batches(self.streams["train"], self.batch_size, self.bptt), total)
         state = None
         losses = []
         for x, y in progress(batches, total=total, desc=desc, disable=not self.show_progress):
+            if losses and deadline is not None and time.perf_counter() > deadline:  # before a step: see above
+                break
             logits, state = model(to_device(x), model.detach_state(state))
             loss = cross_entropy(ops.reshape(logits, (-1, logits.shape[-1])), to_device(y.reshape(-1)))
             optimizer.zero_grad()
@@ -236,8 +241,6 @@ class LanguageModelTask:
             losses.append(loss.data)
             if on_step is not None:
                 on_step(len(losses), loss)
-            if len(losses) >= total or (deadline is not None and time.perf_counter() > deadline):
-                break
         return {"train_loss": _mean_loss(losses), "steps": len(losses)}
 
     def evaluate(self, model, split: str) -> dict:
@@ -260,13 +263,40 @@ class LanguageModelTask:
 
 
 # ----------------------------------------------------------------------------- checkpoints
+def _generators(model):
+    """``(name, numpy Generator)`` of every random generator held by the model's modules
+    (dropout masks), in a fixed order."""
+    out = []
+    for name, module in model.named_modules():
+        for attr in sorted(vars(module)):
+            value = vars(module)[attr]
+            if isinstance(value, numpy.random.Generator):
+                out.append((f"{name}.{attr}" if name else attr, value))
+    return out
+
+
+def random_states(model) -> dict:
+    """The bit-generator states of the model's NumPy random generators, by dotted name (a
+    JSON-serialisable dict), so a resumed run draws the same dropout masks as an
+    uninterrupted one. CuPy generators are not included."""
+    return {name: gen.bit_generator.state for name, gen in _generators(model)}
+
+
+def set_random_states(model, states: dict) -> None:
+    """Restore :func:`random_states` into a model of the same structure (unknown or
+    missing names are skipped: a checkpoint without states resumes with fresh masks)."""
+    for name, gen in _generators(model):
+        if name in states:
+            gen.bit_generator.state = states[name]
+
+
 def save_checkpoint(path, model, optimizer, vocab: Vocab, config: dict, epoch: int, history: list,
                     best_state: dict | None = None, extra: dict | None = None) -> None:
     """Write everything needed to rebuild and resume a run to ``path`` (atomic).
 
     Layout: ``{"format", "version", "model": state_dict, "best_model": state_dict,
     "optim": optimizer state, "vocab": JSON token list, "config": JSON, "epoch": int,
-    "history": JSON}``. The previous file stays intact until the new one is complete.
+    "history": JSON, "random": JSON of the dropout generators' states}``. The previous file stays intact until the new one is complete.
     """
     obj = {
         "format": CHECKPOINT_FORMAT,
@@ -277,6 +307,7 @@ def save_checkpoint(path, model, optimizer, vocab: Vocab, config: dict, epoch: i
         "history": json.dumps(history),
         "model": model.state_dict(),
         "optim": optimizer.state_dict() if optimizer is not None else {},
+        "random": json.dumps(random_states(model)),
     }
     if best_state is not None:
         obj["best_model"] = best_state
@@ -289,7 +320,8 @@ def load_checkpoint(path) -> dict:
     """Read a checkpoint written by :func:`save_checkpoint`.
 
     Returns a dict with ``config`` (dict), ``vocab`` (Vocab), ``epoch`` (int), ``history``
-    (list), ``model``/``best_model`` (state dicts, NumPy arrays), ``optim``, ``extra``.
+    (list), ``model``/``best_model`` (state dicts, NumPy arrays), ``optim``, ``extra``,
+    ``random`` (generator states for :func:`set_random_states`; empty for older files).
     Raises ValueError when the file is not such a checkpoint.
     """
     obj = load(path)
@@ -305,6 +337,7 @@ def load_checkpoint(path) -> dict:
         "best_model": obj.get("best_model"),
         "optim": obj.get("optim") or None,
         "extra": json.loads(obj["extra"]) if "extra" in obj else {},
+        "random": json.loads(obj["random"]) if "random" in obj else {},
     }
 
 

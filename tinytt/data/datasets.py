@@ -70,7 +70,7 @@ def _missing(what: str, looked: list[Path], root: Path, data_dir, downloadable: 
     source = "data_dir argument" if data_dir is not None else (
         f"${DATA_ENV_VAR}" if os.environ.get(DATA_ENV_VAR) else f"default (${DATA_ENV_VAR} is not set)")
     hint = (f"Set {DATA_ENV_VAR} to the directory that holds the dataset folders "
-            f"(e.g. export {DATA_ENV_VAR}=/work/shared/data) or pass data_dir")
+            f"(e.g. export {DATA_ENV_VAR}=/work/shared/data) or pass data_dir (CLI: --data-dir)")
     if downloadable:
         hint += ", or pass download=True (CLI: --download) to fetch it"
     paths = "\n  ".join(str(p) for p in looked)
