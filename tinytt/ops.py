@@ -37,6 +37,8 @@ def as_tensor(x, like: Tensor | None = None) -> Tensor:
     A Python scalar takes the dtype of ``like`` when ``like`` is floating point, so
     ``float32_tensor * 2.0`` stays float32 (an int scalar also takes an int ``like``'s
     dtype; with a bool ``like`` NumPy's promotion applies: ``bool_tensor + 1`` is int).
+    NumPy scalars (``numpy.float64(2.0)``) are treated the same way, unlike NumPy 2's
+    NEP 50 rules: a float64 constant must not silently turn a float32 model into float64.
     """
     if isinstance(x, Tensor):
         return x
