@@ -133,7 +133,7 @@ def get_xp(*arrays):
 
 
 def to_numpy(x) -> numpy.ndarray:
-    """Copy ``x`` (a Tensor, a CuPy or NumPy array, or a scalar) to a NumPy array on the host."""
+    """``x`` (a Tensor, a CuPy or NumPy array, or a scalar) as a NumPy array on the host: a copy from the GPU, the same array (no copy) for NumPy data."""
     if is_tensor(x):
         x = x.data
     if is_cupy_array(x):

@@ -137,7 +137,8 @@ class Tensor:
         return f"Tensor({to_numpy(self.data)!r}{grad}{op})"
 
     def numpy(self):
-        """A NumPy copy of the data on the host (``to_numpy``)."""
+        """The data as a NumPy array on the host (``to_numpy``): a copy from the GPU, but on
+        NumPy the tensor's own array, so copy it before writing into it."""
         return to_numpy(self.data)
 
     def item(self):
