@@ -146,12 +146,18 @@ def check_property(layer_cls):
 
 
 def main(argv) -> int:
+    import argparse  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("cases", nargs="?", default=None,
+                        help="a reference-cases .npz (default: write seed 0's cases to a temporary file)")
+    args = parser.parse_args(argv[1:])
     if torch is None:
         print("SKIP: torch is not installed; nothing to check (pip install torch)")
         return 0
     layer_cls = make_torch_tt_embedding()
-    if len(argv) > 1:
-        check_reference_cases(layer_cls, argv[1])
+    if args.cases is not None:
+        check_reference_cases(layer_cls, args.cases)
     else:
         from tinytt.testing import reference_cases
 

@@ -124,3 +124,37 @@ def test_tt_strategies(modes, matrix):
 @given(ranks=tt_ranks(order=4, max_rank=3))
 def test_tt_ranks_strategy(ranks):
     assert len(ranks) == 5 and ranks[0] == ranks[-1] == 1 and all(1 <= r <= 3 for r in ranks)
+
+
+def test_assert_close_is_strict_about_shapes_nan_and_integers():
+    with pytest.raises(AssertionError, match="shapes differ"):
+        assert_close(np.zeros(5), 0.0)          # a scalar used to match any shape
+    with pytest.raises(AssertionError):
+        assert_close(np.array([np.nan, 1.0]), np.array([np.nan, 1.0]))
+    assert_close(np.array([np.nan, 1.0]), np.array([np.nan, 1.0]), equal_nan=True)
+    with pytest.raises(AssertionError):
+        assert_close(np.array([10000]), np.array([10001]))   # integers: exact (float32 tolerances before)
+    assert_close(np.array([1 + 1e-6j], dtype=np.complex64), np.array([1.0], dtype=np.complex64))
+    with pytest.raises(ValueError, match="float16"):
+        assert_close(np.ones(2, np.float16), np.ones(2, np.float16))   # no float16 tolerances
+    assert_close(np.ones(2, np.float16), np.ones(2, np.float16), rtol=1e-3, atol=1e-3)
+
+
+def test_check_grads_needs_at_least_one_direction():
+    x = on_device(np.ones(3))
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ValueError, match="n_directions"):
+            check_grads(lambda a: a * a, x, n_directions=bad)
+
+
+def test_strategies_reject_empty_shapes_and_handle_float32_bounds():
+    from hypothesis import find  # noqa: PLC0415
+
+    for make in (lambda: tt_shapes(min_order=0, max_order=0), lambda: tt_shapes(min_mode=0, max_mode=0),
+                 lambda: tt_matrix_shapes(min_order=0, max_order=0)):
+        with pytest.raises(ValueError, match=">= 1"):
+            find(make(), lambda value: True)
+    with pytest.raises(ValueError, match="bound"):
+        float_arrays((2,), np.float32, bound=-1.0)
+    a = find(float_arrays((3,), np.float32, bound=0.1), lambda v: bool(np.abs(v).max() > 0.09))
+    assert a.dtype == np.float32 and np.abs(a).max() <= 0.1   # bound 0.1 raised InvalidArgument

@@ -134,3 +134,15 @@ def test_strategies_importable():
 
     prop()
     assert seen
+
+
+@pytest.mark.parametrize("seed", [1, 104, 119])
+def test_other_seeds_write_files_whose_padding_cases_contain_the_padding_id(tmp_path, seed):
+    # seeds 104 and 119 raised (no singular-value gap at the rank cap); seed 1's padding case
+    # had no padding id among its ids
+    path = tmp_path / f"cases{seed}.npz"
+    tinytt.testing.reference_cases(path, seed=seed)
+    cases = load_reference_cases(path)
+    for case in cases["tt_rows"]:
+        if int(case["padding_idx"]) >= 0:
+            assert (numpy.asarray(case["ids"]) == int(case["padding_idx"])).any()

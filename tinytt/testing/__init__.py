@@ -29,26 +29,33 @@ def tolerances(dtype) -> tuple:
     return TOLERANCES[name]
 
 
-def assert_close(actual, expected, dtype=None, rtol=None, atol=None, err_msg: str = "") -> None:
+def assert_close(actual, expected, dtype=None, rtol=None, atol=None, err_msg: str = "",
+                 equal_nan: bool = False) -> None:
     """Assert ``|actual - expected| <= atol + rtol |expected|`` elementwise (shapes must match).
 
-    ``actual``/``expected`` may be Tensors, NumPy or CuPy arrays, or scalars. The
-    tolerances default to ``tolerances(dtype)`` where dtype defaults to the
-    coarser of the two inputs' float dtypes.
+    ``actual``/``expected`` may be Tensors, NumPy or CuPy arrays, or scalars; their shapes
+    must be equal (no broadcasting: a scalar matches only a 0-d array). The tolerances
+    default to ``tolerances(dtype)`` where dtype defaults to the coarser of the two inputs'
+    float dtypes (float16 has none: pass ``rtol``/``atol``); two integer or bool inputs
+    must be equal exactly. NaN equals NaN only with ``equal_nan=True``.
     """
     a = to_numpy(actual)
     e = to_numpy(expected)
+    if a.shape != e.shape:
+        raise AssertionError(f"assert_close: shapes differ: actual {a.shape}, expected {e.shape}. {err_msg}")
     if dtype is None:
-        kinds = [x.dtype for x in (a, e) if x.dtype.kind == "f"]
-        dtype = numpy.float32 if any(k == numpy.float32 for k in kinds) or not kinds else numpy.float64
-        if kinds and all(k == numpy.float64 for k in kinds):
-            dtype = numpy.float64
-    default_rtol, default_atol = tolerances(dtype)
+        kinds = [numpy.dtype(numpy.finfo(x.dtype).dtype) for x in (a, e) if x.dtype.kind in "fc"]
+        if not kinds:
+            dtype, default_rtol, default_atol = None, 0.0, 0.0   # integers and bools: exact
+        else:
+            dtype = min(kinds, key=lambda k: k.itemsize)          # complex64 counts as float32
+    if dtype is not None and (rtol is None or atol is None):
+        default_rtol, default_atol = tolerances(dtype)
     numpy.testing.assert_allclose(
         a, e,
         rtol=default_rtol if rtol is None else rtol,
         atol=default_atol if atol is None else atol,
-        err_msg=err_msg,
+        err_msg=err_msg, equal_nan=equal_nan,
     )
 
 
@@ -90,6 +97,8 @@ def check_grads(f, *inputs, step: float = 1e-6, rtol: float = 1e-6, atol: float 
         TypeError: a float input is not float64.
         AssertionError: naming the first input whose gradient disagrees.
     """
+    if isinstance(n_directions, bool) or not isinstance(n_directions, int) or n_directions < 1:
+        raise ValueError(f"check_grads: n_directions must be an int >= 1, got {n_directions!r}")
     rng = numpy.random.default_rng(seed)
     arrays = [x.data if isinstance(x, Tensor) else x for x in inputs]
     checked = [i for i, a in enumerate(arrays) if hasattr(a, "dtype") and a.dtype.kind == "f"]

@@ -6,7 +6,7 @@ algorithms: TT-SVD with a textbook sweep of full SVDs, TT-matrix rows as ``full(
 the dense matrix (core gradients as dense contractions), and the LSTM with a step-by-step
 NumPy forward and a hand-written NumPy backpropagation through time. The tests rebuild each
 case with tinytt and compare to 1e-10 (``tests/test_reference_cases.py``); the example
-``examples/check_torch_layer.py`` shows the same check for a PyTorch layer.
+``examples/check_torch_layer.py`` checks a PyTorch TT layer against the ``tt_rows`` cases.
 """
 
 from __future__ import annotations
@@ -272,7 +272,13 @@ def _build(seed):
     # TT-SVD: exact TT ranks recovered; a rank cap on a generic tensor; eps-driven truncation of
     # a noisy low-rank tensor; a matrix with known singular values; an order-1 tensor.
     cases["tt_svd"].append(_tt_svd_case(_random_tt_dense(rng, (3, 4, 5, 6), (1, 2, 3, 2, 1)), 1e-10, None))
-    cases["tt_svd"].append(_tt_svd_case(rng.standard_normal((4, 5, 6)), 1e-12, 2))
+    for _ in range(100):  # a generic tensor whose rank-2 cap falls at a clear gap (most draws)
+        try:
+            capped = _tt_svd_case(rng.standard_normal((4, 5, 6)), 1e-12, 2)
+            break
+        except AssertionError:
+            continue
+    cases["tt_svd"].append(capped)
     low = _random_tt_dense(rng, (5, 4, 3, 4), (1, 2, 2, 2, 1))
     noise = rng.standard_normal(low.shape)
     noisy = low + 1e-5 * numpy.linalg.norm(low) * noise / numpy.linalg.norm(noise)
@@ -287,8 +293,10 @@ def _build(seed):
     cases["tt_rows"].append(_tt_rows_case(rng, (2, 3, 4), (2, 2, 3), (1, 3, 2, 1),
                                           rng.integers(0, 24, (3, 5)).tolist() + [[5, 5, 23, 0, 5]], 5))
     cases["tt_rows"].append(_tt_rows_case(rng, (4, 5), (3, 2), (1, 4, 1), [7, 3, 7, 19, 0, 7, 3, 12, 12], None))
-    cases["tt_rows"].append(_tt_rows_case(rng, (2, 2, 3, 2), (2, 1, 2, 2), (1, 2, 3, 2, 1),
-                                          rng.integers(0, 24, (2, 3, 4)), 0))
+    ids = rng.integers(0, 24, (2, 3, 4))
+    if not (ids == 0).any():  # the case's padding id must occur
+        ids[0, 0, 0] = 0
+    cases["tt_rows"].append(_tt_rows_case(rng, (2, 2, 3, 2), (2, 1, 2, 2), (1, 2, 3, 2, 1), ids, 0))
     # LSTM: one layer with padding; two bidirectional layers with padding
     cases["lstm"].append(_lstm_case(rng, 3, 4, 1, False, 3, 5, [5, 3, 1]))
     cases["lstm"].append(_lstm_case(rng, 2, 3, 2, True, 3, 4, [4, 2, 3]))

@@ -33,14 +33,31 @@ def broadcastable_shapes(num_shapes: int = 2, min_dims: int = 0, max_dims: int =
 
 
 def float_arrays(shape, dtype=numpy.float64, bound: float = 5.0):
-    """Strategy for arrays of ``shape`` (a tuple or a strategy) with finite values in [-bound, bound]."""
+    """Strategy for arrays of ``shape`` (a tuple or a strategy) with finite values in [-bound, bound].
+
+    For float32 the bound is rounded down to a float32 value (hypothesis needs bounds that
+    the element width represents exactly).
+    """
+    if not bound > 0 or not numpy.isfinite(bound):
+        raise ValueError(f"float_arrays: bound must be a positive finite number, got {bound!r}")
     width = 32 if numpy.dtype(dtype) == numpy.float32 else 64
+    if width == 32:
+        b32 = numpy.float32(bound)
+        bound = float(b32 if b32 <= bound else numpy.nextafter(b32, numpy.float32(0)))
     elements = st.floats(-bound, bound, allow_nan=False, allow_infinity=False, width=width)
     return hnp.arrays(dtype=dtype, shape=shape, elements=elements)
 
 
+def _check_at_least_one(**values) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1 (a TT has at least one mode of size >= 1), got {value!r}")
+
+
 def tt_shapes(min_order: int = 1, max_order: int = 6, min_mode: int = 1, max_mode: int = 6):
-    """Strategy for TT mode sizes ``(n_1, ..., n_N)``."""
+    """Strategy for TT mode sizes ``(n_1, ..., n_N)``: N in min_order..max_order, each mode
+    in min_mode..max_mode (all at least 1)."""
+    _check_at_least_one(min_order=min_order, min_mode=min_mode)
     return st.lists(st.integers(min_mode, max_mode), min_size=min_order, max_size=max_order).map(tuple)
 
 
@@ -53,7 +70,9 @@ def tt_ranks(draw, order: int, max_rank: int = 5):
 
 @st.composite
 def tt_matrix_shapes(draw, min_order: int = 1, max_order: int = 4, max_mode: int = 5):
-    """Strategy for ``(row_shape, col_shape)`` of one length N."""
+    """Strategy for ``(row_shape, col_shape)`` of one length N in min_order..max_order, modes
+    in 1..max_mode."""
+    _check_at_least_one(min_order=min_order, max_mode=max_mode)
     n = draw(st.integers(min_order, max_order))
     rows = tuple(draw(st.lists(st.integers(1, max_mode), min_size=n, max_size=n)))
     cols = tuple(draw(st.lists(st.integers(1, max_mode), min_size=n, max_size=n)))
