@@ -239,3 +239,22 @@ def test_scatter_add_reads_broadcast_values_in_place(batch, time, num_rows, seed
 def test_scatter_add_rejects_values_of_another_shape():
     with pytest.raises(ValueError, match="must start with the indices' shape"):
         backend.scatter_add(on_device(np.array([0, 1, 1])), on_device(np.ones((4, 2))), 2)
+
+
+def test_numpy_scalars_count_as_numpy_and_generator_seeds_work_on_other_backends(monkeypatch):
+    # numpy.float64 is a subclass of float: it was skipped as a Python scalar, so with CuPy
+    # as the default a float64 NumPy reduction got a GPU output
+    class FakeBackend:
+        class random:
+            seeds = []
+
+            @staticmethod
+            def default_rng(seed=None):
+                FakeBackend.random.seeds.append(seed)
+                return seed
+
+    monkeypatch.setitem(backend._state, "xp", FakeBackend)
+    assert backend.get_xp(np.float64(2.0)) is np and backend.get_xp(np.float32(2.0)) is np
+    assert backend.get_xp(2.0) is FakeBackend
+    backend.default_rng(np.random.default_rng(0))    # CuPy cannot take a NumPy Generator
+    assert isinstance(FakeBackend.random.seeds[-1], int)

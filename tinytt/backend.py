@@ -109,7 +109,7 @@ def get_xp(*arrays):
     """
     found = None
     for a in arrays:
-        if isinstance(a, _NDARRAY):
+        if isinstance(a, (_NDARRAY, numpy.generic)):  # numpy.float64 is also a Python float
             module = numpy
         elif a is None or isinstance(a, _SCALARS):
             continue
@@ -291,8 +291,14 @@ def qr(a):
 
 
 def default_rng(seed=None):
-    """A random generator on the default backend (``numpy.random.default_rng`` or CuPy's)."""
-    return _state["xp"].random.default_rng(seed)
+    """A random generator on the default backend (``numpy.random.default_rng`` or CuPy's).
+
+    ``seed`` may be None, an int or a NumPy Generator; CuPy cannot take a NumPy Generator,
+    so there an int seed is drawn from it first."""
+    xp = _state["xp"]
+    if xp is not numpy and isinstance(seed, numpy.random.Generator):
+        seed = int(seed.integers(0, 2**63 - 1))
+    return xp.random.default_rng(seed)
 
 
 def synchronize(x=None) -> None:

@@ -21,6 +21,9 @@ __all__ = [
 ]
 
 
+_UNSEEDED = {}  # backend module -> the unseeded Generator used by dropout(rng=None)
+
+
 def _axis(axis: int, ndim: int, name: str) -> int:
     if not isinstance(axis, numbers.Integral) or not -ndim <= axis < ndim:
         raise ValueError(f"{name}: axis {axis!r} is out of range for {ndim} dimensions")
@@ -183,8 +186,8 @@ def dropout(x, p: float = 0.5, training: bool = True, rng=None) -> Tensor:
     if not training or p == 0.0:
         return x
     xp = get_xp(x.data)
-    if rng is None:
-        rng = xp.random.default_rng()
+    if rng is None:  # one unseeded generator per backend (a new CuPy one allocates its states)
+        rng = _UNSEEDED.get(xp) or _UNSEEDED.setdefault(xp, xp.random.default_rng())
     draw_dtype = x.dtype if x.dtype.kind == "f" and x.dtype.itemsize in (4, 8) else xp.float64
     mask = (rng.random(x.shape, dtype=draw_dtype) >= p).astype(x.dtype)
     mask *= 1.0 / (1.0 - p)

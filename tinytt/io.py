@@ -218,7 +218,11 @@ def _decode(node, zf: zipfile.ZipFile, names: set, to_dev: bool):
                 if arr.ndim != 0:
                     raise _Corrupt(f"scalar member {member!r} is not 0-d")
                 return arr[()]
-            return to_device(arr) if to_dev else arr
+            # only numeric and bool arrays go to the device (CuPy has no string/datetime arrays),
+            # in native byte order
+            if not (to_dev and arr.dtype.kind in "biufc"):
+                return arr
+            return to_device(arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("=")))
     raise _Corrupt(f"unrecognised node {str(node)[:80]!r} in the structure")
 
 

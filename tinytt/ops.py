@@ -367,7 +367,7 @@ def check_ids(ids, num_rows: int, xp, name: str = "ids"):
     get_xp(ids, xp.zeros(0))  # raises on a NumPy/CuPy mix
     ids = xp.asarray(ids)
     if ids.size:
-        lo, hi = int(ids.min()), int(ids.max())
+        lo, hi = xp.stack([ids.min(), ids.max()]).tolist()  # one host read (a sync on CuPy)
         if lo < 0 or hi >= num_rows:
             raise IndexError(f"{name}: ids must lie in [0, {num_rows}), got values in [{lo}, {hi}]")
     return ids.astype(xp.intp, copy=False)

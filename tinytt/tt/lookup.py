@@ -107,7 +107,8 @@ class LookupPlan:
     def row_of(self, idx: int):
         """Row of id ``idx``, or None when the batch does not contain it."""
         xp = get_xp(self.uniq)
-        pos = int(xp.searchsorted(self.uniq, idx))
+        # CuPy's searchsorted takes only arrays: search a one-element array (one sync)
+        pos = int(xp.searchsorted(self.uniq, xp.asarray([idx], dtype=self.uniq.dtype))[0])
         if pos < self.uniq.shape[0] and int(self.uniq[pos]) == idx:
             return int(self.row_of_uniq[pos])
         return None
