@@ -8,16 +8,19 @@ Models (float32, batch 64 x 200 tokens, vocabulary 30000, Adam lr 1e-3, cross-en
 
 each with a dense embedding and a TT embedding of rank 16 (``nn.TTEmbedding(30000, 256, rank=16)``,
 shape (25, 30, 40) x (4, 8, 8)). A step is zero_grad + forward + backward + optimizer step.
-PyTorch runs the same models in the same process with ``nn.Embedding`` and with two TT
+PyTorch runs the same models in the same process with ``nn.Embedding`` and with three TT
 embeddings built from the same cores: ``tt-partial`` (cores 1-2 contracted for every (i1, i2)
-pair, then one gather and one ``bmm`` per token: the fastest PyTorch TT lookup in
+pair, then one gather and one ``bmm`` per token), ``tt-partial-dedup`` (the same on the
+distinct ids only, then spread out: the fastest PyTorch TT lookup on real text in
 ``benchmarks/lookup.py``) and ``tt-full`` (the whole table from the cores, then indexing: what
-the paper's layer does). Reported: the median of N timed steps after warm-up, one JSON object
+the paper's layer does). PyTorch's optimizer is ``Adam(fused=True)``, its fastest CPU
+implementation (``--torch-adam default`` for the for-loop one; session 5 on, after an audit
+measured it 3x faster than the default on the 7.7 M-parameter dense embedding). Reported: the median of N timed steps after warm-up, one JSON object
 per line, plus the LSTM "GEMM floor" (the time NumPy's BLAS needs for just the matrix products
 of one LSTM forward + backward, measured in the same run) and the ratios to it, to PyTorch's
 dense model, and to PyTorch's fastest formulation with the same kind of embedding
 (``ratio_to_torch_fastest``: for LSTMs the faster of the final/mean readouts, for TT the
-faster of the two TT lookups).
+fastest of the TT lookups).
 
 Timing is interleaved: every model is built first, then each of ``--rounds`` rounds (default 3)
 times every model in turn (1 warm-up step, ``--reps`` timed steps; the order reverses each round)
@@ -123,7 +126,8 @@ def tinytt_step_fn(model_name: str, emb_kind: str, ids, y):
 
 
 # --- PyTorch models ------------------------------------------------------------------------------------
-TORCH_EMBEDDINGS = ("dense", "tt-partial", "tt-full")
+TORCH_EMBEDDINGS = ("dense", "tt-partial", "tt-partial-dedup", "tt-full")
+TORCH_FUSED_ADAM = [True]  # set from --torch-adam
 
 
 def torch_tt_embedding(torch, variant: str):
@@ -146,9 +150,13 @@ def torch_tt_embedding(torch, variant: str):
                 full = torch.einsum("pqc,cmn->pmqn", pair, g3[..., 0]).reshape(v1 * v2 * v3, d1 * d2 * d3)
                 rows = torch.nn.functional.embedding(flat, full)
             else:
+                if variant == "tt-partial-dedup":   # the distinct ids only, then spread out
+                    flat, inverse = torch.unique(flat, return_inverse=True)
                 s3 = torch.index_select(g3[..., 0].permute(1, 0, 2).contiguous(), 0, flat % v3)
                 prefix = torch.div(flat, v3, rounding_mode="floor")
                 rows = torch.bmm(torch.index_select(pair, 0, prefix), s3).reshape(flat.shape[0], -1)
+                if variant == "tt-partial-dedup":
+                    rows = torch.nn.functional.embedding(inverse.reshape(-1), rows)
             return rows.reshape(tuple(ids.shape) + (D,))
 
     return TorchTTEmbedding()
@@ -194,7 +202,7 @@ def torch_step_fn(model_name: str, ids, y, emb_kind: str = "dense"):
             return self.fc2(torch.relu(self.fc1(self.emb(ids).mean(dim=1))))
 
     model = TorchMLP() if model_name == "mlp" else TorchLSTM(model_name.split("-")[1])
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=TORCH_FUSED_ADAM[0])
     ids_t, y_t = torch.from_numpy(ids), torch.from_numpy(y)
     losses = []
 
@@ -246,6 +254,9 @@ def main(argv=None):
                              "drifts of the machine hit tinytt and PyTorch alike")
     parser.add_argument("--models", default="lstm-final,lstm-mean,mlp")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch baselines")
+    parser.add_argument("--torch-adam", choices=("fused", "default"), default="fused",
+                        help="PyTorch's Adam implementation: fused=True (its fastest on CPU, the default "
+                             "since session 5) or the default for-loop one")
     parser.add_argument("--out", metavar="FILE", default=None, help="also append the JSON lines to FILE")
     parser.add_argument("--keep-freed-memory", action="store_true",
                         help="call tinytt.allocator.keep_freed_memory() first, as the tinytt command "
@@ -270,7 +281,9 @@ def main(argv=None):
             raise ImportError
         import torch  # noqa: PLC0415
 
-        torch.set_num_threads(int(os.environ.get("TORCH_THREADS", os.cpu_count() or 1)))
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        torch.set_num_threads(int(os.environ.get("TORCH_THREADS", cpus)))
+        TORCH_FUSED_ADAM[0] = args.torch_adam == "fused"
         torch_version = torch.__version__
     except ImportError:
         torch = None
@@ -281,7 +294,8 @@ def main(argv=None):
            "malloc": malloc_mode(),
            "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
            "batch": B, "time": T, "vocab": V, "dim": D, "hidden": H, "warmup": warmup, "reps": reps,
-           "rounds": rounds}
+           "rounds": rounds, "torch_threads": torch.get_num_threads() if torch is not None else None,
+           "torch_adam": args.torch_adam if torch is not None else None}
     _emit(env)
     if torch is not None and "tt" in emb_kinds:
         check_torch_tt(torch, ids)
