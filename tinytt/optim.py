@@ -527,11 +527,12 @@ class Adam(Optimizer):
         xp.add(v, s, out=v)
         bc1 = 1.0 - b1 ** t
         bc2_sqrt = math.sqrt(1.0 - b2 ** t)
+        # lr/bc1 * m / (sqrt(v)/bc2_sqrt + eps) == (lr bc2_sqrt / bc1) * m / (sqrt(v) + eps bc2_sqrt):
+        # one elementwise pass fewer (12 instead of 13 per step)
         xp.sqrt(v, out=s)
-        xp.divide(s, bc2_sqrt, out=s)
-        xp.add(s, eps, out=s)
+        xp.add(s, eps * bc2_sqrt, out=s)
         xp.divide(m, s, out=s)
-        xp.multiply(s, lr / bc1, out=s)
+        xp.multiply(s, lr * bc2_sqrt / bc1, out=s)
         xp.subtract(p, s, out=p)
 
 
