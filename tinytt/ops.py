@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numbers
 
+import numpy
+
 from .backend import get_xp, index_add, scatter_add
 from .tensor import Tensor, record
 
@@ -367,7 +369,10 @@ def check_ids(ids, num_rows: int, xp, name: str = "ids"):
     get_xp(ids, xp.zeros(0))  # raises on a NumPy/CuPy mix
     ids = xp.asarray(ids)
     if ids.size:
-        lo, hi = xp.stack([ids.min(), ids.max()]).tolist()  # one host read (a sync on CuPy)
+        if xp is numpy:
+            lo, hi = int(ids.min()), int(ids.max())
+        else:
+            lo, hi = xp.stack([ids.min(), ids.max()]).tolist()  # one host read: one sync
         if lo < 0 or hi >= num_rows:
             raise IndexError(f"{name}: ids must lie in [0, {num_rows}), got values in [{lo}, {hi}]")
     return ids.astype(xp.intp, copy=False)

@@ -275,11 +275,31 @@ def _generators(model):
     return out
 
 
+def _jsonable(value):
+    """Bit-generator states hold ints, strings and (MT19937) uint32 arrays: arrays become
+    ``{"ndarray": list, "dtype": str}`` so the state is JSON."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, numpy.ndarray):
+        return {"ndarray": value.tolist(), "dtype": value.dtype.str}
+    if isinstance(value, numpy.generic):
+        return value.item()
+    return value
+
+
+def _from_jsonable(value):
+    if isinstance(value, dict):
+        if set(value) == {"ndarray", "dtype"}:
+            return numpy.asarray(value["ndarray"], dtype=numpy.dtype(value["dtype"]))
+        return {k: _from_jsonable(v) for k, v in value.items()}
+    return value
+
+
 def random_states(model) -> dict:
     """The bit-generator states of the model's NumPy random generators, by dotted name (a
     JSON-serialisable dict), so a resumed run draws the same dropout masks as an
     uninterrupted one. CuPy generators are not included."""
-    return {name: gen.bit_generator.state for name, gen in _generators(model)}
+    return {name: _jsonable(gen.bit_generator.state) for name, gen in _generators(model)}
 
 
 def set_random_states(model, states: dict) -> None:
@@ -287,7 +307,7 @@ def set_random_states(model, states: dict) -> None:
     missing names are skipped: a checkpoint without states resumes with fresh masks)."""
     for name, gen in _generators(model):
         if name in states:
-            gen.bit_generator.state = states[name]
+            gen.bit_generator.state = _from_jsonable(states[name])
 
 
 def save_checkpoint(path, model, optimizer, vocab: Vocab, config: dict, epoch: int, history: list,
@@ -462,7 +482,8 @@ def load_classification(name: str, data_dir=None, vocab_size: int = 25000, max_l
     """
     from .data import NUM_CLASSES, load_dataset, tokenize
 
-    raw = load_dataset(name, data_dir, download=download, seed=seed)
+    # MR's own split is carved with a FIXED seed (the test set must not move with ``seed``)
+    raw = load_dataset(name, data_dir, download=download, valid_fraction=valid_fraction)
     toks = {k: (None if v is None else ([tokenize(t) for t in v[0]], list(v[1]))) for k, v in raw.items()}
     if toks.get("valid") is None:
         t, lab = toks["train"]

@@ -211,3 +211,27 @@ def test_float32_tt_scaled_by_a_float64_0d_array_stays_float32():
         assert out.dtype == numpy.float32
     numpy.testing.assert_allclose(tinytt.to_numpy((a * tinytt.to_device(numpy.array(2.0))).full().data),
                                   2 * tinytt.to_numpy(a.full().data), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype,scale", [("float32", 6e-40), ("float32", 1e38), ("float64", 1e-310),
+                                         ("float64", 1e300)])
+@pytest.mark.parametrize("core", [0, 2])
+def test_norm_gradient_when_one_core_holds_an_extreme_scale(dtype, scale, core):
+    # float32 near its limits gave a NaN value; a subnormal float64 norm gave zero gradients
+    base = random_tt((3, 4, 5), 3, seed=1)
+    leaves = [Tensor(c.data.copy(), requires_grad=True) for c in base.cores]
+    ref = norm(TensorTrain(leaves))
+    ref.backward()
+    arrays = [tinytt.to_numpy(c.data).copy() for c in base.cores]
+    arrays[core] = arrays[core] * scale
+    scaled = [Tensor(tinytt.to_device(a.astype(dtype)), requires_grad=True) for a in arrays]
+    value = norm(TensorTrain(scaled))
+    value.backward()
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    assert math.isclose(float(tinytt.to_numpy(value.data)), float(tinytt.to_numpy(ref.data)) * scale, rel_tol=tol)
+    for k, (leaf, s) in enumerate(zip(leaves, scaled)):
+        want = tinytt.to_numpy(leaf.grad) * (1.0 if k == core else scale)
+        got = tinytt.to_numpy(s.grad).astype(numpy.float64)
+        assert numpy.all(numpy.isfinite(got))
+        # (float32 gradients of a ~1e-39 norm are themselves subnormal: compare to their scale)
+        numpy.testing.assert_allclose(got, want, rtol=10 * tol, atol=10 * tol * numpy.abs(want).max())

@@ -12,11 +12,12 @@ import math
 import numbers
 
 from .. import backend
+from .. import ops
 from ..einsum import einsum
 from ..ops import as_tensor, concat
 from ..ops import sum as tsum
 from ..tensor import Tensor
-from .decompositions import core_norm
+from .decompositions import _norm, core_norm
 from .tensor_train import TensorTrain
 from .tt_matrix import TTMatrix
 
@@ -128,14 +129,26 @@ def norm(a: TensorTrain) -> Tensor:
     const = Tensor(xp.asarray(value, dtype=a.dtype))
     if not a.requires_grad:
         return const
-    if value == 0.0 or not math.isfinite(value) or not math.isfinite(1.0 / value):
-        sq, factor = dot(a, a), 0.0
-    else:
-        # <A/v, A/v> with v = ||A|| is ~1: no overflow (or underflow) of <A, A> in the graph
-        sq, factor = dot(a * (1.0 / value), a * (1.0 / value)), 0.5 * value
-    # value + (sq - sq) * factor: exactly ``value`` forward; backward
-    # grad(<A/v, A/v>) * v / 2 = <A, dA> / ||A||
-    return const + (sq - sq.detach()) * factor
+    if value == 0.0 or not math.isfinite(value):
+        sq = dot(a, a)
+        return const + (sq - sq.detach()) * 0.0
+    # The gradient path is <S, S> with S = A / P: every core divided by its own Frobenius norm
+    # (P = their product, held constant), so no partial contraction can overflow or underflow
+    # whatever core holds the scale; it runs in float64 (float32 near its limits would
+    # overflow the factors). Then d||A|| = <A, dA> / ||A|| = (v / (2 <S, S>)) d<S, S>.
+    scaled = []
+    for c in (c if c.dtype == "float64" else ops.astype(c, "float64") for c in a.cores):
+        # divide by 2**e with 2**e ~ ||core||, in two exact power-of-two steps (a subnormal
+        # norm's 2**-e alone would overflow)
+        e = math.frexp(_norm(c.data))[1]
+        scaled.append(c * (2.0 ** -(e // 2)) * (2.0 ** -(e - e // 2)))
+    s_tt = TensorTrain(scaled)
+    sq = dot(s_tt, s_tt)
+    sq_value = float(sq.data)
+    factor = 0.5 * value / sq_value if sq_value > 0 and math.isfinite(sq_value) else 0.0
+    # value + (sq - sq) * factor: exactly ``value`` forward
+    delta = (sq - sq.detach()) * factor
+    return const + (delta if a.dtype == "float64" else ops.astype(delta, a.dtype))
 
 
 def round_tt(a, eps: float = 1e-12, max_rank=None):
