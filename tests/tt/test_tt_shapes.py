@@ -1,5 +1,6 @@
 """Shape heuristics (paper's entropy rule) and TT-matrix parameter counts."""
 
+import math
 import pytest
 from hypothesis import given, strategies as st
 
@@ -85,3 +86,20 @@ def test_divisors_from_the_factorisation(n):
 def test_auto_shape_of_a_large_power_of_two():
     # the divisors came from trial division up to sqrt(n): 2**60 took minutes
     assert auto_shape(2**60, 20) == (8,) * 20
+
+
+@given(st.integers(1, 10**6))
+def test_prime_factors_multiply_back_and_are_prime(n):
+    from tinytt.tt.shapes import _is_prime, _prime_factors  # noqa: PLC0415
+    factors = _prime_factors(n)
+    assert factors == sorted(factors)
+    assert math.prod(factors) == n and all(_is_prime(f) for f in factors)
+    assert all(any(f % k == 0 for k in range(2, int(f ** 0.5) + 1)) is False for f in factors if f < 10**4)
+
+
+def test_large_primes_and_semiprimes_factor_quickly():
+    # trial division to sqrt(n): auto_shape(2**61 - 1, 3) took 233 s
+    from tinytt.tt.shapes import _prime_factors  # noqa: PLC0415
+    assert _prime_factors(2**61 - 1) == [2**61 - 1]
+    assert _prime_factors((2**31 - 1) * (2**61 - 1)) == [2**31 - 1, 2**61 - 1]
+    assert auto_shape(2**61 - 1, 3) == (1, 1, 2**61 - 1)
