@@ -56,6 +56,15 @@ def configure(args) -> None:
     _state["out"] = getattr(args, "out", None)
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask; ``os.cpu_count()`` elsewhere): the
+    PyTorch baselines get this many threads, as tinytt's own workers and OpenBLAS do."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def malloc_mode() -> str:
     """"retain" when glibc was told to keep large blocks in the heap (env), "top_pad=N" when
     freed heap memory is kept (``tinytt.allocator.keep_freed_memory`` or ``MALLOC_TOP_PAD_``),

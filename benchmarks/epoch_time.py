@@ -40,7 +40,7 @@ import numpy  # noqa: E402
 import tinytt.optim  # noqa: E402,F401
 from tinytt.models import build_model  # noqa: E402
 
-from _common import add_common_args, configure, emit, time_call  # noqa: E402
+from _common import add_common_args, configure, emit, time_call, usable_cpus  # noqa: E402
 
 BENCH = "epoch_time"
 B, T, V, D, H, C = 64, 256, 25000, 256, 128, 2
@@ -154,8 +154,7 @@ def main(argv=None) -> None:
         try:
             import torch  # noqa: PLC0415
 
-            cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-            torch.set_num_threads(int(os.environ.get("TORCH_THREADS", cpus)))
+            torch.set_num_threads(int(os.environ.get("TORCH_THREADS", usable_cpus())))
         except ImportError:
             emit({"bench": BENCH, "kind": "note", "note": "torch not importable: no PyTorch baseline"})
     emit({"bench": BENCH, "kind": "setup", "batch": B, "tokens": T, "vocab": V, "dim": D, "hidden": H,

@@ -48,7 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import tinytt  # noqa: E402  (before NumPy: its OpenBLAS settings, tinytt/_openblas.py)
 import numpy  # noqa: E402
-from _common import add_common_args, configure, emit, rss_peak, rss_supported, time_call, tracemalloc_peak  # noqa: E402
+from _common import (add_common_args, configure, emit, rss_peak, rss_supported, time_call,  # noqa: E402
+                     tracemalloc_peak, usable_cpus)
 from tinytt import backend  # noqa: E402
 
 V, D, RANK = 25000, 256, 16
@@ -100,8 +101,7 @@ def _torch(threads=None):
         import torch  # noqa: PLC0415
     except Exception:  # noqa: BLE001 - torch is optional
         return None
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
-    torch.set_num_threads(int(threads or os.environ.get("TINYTT_BENCH_TORCH_THREADS") or cpus))
+    torch.set_num_threads(int(threads or os.environ.get("TINYTT_BENCH_TORCH_THREADS") or usable_cpus()))
     return torch
 
 

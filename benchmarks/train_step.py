@@ -48,7 +48,7 @@ import tinytt as tt  # noqa: E402  (before NumPy: its OpenBLAS settings, tinytt/
 import numpy  # noqa: E402
 import tinytt.optim  # noqa: E402,F401
 from tinytt import nn  # noqa: E402
-from _common import malloc_mode  # noqa: E402
+from _common import malloc_mode, usable_cpus  # noqa: E402
 
 B, T, V, D, H, C = 64, 200, 30000, 256, 128, 2
 _OUT = [None]
@@ -281,8 +281,7 @@ def main(argv=None):
             raise ImportError
         import torch  # noqa: PLC0415
 
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        torch.set_num_threads(int(os.environ.get("TORCH_THREADS", cpus)))
+        torch.set_num_threads(int(os.environ.get("TORCH_THREADS", usable_cpus())))
         TORCH_FUSED_ADAM[0] = args.torch_adam == "fused"
         torch_version = torch.__version__
     except ImportError:
