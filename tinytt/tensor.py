@@ -204,6 +204,7 @@ class Tensor:
         # so no two .grad arrays share memory and the caller's array is never aliased
         claimed = {id(grad)}
         deferred = []  # (leaf, node, Deferred): gradients a worker thread is still computing
+        unresolved_before = len(_UNRESOLVED.items)
         finished = False
         try:
             for node in order:
@@ -238,6 +239,14 @@ class Tensor:
                     continue
                 if finished and error is None:
                     _accumulate_leaf(leaf, _checked_gradient(node, leaf, value, xp), claimed)
+            if not finished:
+                # Deferreds an op created but the engine never received (it failed between
+                # that op's VJP calls): resolve them too, discarding their values
+                for pending in list(_UNRESOLVED.items[unresolved_before:]):
+                    try:
+                        pending.result()
+                    except BaseException:  # noqa: BLE001,S110  (the original error is the one raised)
+                        pass
             if finished and error is not None:
                 raise error
 
@@ -254,13 +263,33 @@ class Deferred:
     call more than once and also after another VJP of the same graph failed.
     """
 
-    __slots__ = ("_resolve",)
+    __slots__ = ("_resolve", "__weakref__")
 
     def __init__(self, resolve):
         self._resolve = resolve
+        _UNRESOLVED.items.append(self)
 
     def result(self):
-        return self._resolve()
+        try:
+            return self._resolve()
+        finally:
+            try:
+                _UNRESOLVED.items.remove(self)
+            except ValueError:
+                pass
+
+
+class _Unresolved(threading.local):
+    """Per thread: Deferred gradients created but not yet resolved. When a ``backward()``
+    fails part-way (an error or KeyboardInterrupt between an op's VJP calls), the engine
+    resolves the ones created during it, so no worker (and no one-thread BLAS setting) is
+    left behind."""
+
+    def __init__(self):
+        self.items = []
+
+
+_UNRESOLVED = _Unresolved()
 
 
 def _checked_gradient(node: Tensor, parent: Tensor, pg, xp):

@@ -1,5 +1,6 @@
 """The fused LSTM op: gradients, agreement with the step-by-step reference, padding, PyTorch."""
 
+import time
 import numpy
 import pytest
 
@@ -294,7 +295,7 @@ def test_threaded_paths_match_reference(monkeypatch, threads, chunk_rows, chunk_
     for a, e in zip(*results):
         assert_close(a, e, rtol=RTOL, atol=ATOL)
     assert blas_threads.get_num_threads() == before
-    assert lstm_mod._OUTSTANDING == []  # every deferred weight sum was finished by backward()
+    assert lstm_mod._PIPELINES.items == []  # every deferred weight sum was finished by backward()
 
 
 def test_weight_gradient_pipeline_is_deterministic_and_cleans_up_after_errors(monkeypatch):
@@ -429,3 +430,96 @@ def test_nan_padding_of_a_single_row_batch():
     out, (h, _) = lstm(tt.to_device(x), lengths=tt.to_device(numpy.array([3])))
     assert numpy.isnan(x[0, 3]).all()
     assert numpy.isfinite(tt.to_numpy(out.data)).all() and numpy.isfinite(tt.to_numpy(h.data)).all()
+
+
+def _pipeline_case(rng):
+    x = tt.Tensor(rng.standard_normal((6, 9, 3)), requires_grad=True)
+    weights = [tt.Tensor(rng.uniform(-0.8, 0.8, s), requires_grad=True) for s in ((3, 16), (4, 16), (16,))]
+    return x, weights, rng.standard_normal((6, 9, 4))
+
+
+def test_interrupt_between_an_lstm_nodes_vjps_still_ends_its_pipeline(monkeypatch):
+    # a KeyboardInterrupt after the x gradient, before the engine asked for the weights,
+    # left the worker's pipeline outstanding and OpenBLAS at one thread
+    from tinytt import blas_threads
+    from tinytt import tensor as tensor_mod
+
+    lstm_mod = _threaded_paths(monkeypatch, 2, 3)
+    x, weights, g = _pipeline_case(numpy.random.default_rng(11))
+    before = blas_threads.get_num_threads()
+    real = tensor_mod._checked_gradient
+
+    def interrupted(node, parent, pg, xp):
+        if node._op == "lstm" and parent is x:
+            raise KeyboardInterrupt
+        return real(node, parent, pg, xp)
+
+    monkeypatch.setattr(tensor_mod, "_checked_gradient", interrupted)
+    y, _, _ = lstm_layer(x, *weights)
+    with pytest.raises(KeyboardInterrupt):
+        (y * tt.Tensor(g)).sum().backward()
+    assert blas_threads.get_num_threads() == before
+    assert lstm_mod._PIPELINES.items == [] and tensor_mod._UNRESOLVED.items == []
+
+
+def test_weights_frozen_after_the_forward_leave_no_pipeline_behind(monkeypatch):
+    from tinytt import blas_threads
+
+    lstm_mod = _threaded_paths(monkeypatch, 2, 3)
+    x, weights, g = _pipeline_case(numpy.random.default_rng(12))
+    before = blas_threads.get_num_threads()
+    y, _, _ = lstm_layer(x, *weights)
+    for w in weights:
+        w.requires_grad = False
+    (y * tt.Tensor(g)).sum().backward()
+    assert x.grad is not None and all(w.grad is None for w in weights)
+    assert blas_threads.get_num_threads() == before
+    assert lstm_mod._PIPELINES.items == []
+
+
+def test_an_lstm_failing_in_one_thread_does_not_break_another_threads_backward(monkeypatch):
+    # pipelines were global: thread B finished thread A's pipeline and inherited its error
+    import threading
+
+    lstm_mod = _threaded_paths(monkeypatch, 2, 3)
+    rng = numpy.random.default_rng(13)
+    cases = {name: _pipeline_case(rng) for name in ("A", "B")}
+    serial = {}
+    for name, (x, weights, g) in cases.items():
+        y, _, _ = reference_lstm_layer(x, *weights)
+        (y * tt.Tensor(g)).sum().backward()
+        serial[name] = [w.grad.copy() for w in weights]
+        for t in (x, *weights):
+            t.grad = None
+    a_started = threading.Event()
+    real_steps_done = lstm_mod._WeightGradPipeline.steps_done
+
+    def a_fails(self, t):
+        if threading.current_thread().name == "A":
+            a_started.set()
+            time.sleep(0.2)   # B's backward starts while A's recurrence is still running
+            raise RuntimeError("A failed")
+        return real_steps_done(self, t)
+
+    monkeypatch.setattr(lstm_mod._WeightGradPipeline, "steps_done", a_fails)
+    results = {}
+
+    def run(name):
+        x, weights, g = cases[name]
+        if name == "B":
+            a_started.wait(5)
+        try:
+            y, _, _ = lstm_layer(x, *weights)
+            (y * tt.Tensor(g)).sum().backward()
+            results[name] = [w.grad for w in weights]
+        except Exception as exc:  # noqa: BLE001
+            results[name] = exc
+
+    threads = [threading.Thread(target=run, args=(n,), name=n) for n in ("A", "B")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert isinstance(results["A"], RuntimeError)
+    for got, want in zip(results["B"], serial["B"]):
+        assert_close(got, want, rtol=1e-10, atol=1e-12)

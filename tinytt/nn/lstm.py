@@ -416,7 +416,7 @@ class _StepRangeGrads:
     def weights(self, starts) -> dict:
         out = {}
         for lo in starts:
-            for name, value in self.parts[lo].items():
+            for name, value in self.parts.get(lo, {}).items():  # no weight tasks: no parts
                 if name in out:
                     out[name] += value
                 else:
@@ -424,8 +424,16 @@ class _StepRangeGrads:
         return out
 
 
-#: backward pipelines whose weight sums may still be running (see ``_WeightGradPipeline``)
-_OUTSTANDING = []
+class _ThreadPipelines(threading.local):
+    """Per Python thread: backward pipelines whose weight sums may still be running (see
+    ``_WeightGradPipeline``). Per thread, so one thread never waits on (or inherits the
+    errors of) another thread's LSTM."""
+
+    def __init__(self):
+        self.items = []
+
+
+_PIPELINES = _ThreadPipelines()
 
 
 class _WeightGradPipeline(_BlasWorker):
@@ -450,7 +458,7 @@ class _WeightGradPipeline(_BlasWorker):
         # (the other direction, the next layer) are finished first, so that its worker does
         # not compete with this recurrence for the cores (BiLSTM step 0.83 -> 0.85-0.94 s
         # when they overlapped)
-        for earlier in list(_OUTSTANDING):
+        for earlier in list(_PIPELINES.items):
             earlier.finish_w()
         self.grads = grads
         self.chunks = [(max(0, hi - chunk), hi) for hi in range(T, 0, -chunk)]
@@ -465,7 +473,7 @@ class _WeightGradPipeline(_BlasWorker):
         self._finishing = threading.Lock()
         self.grads.start()
         self._start()
-        _OUTSTANDING.append(self)
+        _PIPELINES.items.append(self)
 
     def steps_done(self, t: int) -> None:
         """The recurrence has finished step t (and every later one)."""
@@ -554,7 +562,7 @@ class _WeightGradPipeline(_BlasWorker):
 
     def _discard(self) -> None:
         try:
-            _OUTSTANDING.remove(self)
+            _PIPELINES.items.remove(self)
         except ValueError:
             pass
 
@@ -648,6 +656,8 @@ def _backward_kernel(gY, W_ih, W_hh, saved, need, xp, defer: bool = False):
     else:
         dx = pipeline.finish_x()
         out = {} if dx is None else {"x": dx}
+        if not pipeline.grads.weight_names:  # nothing deferred: end the pipeline (worker, BLAS) now
+            pipeline.finish_w()
         for name in pipeline.grads.weight_names:
             if defer:
                 out[name] = Deferred(lambda name=name: pipeline.finish_w()[name])
@@ -736,12 +746,14 @@ def lstm_layer(x, W_ih, W_hh, b, h0=None, c0=None, lengths=None, reverse: bool =
         Yo[:, T:] = Y[:, T:]
         Yo[(perm_x[0], perm_x[1])] = Y[:, :T]
         Y = Yo
-    need = {n for n, t in zip(names, inputs) if t.requires_grad}
     cache = {}
 
     def grads(g):
         if cache.get("g") is not g:
             cache.clear()
+            # the inputs that want a gradient NOW: the engine skips the VJPs of the others, so
+            # a weight frozen after the forward must not get a Deferred nobody resolves
+            need = {n for n, t in zip(names, inputs) if t.requires_grad}
             gk = g
             if reverse:
                 gk = xp.empty_like(g)
