@@ -179,3 +179,31 @@ def test_random_states_of_any_numpy_bit_generator_survive_a_checkpoint(tmp_path)
     b = model()
     set_random_states(b, json.loads(json.dumps(states)))   # MT19937 holds a uint32 array
     assert numpy.array_equal(a[1].rng.random(7), b[1].rng.random(7))
+
+
+def test_train_loss_is_a_per_example_mean_and_empty_splits_are_nan(tmp_path):
+    # per-step means were averaged equally: 80 examples in batches of 32 (32, 32, 16) gave
+    # the short batch the weight of a full one
+    vocab, data, cfg = _setup(tmp_path)
+    model = build_model(cfg, len(vocab), 2)
+    task = ClassificationTask(data, batch_size=32, show_progress=False)
+    frozen = tt.optim.SGD(model.parameters(), lr=0.0)
+    got = task.train_epoch(model, frozen, 0)["train_loss"]
+    want = task.evaluate(model, "train")["loss"]
+    assert got == pytest.approx(want, rel=1e-5)
+    empty = ClassificationData.from_tokens([], [], vocab)
+    task.splits["empty"] = empty
+    res = task.evaluate(model, "empty")
+    assert res["n"] == 0 and numpy.isnan(res["loss"]) and numpy.isnan(res["accuracy"])
+
+
+def test_lstm_dropout_stream_differs_from_the_models_other_dropout_streams():
+    # the LSTM seeded its dropout with seed + 1 from the seed + 1 it was given: seed + 2,
+    # the classifier's Dropout seed, so the two masks were the same stream
+    from tinytt.train import random_states  # noqa: PLC0415
+
+    model = build_model({"task": "classify", "model": "lstm", "embedding": "dense", "emb_dim": 8, "hidden": 8,
+                         "dropout": 0.5, "layers": 2, "num_classes": 2, "seed": 0}, 50, 2)
+    states = random_states(model)
+    assert len(states) == 2
+    assert states["lstm._rng"]["state"] != states["drop.rng"]["state"]

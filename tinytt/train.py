@@ -91,7 +91,8 @@ class ClassificationData:
 
 def carve_validation(n: int, fraction: float = 0.1, seed: int = 0):
     """``(train_idx, valid_idx)``: ``numpy.random.default_rng(seed).permutation(n)``; the first
-    ``round(fraction * n)`` indices are validation, the rest training (both sorted)."""
+    ``max(1, round(fraction * n))`` indices are validation (none when n < 2), the rest
+    training (both sorted)."""
     perm = numpy.random.default_rng(seed).permutation(n)
     k = max(1, int(round(fraction * n))) if n > 1 else 0
     return numpy.sort(perm[k:]), numpy.sort(perm[:k])
@@ -103,11 +104,14 @@ def lm_stream(tokens, vocab: Vocab) -> numpy.ndarray:
 
 
 # ----------------------------------------------------------------------------- tasks
-def _mean_loss(losses) -> float:
+def _mean_loss(losses, weights) -> float:
+    """Mean of per-step mean losses weighted by each step's examples (or tokens), so a short
+    last batch counts for what it holds (a per-example / per-token mean, like ``evaluate``)."""
     if not losses:
         return float("nan")
     xp = get_xp(losses[0])
-    return float(xp.stack(losses).astype(xp.float64).mean())
+    w = xp.asarray(numpy.asarray(weights, dtype=numpy.float64))
+    return float((xp.stack(losses).astype(xp.float64) * w).sum() / w.sum())
 
 
 class ClassificationTask:
@@ -153,7 +157,7 @@ class ClassificationTask:
         order = self.batch_order(epoch)
         if max_steps is not None:
             order = order[:max_steps]
-        losses = []
+        losses, sizes = [], []
         for idx in progress(order, desc=desc, disable=not self.show_progress):
             # the time cap is checked before a step, not after: the progress display then
             # counts every step that ran (it counts an item when the next one is asked for)
@@ -168,12 +172,13 @@ class ClassificationTask:
                 clip_grad_norm(optimizer.params, self.clip)
             optimizer.step()
             losses.append(loss.data)
+            sizes.append(len(idx))
             if on_step is not None:
                 on_step(len(losses), loss)
-        return {"train_loss": _mean_loss(losses), "steps": len(losses)}
+        return {"train_loss": _mean_loss(losses, sizes), "steps": len(losses)}
 
     def evaluate(self, model, split: str) -> dict:
-        """``{"loss", "accuracy", "n"}`` on a split (eval mode, no graph)."""
+        """``{"loss", "accuracy", "n"}`` on a split (eval mode, no graph); NaN for an empty one."""
         data = self.splits[split]
         model.eval()
         order = numpy.argsort(data.lengths, kind="stable")
@@ -190,7 +195,9 @@ class ClassificationTask:
                 correct += int((xp.argmax(logits.data, axis=-1) == lab).sum())
                 loss_sum += float(loss.data) * len(idx)
         n = len(order)
-        return {"loss": loss_sum / max(n, 1), "accuracy": correct / max(n, 1), "n": n}
+        if n == 0:
+            return {"loss": float("nan"), "accuracy": float("nan"), "n": 0}
+        return {"loss": loss_sum / n, "accuracy": correct / n, "n": n}
 
 
 class LanguageModelTask:
@@ -227,7 +234,7 @@ class LanguageModelTask:
         total = self.steps_per_epoch() if max_steps is None else min(max_steps, self.steps_per_epoch())
         batches = itertools.islice(bptt_batches(self.streams["train"], self.batch_size, self.bptt), total)
         state = None
-        losses = []
+        losses, sizes = [], []
         for x, y in progress(batches, total=total, desc=desc, disable=not self.show_progress):
             if losses and deadline is not None and time.perf_counter() > deadline:  # before a step: see above
                 break
@@ -239,12 +246,18 @@ class LanguageModelTask:
                 clip_grad_norm(optimizer.params, self.clip)
             optimizer.step()
             losses.append(loss.data)
+            sizes.append(y.size)
             if on_step is not None:
                 on_step(len(losses), loss)
-        return {"train_loss": _mean_loss(losses), "steps": len(losses)}
+        return {"train_loss": _mean_loss(losses, sizes), "steps": len(losses)}
 
     def evaluate(self, model, split: str) -> dict:
-        """``{"loss", "perplexity", "n"}``: token-weighted mean cross-entropy over the split."""
+        """``{"loss", "perplexity", "n"}``: token-weighted mean cross-entropy over the split.
+
+        The stream is cut into ``eval_batch_size`` rows ("batchify", as PyTorch's
+        word_language_model does): the ``len % rows`` tail and the first token of every row
+        after the first are not predicted, so ``n`` is ``rows * (len // rows - 1)`` targets,
+        not ``len - 1`` (on PTB's 82k-token test set with 10 rows: 10 fewer targets)."""
         stream = self.streams[split]
         model.eval()
         state = None

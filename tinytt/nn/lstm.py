@@ -901,8 +901,10 @@ class LSTM(Module):
                 setattr(self, f"bias_{sfx}", Parameter(_init._finish(bias, dtype)))
                 self._names.append(sfx)
         from ..backend import default_rng
+        # a stream of its own: seed + k would collide with the seeds the models give their
+        # other dropout generators (seed + 2 was both this and the classifier's Dropout)
         self._rng = default_rng(None if seed is None or isinstance(seed, numpy.random.Generator)
-                                else int(seed) + 1)
+                                else int(numpy.random.SeedSequence([int(seed), 0x157]).generate_state(1)[0]))
 
     @property
     def num_directions(self) -> int:
