@@ -214,10 +214,15 @@ class Tensor:
                 if not node._parents:
                     _accumulate_leaf(node, g, claimed)
                     continue
-                for parent, vjp in zip(node._parents, node._vjps):
-                    if vjp is None or not parent.requires_grad:
+                if callable(node._vjps):  # one pass for every input (see ``record``)
+                    wanted = tuple(p.requires_grad for p in node._parents)
+                    results = node._vjps(g, wanted)
+                else:
+                    results = (None if vjp is None or not parent.requires_grad else vjp(g)
+                               for parent, vjp in zip(node._parents, node._vjps))
+                for parent, pg in zip(node._parents, results):
+                    if pg is None or not parent.requires_grad:
                         continue
-                    pg = vjp(g)
                     if isinstance(pg, Deferred):
                         if not parent._parents:  # a leaf: nothing waits for it but .grad
                             deferred.append((parent, node, pg))
@@ -350,7 +355,11 @@ def record(op: str, data, inputs: tuple, vjps: tuple) -> Tensor:
         inputs: the input Tensors.
         vjps: one function per input mapping the output gradient (an array of
             ``data``'s shape) to that input's gradient (an array of the input's
-            shape), or None for inputs that are not differentiable.
+            shape), or None for inputs that are not differentiable; or, for a fused op
+            that computes all its inputs' gradients in one pass, ONE function
+            ``vjps(g, wanted) -> sequence`` with one entry per input (an array, a
+            ``Deferred``, or None), called once per backward; ``wanted[i]`` tells whether
+            input i needs a gradient in this backward.
     """
     if not isinstance(data, _NDARRAY) and not is_cupy_array(data):
         data = get_xp(data).asarray(data)  # NumPy reductions may return scalars
@@ -361,7 +370,7 @@ def record(op: str, data, inputs: tuple, vjps: tuple) -> Tensor:
     if is_grad_enabled() and any(t.requires_grad for t in inputs):
         out.requires_grad = True
         out._parents = tuple(inputs)
-        out._vjps = tuple(vjps)
+        out._vjps = vjps if callable(vjps) else tuple(vjps)
         out._op = op
     else:
         out.requires_grad = False

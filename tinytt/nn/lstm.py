@@ -746,40 +746,23 @@ def lstm_layer(x, W_ih, W_hh, b, h0=None, c0=None, lengths=None, reverse: bool =
         Yo[:, T:] = Y[:, T:]
         Yo[(perm_x[0], perm_x[1])] = Y[:, :T]
         Y = Yo
-    cache = {}
+    def grads(g, wanted):
+        # the inputs that want a gradient in THIS backward: a weight frozen after the forward
+        # must not get a Deferred nobody resolves
+        need = {n for n, w in zip(names, wanted) if w}
+        gk = g
+        if reverse:
+            gk = xp.empty_like(g)
+            gk[:, T:] = g[:, T:]
+            gk[:, :T] = g[perm_x]
+        res = _backward_kernel(gk, W_ih.data, W_hh.data, saved, need, xp, defer=True)
+        if reverse and "x" in res:
+            dx = xp.empty_like(res["x"])
+            dx[perm_x] = res["x"]
+            res["x"] = dx
+        return [res.get(n) if n in need else None for n in names]
 
-    def grads(g):
-        if cache.get("g") is not g:
-            cache.clear()
-            # the inputs that want a gradient NOW: the engine skips the VJPs of the others, so
-            # a weight frozen after the forward must not get a Deferred nobody resolves
-            need = {n for n, t in zip(names, inputs) if t.requires_grad}
-            gk = g
-            if reverse:
-                gk = xp.empty_like(g)
-                gk[:, T:] = g[:, T:]
-                gk[:, :T] = g[perm_x]
-            res = _backward_kernel(gk, W_ih.data, W_hh.data, saved, need, xp, defer=True)
-            if reverse and "x" in res:
-                dx = xp.empty_like(res["x"])
-                dx[perm_x] = res["x"]
-                res["x"] = dx
-            cache["g"] = g
-            cache["res"] = res
-            cache["left"] = len(need)
-        res = cache["res"]
-        return res
-
-    def make_vjp(name):
-        def vjp(g):
-            value = grads(g)[name]
-            cache["left"] -= 1
-            if cache["left"] <= 0:
-                cache.clear()  # free the big buffers as soon as every input got its gradient
-            return value
-        return vjp
-
-    packed = record("lstm", Y, tuple(inputs), tuple(make_vjp(n) for n in names))
+    packed = record("lstm", Y, tuple(inputs), grads)
     return packed[:, :T], packed[:, T], packed[:, T + 1]
 
 

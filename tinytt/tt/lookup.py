@@ -513,25 +513,11 @@ def rows_of_checked_ids(cores, ids, row_shape, col_shape, strategy: str = "auto"
         rows[pad_pos] = 0
     out = xp.take(rows, plan.inverse, axis=0).reshape(out_shape)
 
-    # The engine calls the N cores' VJPs one after another with the same g: all N gradients
-    # come from one backward pass, computed on the first call and handed out once each. A
-    # core asking again (a later backward(), even with the same g array changed in place)
-    # starts a new pass, so no stale or shared gradient is ever returned.
-    state = {"pending": set()}
+    def core_grads(g, wanted):
+        # g is (S, D), maybe a broadcast view (a mean over tokens): read in place
+        d_rows = scatter_add(plan.inverse.reshape(ids.shape), g, rows.shape[0])
+        if pad_pos is not None:
+            d_rows[pad_pos] = 0
+        return _backward(plan, arrays, saved, d_rows, xp)   # every core's gradient in one pass
 
-    def core_grad(g, k):
-        if k not in state["pending"] or state["g"] is not g:
-            # g is (S, D), maybe a broadcast view (a mean over tokens): read in place
-            d_rows = scatter_add(plan.inverse.reshape(ids.shape), g, rows.shape[0])
-            if pad_pos is not None:
-                d_rows[pad_pos] = 0
-            state.update(g=g, grads=_backward(plan, arrays, saved, d_rows, xp),
-                         pending={i for i, c in enumerate(cores) if c.requires_grad} | {k})
-        state["pending"].discard(k)
-        grad = state["grads"][k]
-        if not state["pending"]:
-            state.update(g=None, grads=None)
-        return grad
-
-    vjps = tuple((lambda g, k=k: core_grad(g, k)) for k in range(len(arrays)))
-    return record("tt_rows", out, tuple(cores), vjps)
+    return record("tt_rows", out, tuple(cores), core_grads)
