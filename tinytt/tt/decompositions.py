@@ -202,7 +202,9 @@ def tt_svd_cores(a, eps: float = 1e-12, max_rank=None) -> list:
     if nrm == 0.0:
         return [xp.zeros((1, n, 1), dtype=a.dtype) for n in shape]
     scale = _unit_scale(nrm, a.dtype)
-    rest = a / a.dtype.type(scale) if scale != 1.0 else a.copy()   # never a view of the input
+    rest = a / a.dtype.type(scale) if scale != 1.0 else a
+    if nd == 1 and rest is a:
+        rest = a.copy()  # the only core would be a view of the input (longer TTs get new arrays)
     delta = eps * (nrm / scale) / math.sqrt(max(nd - 1, 1))
     cores = []
     r_prev = 1
@@ -290,7 +292,10 @@ def round_cores(cores, eps: float = 1e-12, max_rank=None) -> list:
         return [xp.zeros((1, c.shape[1], 1), dtype=c.dtype) for c in cores]
     scale = _unit_scale(nrm, cores[0].dtype)
     # cores 1..N-1 are orthonormal now, so the norm sits in core 0: unit-norm it when needed
-    cores[0] = cores[0] / cores[0].dtype.type(scale) if scale != 1.0 else cores[0].copy()
+    if scale != 1.0:
+        cores[0] = cores[0] / cores[0].dtype.type(scale)
+    elif nd == 1:
+        cores[0] = cores[0].copy()  # the right sweep made new arrays only when there are two cores
     delta = eps * (nrm / scale) / math.sqrt(max(nd - 1, 1))
     for k in range(nd - 1):
         r0, n, r1 = cores[k].shape
