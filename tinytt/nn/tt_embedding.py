@@ -16,7 +16,7 @@ from ..tensor import Tensor
 from ..tt.init import glorot_tt_matrix_cores
 from ..ops import check_ids
 from ..tt.lookup import STRATEGIES, rows_of_checked_ids
-from ..tt.shapes import auto_shape, suggest_shape, tt_matrix_num_params
+from ..tt.shapes import auto_shape, matrix_shape_arg, suggest_shape, tt_matrix_num_params
 from ..tt.tt_matrix import TTMatrix, tt_matrix_svd
 from .module import Module, Parameter
 
@@ -82,13 +82,7 @@ class TTEmbedding(Module):
         self._init_from_cores(cores)
 
     def _check_shape(self, shape):
-        try:
-            row_shape, col_shape = (tuple(part) for part in shape)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"shape must be (row_shape, col_shape), two tuples of ints, got {shape!r}") from exc
-        if any(isinstance(s, bool) or not isinstance(s, numbers.Integral) for s in row_shape + col_shape):
-            raise ValueError(f"shape must be (row_shape, col_shape), two tuples of ints, got {shape!r}")
-        row_shape, col_shape = tuple(int(s) for s in row_shape), tuple(int(s) for s in col_shape)
+        row_shape, col_shape = matrix_shape_arg(shape, "shape")
         if len(row_shape) != len(col_shape) or not row_shape or min(row_shape + col_shape) < 1:
             raise ValueError(f"shape must be two non-empty tuples of positive ints of equal length, got {shape!r}")
         if math.prod(row_shape) < self.num_embeddings:

@@ -8,6 +8,7 @@ import numbers
 from .. import ops
 from ..einsum import einsum
 from ..tt import TTMatrix, auto_shape, glorot_tt_matrix
+from ..tt.shapes import matrix_shape_arg
 from . import init as _init
 from .module import Module, Parameter
 
@@ -52,14 +53,7 @@ class TTLinear(Module):
                 raise ValueError(f"TTLinear: n_cores must be a positive int, got {n_cores!r}")
             row_shape, col_shape = auto_shape(self.in_features, n_cores), auto_shape(self.out_features, n_cores)
         else:
-            try:
-                row_shape, col_shape = (tuple(part) for part in shape)
-            except (TypeError, ValueError):
-                raise ValueError(f"TTLinear: shape must be (row_shape, col_shape), two tuples of ints, "
-                                 f"got {shape!r}") from None
-            if any(isinstance(s, bool) or not isinstance(s, numbers.Integral) for s in row_shape + col_shape):
-                raise ValueError(f"TTLinear: shape must be (row_shape, col_shape), two tuples of ints, got {shape!r}")
-            row_shape, col_shape = tuple(int(s) for s in row_shape), tuple(int(s) for s in col_shape)
+            row_shape, col_shape = matrix_shape_arg(shape, "TTLinear: shape")
         if _prod(row_shape) != self.in_features or _prod(col_shape) != self.out_features:
             raise ValueError(f"TTLinear: shape {row_shape} x {col_shape} does not multiply out to "
                              f"({self.in_features}, {self.out_features})")

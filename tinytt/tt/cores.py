@@ -153,15 +153,13 @@ def random_cores(shape, ranks, seed=None, dtype="float64"):
     has entries ~ N(0, 1 / sqrt(r_{k-1} r_k)), so every entry of the full tensor has variance
     exactly 1 in expectation. Created on the default backend with ``backend.default_rng(seed)``.
     """
-    from .shapes import normalize_ranks
+    from .shapes import int_tuple, normalize_ranks
 
-    try:
-        shape = tuple(shape)
-    except TypeError:
-        raise TypeError(f"shape must be a non-empty tuple of positive ints, got {shape!r}") from None
-    if not shape or any(isinstance(n, (bool, str)) or not hasattr(n, "__index__") or n < 1 for n in shape):
+    if not hasattr(shape, "__iter__"):
+        raise TypeError(f"shape must be a non-empty tuple of positive ints, got {shape!r}")
+    shape = int_tuple(shape, "shape must be a non-empty tuple of positive ints")
+    if not shape or min(shape) < 1:
         raise ValueError(f"shape must be a non-empty tuple of positive ints, got {shape!r}")
-    shape = tuple(int(n) for n in shape)
     ranks = normalize_ranks(ranks, len(shape), "ranks")
     rng = backend.default_rng(seed)
     xp = backend.get_xp()

@@ -28,6 +28,30 @@ def _check_positive_int(value, name: str) -> int:
     return value
 
 
+def int_tuple(values, what: str) -> tuple:
+    """``values`` (a sequence of ints: Python or NumPy integers, not bools, floats or
+    strings) as a tuple of Python ints; ValueError naming ``what`` otherwise. Shared by the
+    ``shape`` arguments of ``random_tt``, ``TTEmbedding`` and ``TTLinear``."""
+    try:
+        items = tuple(values)
+    except TypeError:
+        raise ValueError(f"{what}, got {values!r}") from None
+    if any(isinstance(v, bool) or not hasattr(v, "__index__") or isinstance(v, str) for v in items):
+        raise ValueError(f"{what}, got {values!r}")
+    return tuple(int(v) for v in items)
+
+
+def matrix_shape_arg(shape, name: str) -> tuple:
+    """``(row_shape, col_shape)`` from a TT-matrix ``shape`` argument: two sequences of ints;
+    ValueError starting with ``name`` otherwise (lengths and products are the caller's checks)."""
+    what = f"{name} must be (row_shape, col_shape), two tuples of ints"
+    try:
+        rows, cols = shape
+    except (TypeError, ValueError):
+        raise ValueError(f"{what}, got {shape!r}") from None
+    return int_tuple(rows, what), int_tuple(cols, what)
+
+
 def _is_prime(n: int) -> bool:
     """Deterministic Miller-Rabin for n < 3.3e24 (these bases suffice there)."""
     if n < 2:
