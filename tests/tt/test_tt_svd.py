@@ -244,3 +244,11 @@ def test_single_core_results_are_new_arrays():
 def test_round_rejects_arrays():
     with pytest.raises(TypeError, match="TensorTrain or TTMatrix"):
         round_tt(numpy.ones((2, 2)), 0.1)
+
+
+def test_max_rank_rejects_strings_and_non_integer_caps():
+    a = dev(numpy.ones((2, 3, 4)))
+    with pytest.raises(TypeError, match="max_rank"):
+        tt_svd(a, max_rank="4")               # was read as the list [4]
+    with pytest.raises(ValueError, match="max_rank"):
+        tt_svd(a, max_rank=[1, 2.5, 2, 1])    # was truncated to 2

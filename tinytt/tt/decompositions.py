@@ -17,6 +17,7 @@ import numpy
 
 from .. import backend
 from .cores import as_float_array, check_cores
+from .shapes import int_tuple
 
 __all__ = [
     "choose_rank",
@@ -49,12 +50,10 @@ def _bond_caps(max_rank, ndim: int) -> list:
         if max_rank < 1:
             raise ValueError(f"max_rank must be a positive int, got {max_rank}")
         return [int(max_rank)] * (ndim + 1)
-    try:
-        caps = [int(r) for r in max_rank]
-    except TypeError:
-        raise TypeError(
-            f"max_rank must be None, a positive int or a list of {ndim + 1} ints, got {max_rank!r}"
-        ) from None
+    what = f"max_rank must be None, a positive int or a list of {ndim + 1} ints"
+    if not hasattr(max_rank, "__iter__") or isinstance(max_rank, str):
+        raise TypeError(f"{what}, got {max_rank!r}")
+    caps = list(int_tuple(max_rank, what))   # "4" or [2.5] were read as [4] and [2]
     if len(caps) != ndim + 1 or any(r < 1 for r in caps):
         raise ValueError(f"max_rank as a list must hold {ndim + 1} positive ints, got {caps}")
     return caps
