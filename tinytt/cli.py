@@ -321,10 +321,11 @@ _MAX_TT_PARAMS = 1 << 26
 def _check_tt_shape(parser, cfg: dict, vocab_size: int) -> None:
     if cfg.get("embedding") != "tt":
         return
-    from .tt.shapes import auto_shape, suggest_shape, tt_matrix_num_params
+    from .nn import TTEmbedding
+    from .tt.shapes import tt_matrix_num_params
 
     if cfg.get("tt_shape") is None:
-        rows, cols = suggest_shape(vocab_size, cfg["cores"]), auto_shape(cfg["emb_dim"], cfg["cores"])
+        rows, cols = TTEmbedding.default_shape(vocab_size, cfg["emb_dim"], cfg["cores"])
     else:
         rows, cols = cfg["tt_shape"]
     ranks = [1] + [cfg["rank"]] * (len(rows) - 1) + [1]

@@ -73,13 +73,18 @@ class TTEmbedding(Module):
         self.embedding_dim = _check_count(embedding_dim, "embedding_dim")
         if shape is None:
             n_cores = _check_count(n_cores, "n_cores")
-            row_shape = suggest_shape(self.num_embeddings, n_cores)
-            col_shape = auto_shape(self.embedding_dim, n_cores)
+            row_shape, col_shape = self.default_shape(self.num_embeddings, self.embedding_dim, n_cores)
         else:
             row_shape, col_shape = self._check_shape(shape)
         self._check_padding(padding_idx)
         cores = glorot_tt_matrix_cores(row_shape, col_shape, rank, seed=seed, dtype=dtype)
         self._init_from_cores(cores)
+
+    @staticmethod
+    def default_shape(num_embeddings: int, embedding_dim: int, n_cores: int = 3) -> tuple:
+        """``(suggest_shape(V, N), auto_shape(D, N))``: the shape used when ``shape=None``
+        (the paper's entropy heuristic; V is padded up to the product of the row factors)."""
+        return suggest_shape(num_embeddings, n_cores), auto_shape(embedding_dim, n_cores)
 
     def _check_shape(self, shape):
         row_shape, col_shape = matrix_shape_arg(shape, "shape")
