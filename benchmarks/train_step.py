@@ -127,14 +127,15 @@ def tinytt_step_fn(model_name: str, emb_kind: str, ids, y):
 
 # --- PyTorch models ------------------------------------------------------------------------------------
 TORCH_EMBEDDINGS = ("dense", "tt-partial", "tt-partial-dedup", "tt-full")
-TORCH_FUSED_ADAM = [True]  # set from --torch-adam
 
 
 def torch_tt_embedding(torch, variant: str):
-    """A PyTorch module looking up rows of tinytt's rank-16 TT embedding (same cores, 3 cores)."""
+    """A PyTorch module looking up rows of tinytt's rank-16 TT embedding (same cores, 3 cores):
+    the TT lookups of ``benchmarks/lookup.py`` (``torch_tt_forward``) on trainable cores."""
+    from lookup import COL_SHAPE, ROW_SHAPE, torch_tt_forward  # noqa: PLC0415
+
     layer = make_embedding("tt")
-    v1, v2, v3 = layer.matrix.row_shape
-    d1, d2, d3 = layer.matrix.col_shape
+    assert (layer.row_shape, layer.col_shape) == (ROW_SHAPE, COL_SHAPE), "lookup.py's TT shape"
 
     class TorchTTEmbedding(torch.nn.Module):
         def __init__(self):
@@ -143,21 +144,7 @@ def torch_tt_embedding(torch, variant: str):
                 [torch.nn.Parameter(torch.tensor(tt.to_numpy(c.data))) for c in layer.cores])
 
         def forward(self, ids):
-            g1, g2, g3 = self.cores                      # (1,v1,d1,r1), (r1,v2,d2,r2), (r2,v3,d3,1)
-            pair = torch.einsum("ijb,bklc->ikjlc", g1[0], g2).reshape(v1 * v2, d1 * d2, g2.shape[3])
-            flat = ids.reshape(-1)
-            if variant == "tt-full":
-                full = torch.einsum("pqc,cmn->pmqn", pair, g3[..., 0]).reshape(v1 * v2 * v3, d1 * d2 * d3)
-                rows = torch.nn.functional.embedding(flat, full)
-            else:
-                if variant == "tt-partial-dedup":   # the distinct ids only, then spread out
-                    flat, inverse = torch.unique(flat, return_inverse=True)
-                s3 = torch.index_select(g3[..., 0].permute(1, 0, 2).contiguous(), 0, flat % v3)
-                prefix = torch.div(flat, v3, rounding_mode="floor")
-                rows = torch.bmm(torch.index_select(pair, 0, prefix), s3).reshape(flat.shape[0], -1)
-                if variant == "tt-partial-dedup":
-                    rows = torch.nn.functional.embedding(inverse.reshape(-1), rows)
-            return rows.reshape(tuple(ids.shape) + (D,))
+            return torch_tt_forward(torch, "torch-" + variant, list(self.cores), ids)
 
     return TorchTTEmbedding()
 
@@ -171,7 +158,7 @@ def check_torch_tt(torch, ids) -> None:
         _emit({"what": "check", "embedding": variant, "rel_error_vs_tinytt": err, "ok": err <= 1e-4})
 
 
-def torch_step_fn(model_name: str, ids, y, emb_kind: str = "dense"):
+def torch_step_fn(model_name: str, ids, y, emb_kind: str = "dense", fused_adam: bool = True):
     import torch  # noqa: PLC0415
 
     torch.manual_seed(0)
@@ -202,7 +189,7 @@ def torch_step_fn(model_name: str, ids, y, emb_kind: str = "dense"):
             return self.fc2(torch.relu(self.fc1(self.emb(ids).mean(dim=1))))
 
     model = TorchMLP() if model_name == "mlp" else TorchLSTM(model_name.split("-")[1])
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=TORCH_FUSED_ADAM[0])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=fused_adam)
     ids_t, y_t = torch.from_numpy(ids), torch.from_numpy(y)
     losses = []
 
@@ -282,7 +269,6 @@ def main(argv=None):
         import torch  # noqa: PLC0415
 
         torch.set_num_threads(int(os.environ.get("TORCH_THREADS", usable_cpus())))
-        TORCH_FUSED_ADAM[0] = args.torch_adam == "fused"
         torch_version = torch.__version__
     except ImportError:
         torch = None
@@ -302,7 +288,8 @@ def main(argv=None):
     variants = []  # (impl, model, embedding, step, losses, n_params), PyTorch first within a model
     for model_name in models:
         for emb_kind in (TORCH_EMBEDDINGS if "tt" in emb_kinds else ("dense",)) if torch is not None else ():
-            variants.append(("torch", model_name, emb_kind, torch_step_fn(model_name, ids, y, emb_kind), None, None))
+            variants.append(("torch", model_name, emb_kind, torch_step_fn(model_name, ids, y, emb_kind,
+                                                                       args.torch_adam == "fused"), None, None))
         for emb_kind in emb_kinds:
             variants.append(("tinytt", model_name, emb_kind) + tuple(tinytt_step_fn(model_name, emb_kind, ids, y)))
     times = {v[:3]: [] for v in variants}        # every timed step of each variant, all rounds
