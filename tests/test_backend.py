@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import tinytt as tt
 from conftest import on_device
-from tinytt import backend
+from tinytt import backend, segment_sum
 from tinytt.testing import assert_close, available_backends
 from tinytt.testing.strategies import float_arrays
 
@@ -212,8 +212,8 @@ def test_tensor_subclasses_unwrap_like_tensors():
 def test_scatter_add_many_long_segments_use_the_buckets():
     # more long segments than scatter_add sums one by one: the padded buckets take them
     rng = np.random.default_rng(3)
-    num_rows = backend._MAX_LONG_SEGMENTS + 20
-    ids = rng.permutation(np.repeat(np.arange(num_rows), backend._LONG_SEGMENT + 3))
+    num_rows = segment_sum._MAX_LONG_SEGMENTS + 20
+    ids = rng.permutation(np.repeat(np.arange(num_rows), segment_sum._LONG_SEGMENT + 3))
     values = rng.standard_normal((ids.shape[0], 2))
     expected = np.zeros((num_rows, 2))
     np.add.at(expected, ids, values)
@@ -258,3 +258,82 @@ def test_numpy_scalars_count_as_numpy_and_generator_seeds_work_on_other_backends
     assert backend.get_xp(2.0) is FakeBackend
     backend.default_rng(np.random.default_rng(0))    # CuPy cannot take a NumPy Generator
     assert isinstance(FakeBackend.random.seeds[-1], int)
+
+
+@given(case=scatter_case(), skip_frac=st.floats(0, 0.999))
+def test_scatter_add_skip_leaves_that_row_zero(case, skip_frac):
+    ids, values, num_rows = case
+    skip = int(skip_frac * num_rows)
+    expected = np.zeros((num_rows,) + values.shape[1:])
+    for k, i in enumerate(ids):
+        if i != skip:
+            expected[i] += values[k]
+    values = values.copy()
+    values[ids == skip] = np.nan      # whatever the skipped row's values are, it stays 0
+    got = backend.scatter_add(on_device(ids), on_device(values), num_rows, skip=skip)
+    assert_close(got, expected, dtype=np.float64)
+
+
+@given(st.integers(1, 6), st.integers(1, 6), st.integers(1, 5), st.integers(1, 40),
+       st.sampled_from(["time", "batch", "both"]), st.booleans(), st.integers(0, 2**31 - 1))
+def test_scatter_add_broadcast_gemm_path_matches_dense_loop(batch, time, width, num_rows, axes, skip, seed):
+    # values broadcast along one or both lead axes (the GEMM of counts): dense ground truth,
+    # with rows that never occur and an optional skipped row
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, num_rows, (batch, time))
+    shape = {"time": (batch, 1, width), "batch": (1, time, width), "both": (1, 1, width)}[axes]
+    compact = rng.standard_normal(shape)
+    values = np.broadcast_to(compact, (batch, time, width))
+    skip_row = int(ids[0, 0]) if skip else None
+    expected = np.zeros((num_rows, width))
+    for b in range(batch):
+        for t in range(time):
+            if ids[b, t] != skip_row:
+                expected[ids[b, t]] += values[b, t]
+    xp = tt.get_xp()
+    got = backend.scatter_add(on_device(ids), xp.broadcast_to(on_device(compact), values.shape), num_rows,
+                              skip=skip_row)
+    assert got.shape == (num_rows, width)
+    assert_close(got, expected, dtype=np.float64)
+
+
+def test_segment_sum_broadcast_path_is_taken_and_exact_for_counts():
+    # a (64, 200) batch whose values are ONE row broadcast everywhere: the count GEMM runs
+    # (not the gathers) and each sum is one multiply, exactly count * value -- where
+    # adding 0.1 count times in float32 would drift
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 50, (64, 200))
+    values = np.broadcast_to(np.full((1, 1, 8), 0.1, np.float32), (64, 200, 8))
+    counts = np.bincount(ids.reshape(-1), minlength=50)
+    direct = segment_sum._broadcast_sum(ids, values, 50, counts, None)
+    assert direct is not None
+    np.testing.assert_array_equal(direct, (counts.astype(np.float32)[:, None] * np.float32(0.1)) * np.ones(8, np.float32))
+    # too many distinct rows per index: falls back to the gathers (None)
+    wide = rng.integers(0, 10**6, (64, 200))
+    per_sequence = np.broadcast_to(np.ones((64, 1, 8), np.float32), (64, 200, 8))
+    counts = np.bincount(wide.reshape(-1), minlength=10**6)
+    assert segment_sum._broadcast_sum(wide, per_sequence, 10**6, counts, None) is None
+
+
+@pytest.mark.parametrize("materialised", [True, False])
+def test_segment_sum_bit_identical_for_any_thread_count(monkeypatch, materialised):
+    # jobs dealt to threads write disjoint rows with the same operations: same bits
+    rng = np.random.default_rng(1)
+    ids = np.concatenate([rng.integers(0, 3000, 20000), np.zeros(3000, np.int64), np.full(500, 7)])
+    ids = rng.permutation(ids).reshape(47, 500)
+    values = rng.standard_normal((47, 500, 64)).astype(np.float32)
+    if not materialised:
+        values = np.broadcast_to(values[:, :1], values.shape)
+    results = []
+    for threads in ("1", "2", "3"):
+        monkeypatch.setenv("TINYTT_NUM_THREADS", threads)
+        results.append(segment_sum.segment_sum(ids, values, 3000, skip=7))
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
+    expected = np.zeros((3000, 64))
+    magnitude = np.zeros((3000, 64))
+    np.add.at(expected, ids.reshape(-1), values.reshape(-1, 64).astype(np.float64))
+    np.add.at(magnitude, ids.reshape(-1), np.abs(values.reshape(-1, 64)).astype(np.float64))
+    expected[7] = 0
+    # float32 sums of up to 3,000 terms: error bounded by a multiple of eps * sum |terms|
+    assert np.all(np.abs(results[0] - expected) <= 64 * np.finfo(np.float32).eps * magnitude + 1e-30)

@@ -102,3 +102,73 @@ def test_submit_runs_on_a_worker_and_returns_a_future(monkeypatch):
     monkeypatch.setenv("TINYTT_NUM_THREADS", "2")
     future = parallel.submit(lambda: threading.current_thread().name)
     assert future.result(timeout=10).startswith("tinytt")
+
+
+def test_run_tasks_first_inline_rest_on_workers_results_in_order(monkeypatch):
+    monkeypatch.setenv("TINYTT_NUM_THREADS", "3")
+    caller = threading.current_thread().name
+    out = parallel.run_tasks([lambda k=k: (k, threading.current_thread().name) for k in range(3)])
+    assert [k for k, _ in out] == [0, 1, 2]
+    assert out[0][1] == caller
+    assert all(name.startswith("tinytt-worker") for _, name in out[1:])
+    assert parallel.run_tasks([]) == []
+
+
+def test_run_tasks_waits_for_all_then_reraises(monkeypatch):
+    monkeypatch.setenv("TINYTT_NUM_THREADS", "2")
+    done = threading.Event()
+
+    def slow():
+        done.wait(5)
+        return "slow"
+
+    def failing():
+        try:
+            raise ValueError("first task failed")
+        finally:
+            done.set()
+
+    with pytest.raises(ValueError, match="first task failed"):
+        parallel.run_tasks([failing, slow])
+
+
+def test_run_tasks_inside_a_worker_runs_in_turn(monkeypatch):
+    # a worker waiting on the pool could deadlock it: nested use runs serially
+    monkeypatch.setenv("TINYTT_NUM_THREADS", "2")
+
+    def nested():
+        me = threading.current_thread().name
+        return [name == me for name in parallel.run_tasks([lambda: threading.current_thread().name] * 3)]
+
+    assert parallel.submit(nested).result(timeout=10) == [True, True, True]
+
+
+@given(weights=st.lists(st.integers(0, 1000), max_size=30), groups=st.integers(1, 5))
+def test_deal_balances_and_keeps_every_job_once(weights, groups):
+    jobs = [(w, k) for k, w in enumerate(weights)]
+    dealt = parallel.deal(jobs, groups)
+    assert sorted(k for g in dealt for k in g) == list(range(len(weights)))
+    assert len(dealt) <= groups and all(dealt)
+    if dealt:
+        loads = [sum(weights[k] for k in g) for g in dealt]
+        # largest-first greedy: no group exceeds the lightest by more than the largest job
+        assert max(loads) - min(loads) <= max(weights) or len(dealt) < groups
+    assert parallel.deal(jobs, groups) == dealt   # the same split every time
+
+
+@pytest.mark.parametrize("threads", ["1", "2", "4"])
+def test_run_jobs_runs_every_job_once(monkeypatch, threads):
+    monkeypatch.setenv("TINYTT_NUM_THREADS", threads)
+    hits = [0] * 20
+
+    def job(k):
+        hits[k] += 1
+
+    for gemm in (False, True):
+        hits[:] = [0] * 20
+        parallel.run_jobs([(k + 1, lambda k=k: job(k)) for k in range(20)], gemm=gemm)
+        assert hits == [1] * 20
+    # below min_weight: inline, in order
+    order = []
+    parallel.run_jobs([(1, lambda k=k: order.append(k)) for k in range(5)], min_weight=100)
+    assert order == list(range(5))

@@ -13,11 +13,12 @@ the default backend; operations on existing arrays follow the arrays
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 
 import numpy
+
+from .segment_sum import segment_sum
 
 __all__ = [
     "set_backend",
@@ -172,23 +173,7 @@ def index_add(target, index, values) -> None:
         numpy.add.at(target, index, values)
 
 
-#: ``scatter_add`` sums segments longer than this one at a time (when there are at most
-#: ``_MAX_LONG_SEGMENTS`` of them) instead of in padded power-of-two buckets
-_LONG_SEGMENT = 64
-_MAX_LONG_SEGMENTS = 256
-
-
-def _flat_rows(values, lead: tuple, rest: tuple):
-    """``values`` (lead + rest) as rows ``(prod(lead),) + rest`` without copying, or None
-    when that needs a copy (e.g. a broadcast gradient from a mean over the sequence)."""
-    axes = [i for i, n in enumerate(lead) if n != 1]
-    for i, j in zip(axes, axes[1:]):
-        if values.strides[i] != values.strides[j] * lead[j]:
-            return None
-    return values.reshape((math.prod(lead),) + rest)
-
-
-def scatter_add(indices, values, num_rows: int):
+def scatter_add(indices, values, num_rows: int, skip=None):
     """Segment sum of rows: ``out[i] = sum of values[k] over k with indices[k] == i``.
 
     Args:
@@ -196,20 +181,16 @@ def scatter_add(indices, values, num_rows: int):
         values: array of shape S + rest (any strides: a broadcast array is read in
             place, not copied).
         num_rows: number of output rows.
+        skip: None or a row left at zero whatever its indices carry (an embedding's
+            padding row); NumPy does not even sum it.
     Returns:
         array of shape (num_rows, *rest) with ``values.dtype``.
 
-    Deterministic on NumPy, and several times faster than ``numpy.add.at``: rows
-    are sorted by index (stable), segments are grouped by length into
-    power-of-two buckets, and each bucket is gathered as a padded
-    (segments, width, *rest) block and summed over the width axis (segments longer
-    than 64 are gathered and summed one by one), so repeated
-    indices are always added in the order they appear. When every output row
-    occurs (the distinct rows of a lookup), one take of each row's first value
-    initialises the output instead of a zero-fill. Cost O(K log K) for the
-    sort (skipped when the indices are already non-decreasing) plus at most 2K
-    gathered rows. CuPy uses ``cupyx.scatter_add`` (atomic
-    adds: the summation order is not fixed there).
+    NumPy: ``tinytt.segment_sum`` -- deterministic (a stable sort by index, then
+    padded power-of-two buckets summed in a fixed order, dealt to the CPU's cores),
+    several times faster than ``numpy.add.at``; cost O(K) to O(K log K) for the sort
+    plus at most ~2K gathered rows for K indices. CuPy uses ``cupyx.scatter_add``
+    (atomic adds: the summation order is not fixed there).
     """
     xp = get_xp(indices, values)
     lead = tuple(indices.shape)
@@ -217,62 +198,14 @@ def scatter_add(indices, values, num_rows: int):
         raise ValueError(f"scatter_add: values of shape {tuple(values.shape)} must start with the "
                          f"indices' shape {lead}")
     rest = tuple(values.shape[len(lead):])
-    indices = indices.reshape(-1)
-    if indices.shape[0] == 0 or xp is not numpy:
+    if indices.size == 0 or xp is not numpy:
         out = xp.zeros((num_rows,) + rest, dtype=values.dtype)
-        if indices.shape[0]:
-            index_add(out, indices, values.reshape((-1,) + rest))
+        if indices.size:
+            index_add(out, indices.reshape(-1), values.reshape((-1,) + rest))
+        if skip is not None:
+            out[skip] = 0
         return out
-    flat = _flat_rows(values, lead, rest)
-
-    def rows_at(positions):
-        """values' rows at flat positions (an int array of any shape, or a slice)."""
-        if isinstance(positions, slice):
-            if flat is not None:
-                return flat[positions]
-            positions = numpy.arange(positions.start, positions.stop)
-        if flat is not None:
-            return numpy.take(flat, positions, axis=0)
-        return values[numpy.unravel_index(positions, lead)]
-
-    counts = numpy.bincount(indices, minlength=num_rows)
-    starts = numpy.cumsum(counts) - counts
-    # position of the j-th row of segment k is order[starts[k] + j]; no sort when already grouped
-    grouped = indices.shape[0] < 2 or bool((indices[1:] >= indices[:-1]).all())
-    # (16-bit keys when they fit: NumPy's stable sort is then a radix sort, ~4x faster)
-    keys = indices.astype(numpy.uint16) if num_rows <= 1 << 16 else indices
-    order = None if grouped else numpy.argsort(keys, kind="stable")
-    width, largest = 1, int(counts.max())
-    if counts.shape[0] == num_rows and int(counts.min()) > 0:
-        # every row occurs: one contiguous take of each row's first value fills the output
-        # (no zero-fill); rows that occur more than once are overwritten by their sums below
-        out = rows_at(starts if order is None else order[starts])
-        width = 2
-    else:
-        out = numpy.zeros((num_rows,) + rest, dtype=values.dtype)
-    # long segments (frequent ids: padding, "the") are summed one by one, without padding
-    heavy = numpy.flatnonzero(counts > _LONG_SEGMENT)
-    if 0 < heavy.shape[0] <= _MAX_LONG_SEGMENTS:
-        for k in heavy.tolist():
-            span = slice(int(starts[k]), int(starts[k] + counts[k]))
-            out[k] = rows_at(span if order is None else order[span]).sum(axis=0)
-        largest = _LONG_SEGMENT
-    while width // 2 < largest:
-        members = numpy.flatnonzero((counts > width // 2) & (counts <= width))
-        if members.size:
-            first = starts[members]
-            if width == 1:
-                out[members] = rows_at(first if order is None else order[first])
-            else:
-                offsets = numpy.arange(width)
-                valid = offsets < counts[members][:, None]
-                positions = numpy.where(valid, first[:, None] + offsets, first[:, None])
-                block = rows_at(positions if order is None else order[positions])
-                # zero the padding slots (assignment, not a multiply: inf * 0 would be nan)
-                block[~valid] = 0
-                out[members] = block.sum(axis=1)
-        width *= 2
-    return out
+    return segment_sum(indices, values, num_rows, skip)
 
 
 def svd(a):

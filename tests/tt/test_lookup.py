@@ -294,3 +294,33 @@ def test_mixed_per_digit_and_batched_levels_match_dense(strategy, threshold, row
     want = [leaf.grad for leaf in leaves]
     for k, (leaf, w) in enumerate(zip(got_leaves, want)):
         assert_close(leaf.grad, w, rtol=1e-9, atol=1e-10, err_msg=f"core {k}, levels per digit: {kinds}")
+
+
+@pytest.mark.parametrize("strategy", ["prefix", "gather", "auto"])
+def test_threaded_per_digit_levels_match_dense_and_one_thread_bit_for_bit(monkeypatch, strategy):
+    # the per-digit forward jobs and the threaded segment sum, forced on for a small batch:
+    # dense ground truth, and the same bits as with one thread
+    monkeypatch.setattr(lookup_module, "PARALLEL_MIN_MADDS", 0)
+    monkeypatch.setattr(tt.segment_sum, "_PARALLEL_MIN_FLOATS", 0)
+    rng = numpy.random.default_rng(5)
+    row_shape, col_shape, ranks = (5, 6, 7), (2, 3, 2), (1, 3, 4, 1)
+    cores = [rng.standard_normal((ranks[k], row_shape[k], col_shape[k], ranks[k + 1])) for k in range(3)]
+    ids = rng.integers(0, 210, (8, 50))
+    upstream = rng.standard_normal(ids.shape + (12,))
+    dense = dense_tt_matrix(cores)
+    results = []
+    for threads in ("1", "2"):
+        monkeypatch.setenv("TINYTT_NUM_THREADS", threads)
+        leaves = [tt.Tensor(tt.to_device(c), requires_grad=True) for c in cores]
+        with select_kernel("grouped"):
+            out = tt_matrix_rows(leaves, tt.to_device(ids), row_shape, col_shape, strategy=strategy)
+            out.backward(tt.to_device(upstream))
+        results.append((tt.to_numpy(out), [tt.to_numpy(leaf.grad) for leaf in leaves]))
+    assert_close(results[1][0], dense[ids], rtol=1e-10, atol=1e-12)
+    for a, b in zip([results[0][0]] + results[0][1], [results[1][0]] + results[1][1]):
+        numpy.testing.assert_array_equal(a, b)
+    # core gradients against the dense path through the autodiff
+    leaves = [tt.Tensor(tt.to_device(c), requires_grad=True) for c in cores]
+    tt.TTMatrix(leaves).full()[tt.to_device(ids)].backward(tt.to_device(upstream))
+    for got, leaf in zip(results[1][1], leaves):
+        assert_close(got, leaf.grad, rtol=1e-9, atol=1e-10)

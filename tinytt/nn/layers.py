@@ -80,10 +80,8 @@ def embedding(weight: Tensor, ids, padding_idx=None) -> Tensor:
     out = xp.take(weight.data, ids, axis=0)
 
     def vjp(g):
-        grad = scatter_add(ids, g, v)  # g: S + (D,), read in place even when broadcast
-        if padding_idx is not None:
-            grad[padding_idx] = 0
-        return grad
+        # g: S + (D,), read in place even when broadcast; the padding row is not summed
+        return scatter_add(ids, g, v, skip=padding_idx)
 
     return record("embedding", out, (weight,), (vjp,))
 
