@@ -1,5 +1,6 @@
 """Backends (tinytt/backend.py): selection, array namespaces, scatter-add, linear algebra, GPU parity."""
 
+import os
 import sys
 
 import numpy as np
@@ -337,3 +338,27 @@ def test_segment_sum_bit_identical_for_any_thread_count(monkeypatch, materialise
     expected[7] = 0
     # float32 sums of up to 3,000 terms: error bounded by a multiple of eps * sum |terms|
     assert np.all(np.abs(results[0] - expected) <= 64 * np.finfo(np.float32).eps * magnitude + 1e-30)
+
+
+@given(st.integers(1, 30), st.lists(st.integers(1, 4), max_size=2), st.sampled_from([(7,), (3, 5), (2, 1, 4), (0,)]),
+       st.sampled_from(["1", "2", "3"]), st.integers(0, 2**31 - 1))
+def test_take_rows_equals_take_for_any_split(n_rows, rest, index_shape, threads, seed):
+    # forced split (threshold 0) over 1-3 threads: the same array as numpy.take
+    rng = np.random.default_rng(seed)
+    src = rng.standard_normal((n_rows,) + tuple(rest)).astype(np.float32)
+    index = rng.integers(0, n_rows, index_shape)
+    old_env = os.environ.get("TINYTT_NUM_THREADS")
+    old = backend._PARALLEL_TAKE_BYTES
+    os.environ["TINYTT_NUM_THREADS"] = threads
+    backend._PARALLEL_TAKE_BYTES = 0
+    try:
+        got = backend.take_rows(on_device(src), on_device(index))
+    finally:
+        backend._PARALLEL_TAKE_BYTES = old
+        if old_env is None:
+            del os.environ["TINYTT_NUM_THREADS"]
+        else:
+            os.environ["TINYTT_NUM_THREADS"] = old_env
+    expected = src[index]
+    assert got.shape == expected.shape and got.dtype == expected.dtype
+    np.testing.assert_array_equal(tt.to_numpy(got), expected)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numbers
 
 from .. import ops
-from ..backend import default_rng, get_xp, scatter_add
+from ..backend import default_rng, get_xp, scatter_add, take_rows
 from ..functional import dropout
 from ..ops import check_ids
 from ..tensor import Tensor, record
@@ -77,7 +77,7 @@ def embedding(weight: Tensor, ids, padding_idx=None) -> Tensor:
     xp = get_xp(weight.data)
     v, d = weight.shape
     ids = check_ids(ids, v, xp, "Embedding")
-    out = xp.take(weight.data, ids, axis=0)
+    out = take_rows(weight.data, ids)
 
     def vjp(g):
         # g: S + (D,), read in place even when broadcast; the padding row is not summed

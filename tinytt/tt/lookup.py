@@ -58,7 +58,7 @@ from dataclasses import dataclass
 
 import numpy
 
-from ..backend import get_xp, scatter_add
+from ..backend import get_xp, scatter_add, take_rows
 from ..ops import check_ids
 from ..parallel import run_jobs
 from ..tensor import Tensor, record
@@ -573,7 +573,7 @@ def rows_of_checked_ids(cores, ids, row_shape, col_shape, strategy: str = "auto"
     pad_pos = None if padding_idx is None else plan.row_of(padding_idx)
     if pad_pos is not None:
         rows[pad_pos] = 0
-    out = xp.take(rows, plan.inverse, axis=0).reshape(out_shape)
+    out = take_rows(rows, plan.inverse).reshape(out_shape)
 
     def core_grads(g, wanted):
         # g is (S, D), maybe a broadcast view (a mean over tokens): read in place
