@@ -362,3 +362,14 @@ def test_take_rows_equals_take_for_any_split(n_rows, rest, index_shape, threads,
     expected = src[index]
     assert got.shape == expected.shape and got.dtype == expected.dtype
     np.testing.assert_array_equal(tt.to_numpy(got), expected)
+
+
+def test_scatter_add_broadcast_inf_and_nan_stay_in_their_own_rows():
+    # a GEMM of counts would compute 0 * inf = nan for rows the inf never reaches
+    ids = np.array([[0, 0, 1], [2, 2, 2]])
+    per_row = np.array([[[np.inf, 1.0]], [[2.0, np.nan]]])
+    values = np.broadcast_to(per_row, (2, 3, 2))
+    got = tt.to_numpy(backend.scatter_add(on_device(ids), tt.get_xp().broadcast_to(on_device(per_row), (2, 3, 2)), 4))
+    expected = np.array([[np.inf, 2.0], [np.inf, 1.0], [6.0, np.nan], [0.0, 0.0]])
+    np.testing.assert_array_equal(got, expected)
+    assert values.strides[1] == 0

@@ -66,7 +66,8 @@ def _broadcast_sum(indices, values, num_rows: int, counts, skip):
     ``out[i] = sum_j C[i, j] v_j`` where ``C[i, j]`` counts the positions of value row j
     with index i: one ``(P, J) @ (J, rest)`` product instead of gathering every row.
     The counts are exact integers, so each output is a count-weighted sum (no worse
-    rounding than the row-by-row sums).
+    rounding than the row-by-row sums). Values with inf or nan go the row-by-row way: in
+    the product, a zero count times inf would be nan.
     """
     lead = tuple(indices.shape)
     bcast = [a for a, n in enumerate(lead) if n > 1 and values.strides[a] == 0]
@@ -81,6 +82,8 @@ def _broadcast_sum(indices, values, num_rows: int, counts, skip):
     rest = tuple(values.shape[len(lead):])
     compact = values[tuple(0 if a in bcast else slice(None) for a in range(len(lead)))]
     compact = compact.reshape(n_kept, -1)
+    if not numpy.isfinite(compact).all():
+        return None   # a zero count times inf or nan would put nan into rows it never reaches
     position = numpy.zeros(num_rows, dtype=numpy.intp)
     position[present] = numpy.arange(n_present)
     kept_index = numpy.broadcast_to(numpy.arange(n_kept).reshape(kept_shape), lead)
