@@ -373,3 +373,42 @@ def test_scatter_add_broadcast_inf_and_nan_stay_in_their_own_rows():
     expected = np.array([[np.inf, 2.0], [np.inf, 1.0], [6.0, np.nan], [0.0, 0.0]])
     np.testing.assert_array_equal(got, expected)
     assert values.strides[1] == 0
+
+
+@pytest.mark.parametrize("broadcast", [False, True])
+def test_scatter_add_float16_sums_accumulate_in_float32(broadcast):
+    # 76,800 float16 terms of 1/76,800 onto one row: ~1.0, not a stalled float16 sum
+    # (0.03125) or an inf count in a float16 GEMM
+    ids = np.full((128, 600), 5)
+    compact = np.full((1, 1, 2), 1 / 76800, dtype=np.float16)
+    values = np.broadcast_to(compact, (128, 600, 2))
+    if not broadcast:
+        values = np.ascontiguousarray(values)
+    xp = tt.get_xp()
+    dev = xp.broadcast_to(on_device(compact), values.shape) if broadcast else on_device(values)
+    got = tt.to_numpy(backend.scatter_add(on_device(ids), dev, 10))
+    assert got.dtype == np.float16
+    expected = 76800 * float(np.float16(1 / 76800))
+    np.testing.assert_allclose(got[5].astype(np.float64), expected, rtol=2e-3)
+    assert not got[[0, 1, 2, 3, 4, 6, 7, 8, 9]].any()
+
+
+def test_scatter_add_integer_sums_wrap_like_add_at():
+    ids = np.zeros(100, dtype=np.int64)
+    for dtype in (np.int8, np.int16):
+        values = np.full(100, 3, dtype=dtype)
+        expected = np.zeros(1, dtype=dtype)
+        np.add.at(expected, ids, values)
+        if tt.get_backend() == "numpy":
+            np.testing.assert_array_equal(backend.scatter_add(ids, values, 1), expected)
+
+
+def test_take_rows_invalid_indices_behave_like_numpy_take(monkeypatch):
+    monkeypatch.setenv("TINYTT_NUM_THREADS", "2")
+    monkeypatch.setattr(backend, "_PARALLEL_TAKE_BYTES", 0)
+    src = np.arange(40.0).reshape(10, 4)
+    np.testing.assert_array_equal(backend.take_rows(src, np.array([-1, 2, 3, 4])), np.take(src, [-1, 2, 3, 4], axis=0))
+    with pytest.raises(IndexError):
+        backend.take_rows(src, np.array([0, 12, 2, 3]))
+    np.testing.assert_array_equal(backend.take_rows(src, [1, 2, 3]), src[[1, 2, 3]])
+    assert segment_sum.segment_sum(np.zeros(0, np.int64), np.zeros((0, 3)), 0).shape == (0, 3)

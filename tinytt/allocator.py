@@ -8,13 +8,14 @@ benchmark VM a minor page fault costs about 4.5 us: the MLP + TT-embedding step 
 against 38 ms without the faults.
 
 ``keep_freed_memory(pad)`` calls ``mallopt(M_TOP_PAD, pad)`` and ``mallopt(M_TRIM_THRESHOLD,
-pad)``: the heap then keeps up to ``pad`` bytes of freed memory instead of returning it to
+max(pad, 128 KiB))``: the heap then keeps up to ``pad`` bytes of freed memory instead of returning it to
 the OS, so steady-state steps reuse pages that are already mapped. Any of these ``mallopt``
 settings also switches off glibc's *dynamic* mmap threshold (which otherwise rises to the
 size of the largest array freed, up to 32 MiB), leaving it at 128 KiB: every array above
 128 KiB would then be a fresh ``mmap`` whose pages fault in on every step (measured: the
 dense MLP step went from 0 to 3,483 faults and 32.8 -> 41.6 ms). So it also sets
-``M_MMAP_THRESHOLD`` to 32 MiB (glibc's largest on 64-bit): arrays up to that size come
+``M_MMAP_THRESHOLD`` to 32 MiB (the dynamic threshold's own ceiling on 64-bit, accepted by
+every glibc build): arrays up to that size come
 from the kept heap (both MLP steps then fault <= 62 pages per step). It changes nothing about results, only how much
 memory the process holds (up to ``pad`` more). It is process-wide, so the library never
 calls it on import; the ``tinytt`` command calls it for ``train`` and ``demo`` (set
@@ -32,8 +33,8 @@ __all__ = ["keep_freed_memory", "kept_bytes"]
 _M_TRIM_THRESHOLD = -1   # glibc <malloc.h>
 _M_TOP_PAD = -2
 _M_MMAP_THRESHOLD = -3
-#: largest mmap threshold glibc accepts on 64-bit (HEAP_MAX_SIZE / 2); smaller ones are tried
-#: in turn where it is rejected (32-bit)
+#: 32 MiB is the dynamic threshold's ceiling on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX); smaller
+#: ones are tried in turn where a build rejects it (32-bit)
 _MMAP_THRESHOLDS = (32 << 20, 16 << 20, 4 << 20, 512 << 10)
 _state = {"pad": None}
 

@@ -220,17 +220,20 @@ def take_rows(src, index):
 
     ``xp.take(src, index, axis=0)``; on NumPy, large gathers are split into contiguous
     blocks of ``index`` gathered by all cores at once (``tinytt.parallel``; NumPy releases
-    the GIL while it copies). The indices must be valid (checked by the caller: the split
-    gathers run with ``mode="clip"``, which never raises).
+    the GIL while it copies). Negative or out-of-range indices behave exactly as in
+    ``numpy.take`` (the split path runs only when every index is in ``[0, len(src))``).
     Cost: one read of each selected row and one write of the result.
     """
     xp = get_xp(src)
     if xp is not numpy:
         return xp.take(src, index, axis=0)
+    index = numpy.asarray(index)
     threads = parallel.num_threads()
-    if src.ndim == 0 or threads < 2 or index.size * src[:1].nbytes < _PARALLEL_TAKE_BYTES:
+    if src.ndim == 0 or threads < 2 or index.size == 0 or index.size * src[:1].nbytes < _PARALLEL_TAKE_BYTES:
         return numpy.take(src, index, axis=0)
     flat = index.reshape(-1)
+    if int(flat.min()) < 0 or int(flat.max()) >= src.shape[0]:
+        return numpy.take(src, index, axis=0)   # numpy's own wrap-around / IndexError
     out = numpy.empty((flat.shape[0],) + src.shape[1:], dtype=src.dtype)
     blocks = parallel.split_range(flat.shape[0], threads)
     parallel.run_tasks([lambda a=a, b=b: numpy.take(src, flat[a:b], axis=0, out=out[a:b], mode="clip")
