@@ -116,6 +116,42 @@ def time_call(fn, *, warmup: int = 2, min_repeats: int = 5, max_repeats: int = 5
     return {"median_s": statistics.median(times), "min_s": min(times), "repeats": len(times)}
 
 
+def time_interleaved(calls: dict, *, rounds: int = 5, reps: int = 3, pause_s: float = 0.01) -> dict:
+    """Median wall times of several calls measured in turn, so a drift of the machine's speed
+    hits all of them alike.
+
+    ``calls``: ``{key: (fn, setup or None)}``. Each of ``rounds`` rounds runs every call once
+    as a warm-up and then ``reps`` timed times, in the keys' order (reversed every other
+    round). Before each call the thread sleeps ``pause_s``, outside the timed region, so
+    threads that another library leaves spinning after its call (PyTorch's OpenMP pool spins
+    for milliseconds) are idle again: no call pays for the previous one. Returns
+    ``{key: {"median_s", "min_s", "repeats", "round_medians_s"}}`` (median over all rounds).
+    """
+    if _state["quick"]:
+        rounds, reps = min(rounds, 2), min(reps, 2)
+    times = {key: [] for key in calls}
+    per_round = {key: [] for key in calls}
+    keys = list(calls)
+    for r in range(rounds):
+        for key in (keys if r % 2 == 0 else keys[::-1]):
+            fn, setup = calls[key]
+            this_round = []
+            for k in range(reps + 1):
+                if setup is not None:
+                    setup()
+                backend.synchronize()
+                time.sleep(pause_s)
+                t0 = time.perf_counter()
+                fn()
+                backend.synchronize()
+                if k:   # the first call of each round is the warm-up
+                    this_round.append(time.perf_counter() - t0)
+            times[key] += this_round
+            per_round[key].append(statistics.median(this_round))
+    return {key: {"median_s": statistics.median(v), "min_s": min(v), "repeats": len(v),
+                  "round_medians_s": per_round[key]} for key, v in times.items()}
+
+
 def emit(row: dict, **extra) -> dict:
     """Print ``row`` (plus standard fields) as one JSON line; append it to ``--out`` if set."""
     full = dict(row)

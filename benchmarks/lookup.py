@@ -21,7 +21,14 @@ is checked against tinytt's (relative Frobenius error <= 1e-4, printed as "check
 
 Ops: "fwd" (forward, autograd recording on) and "fwd+bwd" (forward, then backward seeded with a
 materialised ones array of the output shape -- torch's "ones-seeded" rows; gradients are reset
-to None before each call, outside the timed region). Times: median of repeats after warm-up.
+to None before each call, outside the timed region). Times (session 6 on): interleaved, every
+implementation and op timed in turn in each of ``--rounds`` rounds (default 5; 1 warm-up and
+``--reps`` timed calls each, order reversed every other round), with a 10 ms pause before each
+call so that threads the previous call left spinning (PyTorch's OpenMP pool) are idle again;
+median over all rounds, plus the median of each round (``round_medians_s``) and the ratios per
+round (``time_ratio_by_round``). Before session 6 each implementation was timed in one block,
+and the machine's drift between blocks moved the IMDB ratio between 0.94x and 1.31x in two
+consecutive runs.
 Peak memory: "rss" = increase of the RSS high-water mark during one call, measured in a fresh
 subprocess per (batch, implementation) with ``MALLOC_MMAP_THRESHOLD_=65536`` (so freed large
 blocks go back to the OS); "tracemalloc" = peak of NumPy allocations during one call (tinytt
@@ -49,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tinytt  # noqa: E402  (before NumPy: its OpenBLAS settings, tinytt/_openblas.py)
 import numpy  # noqa: E402
 from _common import (add_common_args, configure, emit, rss_peak, rss_supported, time_call,  # noqa: E402
-                     tracemalloc_peak, usable_cpus)
+                     time_interleaved, tracemalloc_peak, usable_cpus)
 from tinytt import backend  # noqa: E402
 
 V, D, RANK = 25000, 256, 16
@@ -419,15 +426,18 @@ def breakdown_auto(ids) -> None:
 
 
 # --- main ---------------------------------------------------------------------------------------
-def run_batch(batch, ids, torch, memory: bool, results: list) -> None:
+def run_batch(batch, ids, torch, memory: bool, results: list, rounds: int = 5, reps: int = 3) -> None:
     names = list(TINYTT_IMPLS) + (list(TORCH_IMPLS) if torch is not None else [])
     impls = {name: Impl(name, ids, torch) for name in names}
     check_forward(batch, ids, impls)
     mem = child_memory(ids, names) if memory else {}
     n_tokens = int(ids.size)
+    timed = time_interleaved({(name, op): (fn, impl.reset) for name, impl in impls.items()
+                              for op, fn in (("fwd", impl.fwd), ("fwd+bwd", impl.fwd_bwd))},
+                             rounds=rounds, reps=reps)
     for name, impl in impls.items():
-        for op, fn in (("fwd", impl.fwd), ("fwd+bwd", impl.fwd_bwd)):
-            t = time_call(fn, setup=impl.reset)
+        for op in ("fwd", "fwd+bwd"):
+            t = timed[(name, op)]
             row = {"bench": BENCH, "kind": "time", "batch": batch, "tokens": n_tokens,
                    "distinct_ids": int(numpy.unique(ids).size), "impl": name, "op": op,
                    "dtype": "float32", **t, "tokens_per_s": n_tokens / t["median_s"],
@@ -444,6 +454,11 @@ def run_batch(batch, ids, torch, memory: bool, results: list) -> None:
             results.append(emit(row))
 
 
+def _by_round(row, against) -> list:
+    """Ratio of the two rows' medians in each timing round (the spread shows the noise)."""
+    return [round(a / b, 3) for a, b in zip(row.get("round_medians_s", []), against.get("round_medians_s", []))]
+
+
 def ratio_rows(results: list) -> None:
     by = {(r["batch"], r["impl"], r["op"]): r for r in results}
     batches = sorted({r["batch"] for r in results})
@@ -456,7 +471,8 @@ def ratio_rows(results: list) -> None:
                     r = by[(batch, f"tinytt-tt-{s}", op)]
                     ratio = r["median_s"] / best["median_s"]
                     row = {"bench": BENCH, "kind": "ratio", "batch": batch, "op": op, "impl": r["impl"],
-                           "against": best["impl"], "time_ratio": ratio}
+                           "against": best["impl"], "time_ratio": ratio,
+                           "time_ratio_by_round": _by_round(r, best)}
                     if "peak_rss_bytes" in r and "peak_rss_bytes" in best:
                         row["rss_ratio"] = r["peak_rss_bytes"] / max(best["peak_rss_bytes"], 1)
                     if batch.startswith("imdb") and op == "fwd+bwd":
@@ -465,7 +481,8 @@ def ratio_rows(results: list) -> None:
                     emit(row)
             auto, dense = by[(batch, "tinytt-tt-auto", op)], by[(batch, "tinytt-dense", op)]
             row = {"bench": BENCH, "kind": "ratio", "batch": batch, "op": op, "impl": "tinytt-tt-auto",
-                   "against": "tinytt-dense", "time_ratio": auto["median_s"] / dense["median_s"]}
+                   "against": "tinytt-dense", "time_ratio": auto["median_s"] / dense["median_s"],
+                   "time_ratio_by_round": _by_round(auto, dense)}
             for key, name in (("peak_rss_bytes", "rss_ratio"), ("peak_tracemalloc_bytes", "tracemalloc_ratio")):
                 if key in auto and key in dense:
                     row[name] = auto[key] / max(dense[key], 1)
@@ -485,11 +502,22 @@ def main(argv=None) -> None:
     add_common_args(parser)
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     parser.add_argument("--no-profile", action="store_true", help="skip the cProfile of the auto path")
+    parser.add_argument("--glibc-default-malloc", action="store_true",
+                        help="leave glibc's malloc settings alone; by default the timing runs after "
+                             "tinytt.allocator.keep_freed_memory(), as the tinytt command and "
+                             "train_step.py do (PyTorch in this process gets the same setting)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="rounds of interleaved timing (default 5; --quick: 2): each round times every "
+                             "implementation and op in turn")
+    parser.add_argument("--reps", type=int, default=3, help="timed calls per implementation, op and round "
+                        "(default 3; --quick: 2)")
     parser.add_argument("--torch-threads", type=int, default=None,
                         help="torch intra-op threads (default: CPU count); NumPy's BLAS threads follow "
                              "OPENBLAS_NUM_THREADS, which must be set in the environment")
     args = parser.parse_args(argv)
     configure(args)
+    if not args.glibc_default_malloc:
+        tinytt.allocator.keep_freed_memory()
     if args.torch_threads:
         os.environ["TINYTT_BENCH_TORCH_THREADS"] = str(args.torch_threads)  # the memory subprocesses too
     torch = _torch()
@@ -510,7 +538,8 @@ def main(argv=None) -> None:
     batches.append(("random_4096", random_batch(4096, seed=2)))
     results = []
     for batch, b_ids in batches:
-        run_batch(batch, b_ids, torch, memory=not args.no_memory, results=results)
+        run_batch(batch, b_ids, torch, memory=not args.no_memory, results=results, rounds=args.rounds,
+                  reps=args.reps)
     ratio_rows(results)
     if not args.no_profile and batches[0][0] == "imdb_64x200":
         profile_auto(batches[0][1])
