@@ -37,7 +37,9 @@ def test_map_blocks_results_in_block_order_and_on_threads(monkeypatch):
 
     out = parallel.map_blocks(fn, 30, min_size=10)
     assert out == [(0, 10), (10, 20), (20, 30)]
-    assert all(n.startswith("tinytt") for n in names)
+    # the caller takes one block, worker threads the others, all at once
+    assert threading.current_thread().name in names
+    assert sum(n.startswith("tinytt-worker") for n in names) == 2
 
 
 def test_map_blocks_small_work_runs_inline(monkeypatch):
@@ -111,7 +113,38 @@ def test_run_tasks_first_inline_rest_on_workers_results_in_order(monkeypatch):
     assert [k for k, _ in out] == [0, 1, 2]
     assert out[0][1] == caller
     assert all(name.startswith("tinytt-worker") for _, name in out[1:])
+    assert out[1][1] != out[2][1]          # two different workers, at once
     assert parallel.run_tasks([]) == []
+
+
+def test_run_tasks_runs_at_once_and_reuses_its_workers(monkeypatch):
+    # the tasks really overlap (each waits for the other), and later calls reuse the threads
+    monkeypatch.setenv("TINYTT_NUM_THREADS", "2")
+    for _ in range(50):
+        barrier = threading.Barrier(2, timeout=10)
+        parallel.run_tasks([barrier.wait, barrier.wait])
+    assert parallel._lanes["count"] <= 8
+
+
+def test_run_tasks_worker_error_after_all_finished_and_lane_reusable(monkeypatch):
+    monkeypatch.setenv("TINYTT_NUM_THREADS", "2")
+
+    def bad():
+        raise KeyError("worker task")
+
+    with pytest.raises(KeyError, match="worker task"):
+        parallel.run_tasks([lambda: 1, bad])
+    with pytest.raises(KeyboardInterrupt):
+        parallel.run_tasks([lambda: 1, lambda: (_ for _ in ()).throw(KeyboardInterrupt())])
+    assert parallel.run_tasks([lambda: 1, lambda: 2, lambda: 3]) == [1, 2, 3]
+
+
+def test_run_tasks_more_tasks_than_lanes_run_inline(monkeypatch):
+    monkeypatch.setenv("TINYTT_NUM_THREADS", "2")
+    monkeypatch.setattr(parallel, "_MAX_LANES", parallel._lanes["count"])   # no new lanes
+    monkeypatch.setitem(parallel._lanes, "idle", [])                        # and none free
+    me = threading.current_thread().name
+    assert parallel.run_tasks([lambda: threading.current_thread().name] * 3) == [me, me, me]
 
 
 def test_run_tasks_waits_for_all_then_reraises(monkeypatch):
