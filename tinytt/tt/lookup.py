@@ -47,6 +47,13 @@ levels sum per digit and per parent with deterministic sorted segment sums
 (``backend.scatter_add``); expand levels assign the child gradients into the block
 (children are distinct) and run one batched GEMM for the core. Duplicate ids in the
 batch are summed once, up front, in a fixed order: the result is deterministic.
+
+Threads (NumPy, two or more cores; ``tinytt.parallel``): per-digit forward levels run their
+digits as jobs on all cores when the level is at most twice the last-level cache, and the
+spread of the rows to the tokens and the segment sum of the output gradient are split over
+the cores. The backward's per-digit loops stay serial (their small calls would hand the GIL
+back and forth). Every element is computed by the same operations whatever the thread
+count, so the results are the same bits.
 """
 
 from __future__ import annotations
