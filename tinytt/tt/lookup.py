@@ -52,8 +52,9 @@ Threads (NumPy, two or more cores; ``tinytt.parallel``): per-digit forward level
 digits as jobs on all cores when the level is at most twice the last-level cache, and the
 spread of the rows to the tokens and the segment sum of the output gradient are split over
 the cores. The backward's per-digit loops stay serial (their small calls would hand the GIL
-back and forth). Every element is computed by the same operations whatever the thread
-count, so the results are the same bits.
+back and forth). Results are the same bits run to run; across thread counts the GEMMs may
+round differently (jobs run OpenBLAS on one thread each, a serial level may use several),
+the gathers and sums do not.
 """
 
 from __future__ import annotations
