@@ -412,3 +412,20 @@ def test_take_rows_invalid_indices_behave_like_numpy_take(monkeypatch):
         backend.take_rows(src, np.array([0, 12, 2, 3]))
     np.testing.assert_array_equal(backend.take_rows(src, [1, 2, 3]), src[[1, 2, 3]])
     assert segment_sum.segment_sum(np.zeros(0, np.int64), np.zeros((0, 3)), 0).shape == (0, 3)
+
+
+@given(st.integers(1, 6), st.integers(1, 7), st.integers(1, 12), st.integers(0, 2**31 - 1))
+def test_scatter_add_reads_permuted_views_in_memory_order(batch, time, num_rows, seed):
+    # a (batch, time, D) view of a time-major (time, batch, D) array, as an LSTM hands its
+    # input gradient to the embedding: same sums as the contiguous copy
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, num_rows, (batch, time))
+    time_major = rng.integers(-50, 50, (time, batch, 3)).astype(np.float64)
+    view = time_major.transpose(1, 0, 2)
+    expected = np.zeros((num_rows, 3))
+    np.add.at(expected, ids.reshape(-1), np.ascontiguousarray(view).reshape(-1, 3))
+    got = backend.scatter_add(on_device(ids), on_device(time_major).transpose(1, 0, 2), num_rows)
+    np.testing.assert_array_equal(tt.to_numpy(got), expected)   # integers in float64: exact
+    if tt.get_backend() == "numpy" and batch > 1 and time > 1:
+        assert segment_sum._memory_order(view, 2) == (1, 0)
+        assert segment_sum._memory_order(np.ascontiguousarray(view), 2) is None
