@@ -123,7 +123,7 @@ def test_run_tasks_runs_at_once_and_reuses_its_workers(monkeypatch):
     for _ in range(50):
         barrier = threading.Barrier(2, timeout=10)
         parallel.run_tasks([barrier.wait, barrier.wait])
-    assert parallel._lanes["count"] <= 8
+    assert len(parallel._all_lanes) <= 8
 
 
 def test_run_tasks_worker_error_after_all_finished_and_lane_reusable(monkeypatch):
@@ -141,8 +141,8 @@ def test_run_tasks_worker_error_after_all_finished_and_lane_reusable(monkeypatch
 
 def test_run_tasks_more_tasks_than_lanes_run_inline(monkeypatch):
     monkeypatch.setenv("TINYTT_NUM_THREADS", "2")
-    monkeypatch.setattr(parallel, "_MAX_LANES", parallel._lanes["count"])   # no new lanes
-    monkeypatch.setitem(parallel._lanes, "idle", [])                        # and none free
+    monkeypatch.setattr(parallel, "_MAX_LANES", 0)          # no new lanes
+    monkeypatch.setattr(parallel, "_all_lanes", [])         # and none to pick
     me = threading.current_thread().name
     assert parallel.run_tasks([lambda: threading.current_thread().name] * 3) == [me, me, me]
 
@@ -205,3 +205,99 @@ def test_run_jobs_runs_every_job_once(monkeypatch, threads):
     order = []
     parallel.run_jobs([(1, lambda k=k: order.append(k)) for k in range(5)], min_weight=100)
     assert order == list(range(5))
+
+
+def _alarm_interrupts(period_s: float, armed: list):
+    """SIGALRM every ``period_s`` raising KeyboardInterrupt in the main thread while
+    ``armed[0]`` is true (a Ctrl-C storm confined to the code under test); returns a
+    function that stops it."""
+    import signal
+
+    def handler(signum, frame):
+        if armed[0]:
+            armed[0] = False
+            raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, period_s, period_s)
+
+    def stop():
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+    return stop
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "setitimer"), reason="needs signal.setitimer")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # interrupts in gc callbacks
+def test_run_tasks_survives_a_storm_of_interrupts(monkeypatch):
+    # interrupts anywhere in run_tasks (while starting lanes, running the caller's task or
+    # waiting): never a stale or wrong result afterwards, no dead or lost lanes, no hang,
+    # and an interrupted call returns only after its lane task finished
+    import time
+
+    monkeypatch.setenv("TINYTT_NUM_THREADS", "2")
+    running = []
+
+    def lane_task(k):
+        running.append(k)
+        time.sleep(0.0002)
+        running.remove(k)
+        return ("lane", k)
+
+    interrupted = 0
+    armed = [False]
+    results = []
+    stop = _alarm_interrupts(0.00073, armed)
+    try:
+        for k in range(3000):
+            try:
+                armed[0] = True
+                out = parallel.run_tasks([lambda k=k: ("caller", k), lambda k=k: lane_task(k)])
+                armed[0] = False
+            except KeyboardInterrupt:
+                armed[0] = False
+                interrupted += 1
+                continue
+            results.append((k, out))
+    finally:
+        armed[0] = False
+        stop()
+    assert all(out == [("caller", k), ("lane", k)] for k, out in results)
+    assert interrupted > 0
+    time.sleep(0.05)
+    assert running == []                   # nothing left running after the calls returned
+    for k in range(50):                    # and the lanes still work, with the right results
+        assert parallel.run_tasks([lambda k=k: k, lambda k=k: -k]) == [k, -k]
+    assert len(parallel._all_lanes) <= 8
+    assert all(t.is_alive() for t in threading.enumerate() if t.name.startswith("tinytt-worker-lane"))
+
+
+def test_parallel_helpers_work_in_a_forked_child(monkeypatch):
+    # the child has none of the parent's threads: lanes, the executor and the lock are reset
+    import os
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no os.fork")
+    monkeypatch.setenv("TINYTT_NUM_THREADS", "2")
+    assert parallel.run_tasks([lambda: 1, lambda: 2]) == [1, 2]
+    assert parallel.submit(lambda: 3).result(timeout=10) == 3
+    pid = os.fork()
+    if pid == 0:   # child: exit 0 only if both helpers work
+        code = 1
+        try:
+            ok = parallel.run_tasks([lambda: 1, lambda: 2]) == [1, 2]
+            ok = ok and parallel.submit(lambda: 3).result(timeout=10) == 3
+            code = 0 if ok else 1
+        finally:
+            os._exit(code)
+    import time
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    pytest.fail("the forked child hung in run_tasks or submit")

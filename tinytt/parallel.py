@@ -18,17 +18,18 @@ threads and fight the other workers for the cores, so work with GEMMs runs insid
 there a GEMM on a block of rows may round differently from one on all rows.
 
 ``TINYTT_NUM_THREADS`` sets the number of workers (default: the cores this process may
-use; ``1`` turns all of this off). CuPy arrays never go through here.
+use; ``1`` turns off the library's use of threads). CuPy arrays never go through here.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 
-__all__ = ["num_threads", "map_blocks", "run_blocks", "run_tasks", "run_jobs", "submit", "split_range"]
+__all__ = ["num_threads", "map_blocks", "run_blocks", "run_tasks", "run_jobs", "deal", "submit", "split_range"]
 
 _lock = threading.Lock()
 _pool = [None, 0]  # executor, its size
@@ -36,7 +37,8 @@ _WORKER_PREFIX = "tinytt-worker"
 
 
 def num_threads() -> int:
-    """Workers to use: ``TINYTT_NUM_THREADS`` if set (>= 1), else the usable CPU cores."""
+    """Workers to use: ``TINYTT_NUM_THREADS`` if set (>= 1), else the usable CPU cores
+    (the process's affinity mask, read once per process)."""
     env = os.environ.get("TINYTT_NUM_THREADS", "").strip()
     if env:
         try:
@@ -46,10 +48,15 @@ def num_threads() -> int:
         if n < 1:
             raise ValueError(f"TINYTT_NUM_THREADS must be a positive integer, got {env!r}")
         return n
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    if _cores[0] is None:
+        try:
+            _cores[0] = max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # not on Linux
+            _cores[0] = max(1, os.cpu_count() or 1)
+    return _cores[0]
+
+
+_cores = [None]
 
 
 def _executor(n: int) -> ThreadPoolExecutor:
@@ -98,86 +105,124 @@ def run_blocks(fn, blocks) -> list:
     return run_tasks([lambda a=a, b=b: fn(a, b) for a, b in blocks])
 
 
+class _Job:
+    """One function handed to a lane, with its own completion lock (fresh per call, so a
+    result can never be read from another call)."""
+
+    __slots__ = ("fn", "outcome", "finished", "lock")
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.outcome = (None, None)      # (exception or None, result)
+        self.finished = False
+        self.lock = threading.Lock()
+        self.lock.acquire()              # released by the lane when fn has returned
+
+    def wait(self):
+        """Block until the lane has run ``fn``; returns ``(interrupt or None, outcome)``.
+
+        A KeyboardInterrupt (or other exception) raised while waiting does not stop the
+        wait -- the task keeps running on shared data -- it is returned for the caller to
+        re-raise once every task has finished."""
+        interrupt = None
+        while not self.finished:
+            try:
+                self.lock.acquire()
+            except BaseException as exc:  # noqa: BLE001 - deferred, see the docstring
+                interrupt = exc
+        return interrupt, self.outcome
+
+
 class _Lane:
-    """A worker thread that runs one function at a time. The hand-over is two plain locks
-    (~20 us there and back here, ~50 us when the thread was asleep), where a
-    ``ThreadPoolExecutor`` round trip with ``wait`` took ~110 us (~330 us asleep) on the
-    project's 2-core VM: with a few hand-offs per TT lookup that was a millisecond."""
+    """A worker thread that runs the jobs put on its queue, one at a time. The hand-over is
+    a queue put and the job's own lock released back (measured on the project's 2-core VM:
+    ~25-60 us there and back, ~120-200 us when the thread was asleep, against ~110 / ~310
+    us for a ``ThreadPoolExecutor`` round trip with ``wait``; a TT lookup makes several per
+    call). Nobody owns a lane: a caller picks idle ones (:func:`_idle_lanes`), so a caller
+    interrupted at any point cannot leak one, and two callers that pick the same lane at
+    once just have their jobs run one after the other."""
 
     def __init__(self, number: int):
-        self._go = threading.Lock()
-        self._go.acquire()
-        self._done = threading.Lock()
-        self._done.acquire()
-        self._fn = None
-        self._outcome = (None, None)
+        self._queue = queue.SimpleQueue()
+        self._running = False
         thread = threading.Thread(target=self._loop, name=f"{_WORKER_PREFIX}-lane-{number}", daemon=True)
         thread.start()
 
+    def idle(self) -> bool:
+        return not self._running and self._queue.empty()
+
     def _loop(self) -> None:
         while True:
-            self._go.acquire()
+            job = self._queue.get()
+            self._running = True
             try:
-                self._outcome = (None, self._fn())
+                job.outcome = (None, job.fn())
             except BaseException as exc:  # noqa: BLE001 - handed to the caller, re-raised there
-                self._outcome = (exc, None)
-            self._fn = None
-            self._done.release()
+                job.outcome = (exc, None)
+            job.fn = None
+            self._running = False
+            job.finished = True
+            job.lock.release()
 
-    def start(self, fn) -> None:
-        self._fn = fn
-        self._go.release()
-
-    def join(self) -> tuple:
-        """Wait for the function; returns ``(exception or None, result)``."""
-        self._done.acquire()
-        outcome, self._outcome = self._outcome, (None, None)
-        return outcome
+    def start(self, job: _Job) -> None:
+        self._queue.put(job)
 
 
-_lanes = {"idle": [], "count": 0}
-#: more lanes than this (only with many threads calling run_tasks at once): the extra
-#: tasks run in the calling thread instead
+_all_lanes = []
+#: at most this many lanes (only with many threads calling run_tasks at once); tasks
+#: beyond the idle lanes then run in the calling thread
 _MAX_LANES = 64
 
 
-def _take_lanes(k: int) -> list:
+def _idle_lanes(k: int) -> list:
+    """Up to ``k`` lanes with nothing to do, starting new ones as needed (up to the cap)."""
     with _lock:
-        idle = _lanes["idle"]
-        got = [idle.pop() for _ in range(min(k, len(idle)))]
-        while len(got) < k and _lanes["count"] < _MAX_LANES:
-            _lanes["count"] += 1
-            got.append(_Lane(_lanes["count"]))
+        got = [lane for lane in _all_lanes if lane.idle()][:k]
+        while len(got) < k and len(_all_lanes) < _MAX_LANES:
+            lane = _Lane(len(_all_lanes) + 1)
+            _all_lanes.append(lane)
+            got.append(lane)
         return got
 
 
-def _forget_lanes_after_fork() -> None:
-    _lanes["idle"], _lanes["count"] = [], 0   # the child process has none of the threads
+def _reset_after_fork() -> None:
+    """In a forked child none of the parent's threads exist: forget the lanes and the
+    executor, and use a fresh lock (the parent may have held it while forking)."""
+    global _lock
+    _lock = threading.Lock()
+    _all_lanes.clear()
+    _pool[0], _pool[1] = None, 0
+    _cores[0] = None
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_lanes_after_fork)
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def run_tasks(tasks) -> list:
     """Call each zero-argument function of ``tasks`` at once: the first in the calling
     thread, the others on worker threads; returns their results in order.
 
-    The caller works instead of idling, so two tasks cost one hand-off (~20-50 us, see
-    ``_Lane``). An exception from a task is re-raised after every task has finished (the
-    caller's own first). Called from a worker thread itself, it runs the tasks in turn.
+    The caller works instead of idling, so two tasks cost one hand-off (see ``_Lane``).
+    An exception from a task is re-raised after every task has finished (the caller's own
+    first); so is a KeyboardInterrupt that arrives meanwhile. Runs the tasks in turn when
+    called from a worker thread itself; tasks beyond the available lanes run in the
+    calling thread. It does not read ``TINYTT_NUM_THREADS`` (that costs as much as the
+    hand-off here): the library's callers split their work by :func:`num_threads` and so
+    pass one task when it is 1.
     """
     tasks = list(tasks)
     if len(tasks) <= 1 or threading.current_thread().name.startswith(_WORKER_PREFIX):
         return [task() for task in tasks]
-    lanes = _take_lanes(len(tasks) - 1)
+    lanes = _idle_lanes(len(tasks) - 1)
+    jobs = []
     results = [None] * len(tasks)
     error = None
-    started = []
     try:
         for lane, task in zip(lanes, tasks[1:]):
-            lane.start(task)
-            started.append(lane)
+            job = _Job(task)
+            lane.start(job)
+            jobs.append(job)     # (after the put: a job is never waited for unless it was put)
         try:
             results[0] = tasks[0]()
             for i in range(1 + len(lanes), len(tasks)):   # no lane left for these
@@ -185,9 +230,11 @@ def run_tasks(tasks) -> list:
         except BaseException as exc:  # noqa: BLE001 - re-raised below, after the lanes finished
             error = exc
     finally:
-        outcomes = [lane.join() for lane in started]   # never leave a task running on shared data
-        with _lock:
-            _lanes["idle"].extend(lanes)
+        outcomes = []
+        for job in jobs:        # never leave a task running on shared data
+            interrupt, outcome = job.wait()
+            error = error or interrupt
+            outcomes.append(outcome)
     if error is not None:
         raise error
     for i, (exc, result) in enumerate(outcomes, start=1):
