@@ -7,17 +7,17 @@ benchmark VM a minor page fault costs about 4.5 us: the MLP + TT-embedding step 
 ``benchmarks/train_step.py`` faulted 4,600 pages (18 MiB) per step, 60 ms per step
 against 38 ms without the faults.
 
-``keep_freed_memory(pad)`` calls ``mallopt(M_TOP_PAD, pad)`` and ``mallopt(M_TRIM_THRESHOLD,
-max(pad, 128 KiB))``: the heap then keeps up to ``pad`` bytes of freed memory instead of returning it to
-the OS, so steady-state steps reuse pages that are already mapped. Any of these ``mallopt``
-settings also switches off glibc's *dynamic* mmap threshold (which otherwise rises to the
-size of the largest array freed, up to 32 MiB), leaving it at 128 KiB: every array above
-128 KiB would then be a fresh ``mmap`` whose pages fault in on every step (measured: the
-dense MLP step went from 0 to 3,483 faults and 32.8 -> 41.6 ms). So it also sets
-``M_MMAP_THRESHOLD`` to 32 MiB (the dynamic threshold's own ceiling on 64-bit, accepted by
-every glibc build): arrays up to that size come
-from the kept heap (both MLP steps then fault <= 62 pages per step). It changes nothing about results, only how much
-memory the process holds (up to ``pad`` more). It is process-wide, so the library never
+``keep_freed_memory(pad)`` calls ``mallopt(M_TOP_PAD, pad)`` and
+``mallopt(M_TRIM_THRESHOLD, max(pad, 128 KiB))``: the heap then keeps up to ``pad`` bytes of
+freed memory instead of returning it to the OS, so steady-state steps reuse pages that are
+already mapped. Any of these ``mallopt`` settings also switches off glibc's *dynamic* mmap
+threshold (which otherwise rises to the size of the largest array freed, up to 32 MiB),
+leaving it at 128 KiB: every array above 128 KiB would then be a fresh ``mmap`` whose pages
+fault in on every step (measured: the dense MLP step went from 0 to 3,483 faults and
+32.8 -> 41.6 ms). So it also sets ``M_MMAP_THRESHOLD`` to 32 MiB (the dynamic threshold's own
+ceiling on 64-bit, accepted by every glibc build): arrays up to that size come from the kept
+heap (both MLP steps then fault <= 62 pages per step). It changes nothing about results,
+only how much memory the process holds (up to ``pad`` more). It is process-wide, so the library never
 calls it on import; the ``tinytt`` command calls it for ``train`` and ``demo`` (set
 ``TINYTT_KEEP_FREED_MEMORY=0`` to skip that).
 """

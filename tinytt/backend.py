@@ -228,16 +228,15 @@ def take_rows(src, index):
     if xp is not numpy:
         return xp.take(src, index, axis=0)
     index = numpy.asarray(index)
-    threads = parallel.num_threads()
-    if src.ndim == 0 or threads < 2 or index.size == 0 or index.size * src[:1].nbytes < _PARALLEL_TAKE_BYTES:
+    if (src.ndim == 0 or index.size == 0 or parallel.num_threads() < 2
+            or index.size * src[:1].nbytes < _PARALLEL_TAKE_BYTES):
         return numpy.take(src, index, axis=0)
     flat = index.reshape(-1)
     if int(flat.min()) < 0 or int(flat.max()) >= src.shape[0]:
         return numpy.take(src, index, axis=0)   # numpy's own wrap-around / IndexError
     out = numpy.empty((flat.shape[0],) + src.shape[1:], dtype=src.dtype)
-    blocks = parallel.split_range(flat.shape[0], threads)
-    parallel.run_tasks([lambda a=a, b=b: numpy.take(src, flat[a:b], axis=0, out=out[a:b], mode="clip")
-                        for a, b in blocks])
+    parallel.map_blocks(lambda a, b: numpy.take(src, flat[a:b], axis=0, out=out[a:b], mode="clip"),
+                        flat.shape[0])
     return out.reshape(tuple(index.shape) + src.shape[1:])
 
 

@@ -6,6 +6,8 @@ the work splits cleanly and each piece is large enough to pay for a thread hand-
 (tens of microseconds):
 
 - the optimizers' elementwise updates, over chunks of each flat parameter;
+- segment sums (``tinytt/segment_sum.py``), large row gathers (``backend.take_rows``) and
+  the TT lookup's per-digit forward levels, as jobs dealt to the cores (:func:`run_jobs`);
 - the LSTM (``tinytt/nn/lstm.py``): a worker computes the forward's input projection
   ahead of the recurrence, or (more than two workers) blocks of batch rows run their
   forward recurrences side by side; in the backward a worker computes the weight
@@ -27,6 +29,8 @@ import os
 import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
+
+from . import blas_threads
 
 
 __all__ = ["num_threads", "map_blocks", "run_blocks", "run_tasks", "run_jobs", "deal", "submit", "split_range"]
@@ -269,25 +273,17 @@ def run_jobs(jobs, min_weight=0, gemm: bool = False) -> None:
     """
     jobs = list(jobs)
     threads = num_threads()
-    if threads < 2 or len(jobs) < 2 or sum(w for w, _ in jobs) < min_weight:
+    if (threads < 2 or len(jobs) < 2 or sum(w for w, _ in jobs) < min_weight
+            or (gemm and not blas_threads.cooperative())):
         for _, fn in jobs:
             fn()
         return
+    groups = [lambda group=group: [fn() for fn in group] for group in deal(jobs, threads)]
     if gemm:
-        from . import blas_threads  # noqa: PLC0415 - loads NumPy's BLAS controls
-
-        if not blas_threads.cooperative():
-            for _, fn in jobs:
-                fn()
-            return
         with blas_threads.single_threaded_blas():
-            run_tasks([_run_all(group) for group in deal(jobs, threads)])
-        return
-    run_tasks([_run_all(group) for group in deal(jobs, threads)])
-
-
-def _run_all(fns):
-    return lambda: [fn() for fn in fns]
+            run_tasks(groups)
+    else:
+        run_tasks(groups)
 
 
 def submit(fn):

@@ -59,6 +59,7 @@ the gathers and sums do not.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import os
@@ -411,22 +412,17 @@ def _per_digit_forward(level: _Level, partial, slices, xp) -> tuple:
     return parents, children
 
 
+@functools.lru_cache(maxsize=None)
 def _last_level_cache_bytes() -> int:
     """Size of the CPU's last-level cache (Linux ``sysconf``), or 8 MiB when unknown."""
-    if _LLC[0] is None:
-        size = 0
-        for name in ("SC_LEVEL3_CACHE_SIZE", "SC_LEVEL2_CACHE_SIZE"):
-            try:
-                size = int(os.sysconf(name))
-            except (ValueError, OSError, AttributeError):
-                size = 0
-            if size > 0:
-                break
-        _LLC[0] = size if size > 0 else 8 << 20
-    return _LLC[0]
-
-
-_LLC = [None]
+    for name in ("SC_LEVEL3_CACHE_SIZE", "SC_LEVEL2_CACHE_SIZE"):
+        try:
+            size = int(os.sysconf(name))
+        except (ValueError, OSError, AttributeError):
+            size = 0
+        if size > 0:
+            return size
+    return 8 << 20
 
 
 def _forward(plan: LookupPlan, cores: list, xp) -> tuple:
