@@ -76,7 +76,10 @@ class Tensor:
         grad: None, or after ``backward`` an array of ``data``'s shape and dtype.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_parents", "_vjps", "_op", "__weakref__")
+    # _gathered: None, or (source Tensor, index array, skip row) when ``data`` is
+    # ``source.data[index]`` from a row gather (an embedding lookup): lets the LSTM project
+    # the distinct source rows instead of every position (``tinytt/nn/lstm.py``)
+    __slots__ = ("data", "grad", "requires_grad", "_parents", "_vjps", "_op", "_gathered", "__weakref__")
     # make NumPy defer `ndarray + Tensor` to Tensor.__radd__ instead of looping over elements
     __array_ufunc__ = None
 
@@ -91,6 +94,7 @@ class Tensor:
         self._parents = ()
         self._vjps = ()
         self._op = None
+        self._gathered = None
         requires_grad = bool(requires_grad)
         if requires_grad and not _is_float_dtype(data.dtype):
             raise TypeError(
@@ -367,6 +371,7 @@ def record(op: str, data, inputs: tuple, vjps: tuple) -> Tensor:
     out.data = data
     out.grad = None
     out._op = None
+    out._gathered = None
     if is_grad_enabled() and any(t.requires_grad for t in inputs):
         out.requires_grad = True
         out._parents = tuple(inputs)

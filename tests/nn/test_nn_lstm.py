@@ -336,13 +336,14 @@ def test_projection_pipeline_reraises_worker_errors_and_restores_blas():
     before = blas_threads.get_num_threads()
     x_tm = numpy.ones((6, 2, 3))
     acts = numpy.empty((6, 2, 8))
-    pipe = lstm_mod._ProjectionPipeline(x_tm, numpy.ones((4, 8)), acts, 0, 2)  # W rows != 3
+    bad = lstm_mod._DenseProjector(x_tm, numpy.ones((4, 8)), numpy)  # W rows != 3
+    pipe = lstm_mod._ProjectionPipeline(bad, 6, acts, 0, 2)
     with pytest.raises(ValueError):
         pipe.wait_until(0)
     with pytest.raises(ValueError):
         pipe.close()
     assert blas_threads.get_num_threads() == before
-    good = lstm_mod._ProjectionPipeline(x_tm, numpy.full((3, 8), 2.0), acts, 0, 4)
+    good = lstm_mod._ProjectionPipeline(lstm_mod._DenseProjector(x_tm, numpy.full((3, 8), 2.0), numpy), 6, acts, 0, 4)
     assert good.wait_until(5) == 6
     good.close()
     numpy.testing.assert_array_equal(acts, 6.0)

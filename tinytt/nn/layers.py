@@ -83,7 +83,9 @@ def embedding(weight: Tensor, ids, padding_idx=None) -> Tensor:
         # g: S + (D,), read in place even when broadcast; the padding row is not summed
         return scatter_add(ids, g, v, skip=padding_idx)
 
-    return record("embedding", out, (weight,), (vjp,))
+    out = record("embedding", out, (weight,), (vjp,))
+    out._gathered = (weight, ids, padding_idx)   # out.data == weight.data[ids]
+    return out
 
 
 class Embedding(Module):

@@ -580,11 +580,23 @@ def rows_of_checked_ids(cores, ids, row_shape, col_shape, strategy: str = "auto"
     pad_pos = None if padding_idx is None else plan.row_of(padding_idx)
     if pad_pos is not None:
         rows[pad_pos] = 0
-    out = take_rows(rows, plan.inverse).reshape(out_shape)
+    # two recorded ops: the distinct rows from the cores, then their spread over the batch.
+    # A consumer that can work on the distinct rows (the LSTM's input projection) reads
+    # them through ``out._gathered`` and sends its gradient to ``distinct`` directly.
 
-    def core_grads(g, wanted):
-        # g is (S, D), maybe a broadcast view (a mean over tokens): read in place
-        d_rows = scatter_add(plan.inverse.reshape(ids.shape), g, rows.shape[0], skip=pad_pos)
+    def core_grads(d_rows, wanted):
+        if pad_pos is not None and d_rows[pad_pos].any():
+            d_rows = d_rows.copy()
+            d_rows[pad_pos] = 0              # the padding row sends no gradient
         return _backward(plan, arrays, saved, d_rows, xp)   # every core's gradient in one pass
 
-    return record("tt_rows", out, tuple(cores), core_grads)
+    distinct = record("tt_rows", rows, tuple(cores), core_grads)
+    inverse = plan.inverse.reshape(ids.shape)
+
+    def spread_grad(g):
+        # g is (S, D), maybe a broadcast view (a mean over tokens): read in place
+        return scatter_add(inverse, g, rows.shape[0], skip=pad_pos)
+
+    out = record("tt_rows_spread", take_rows(rows, plan.inverse).reshape(out_shape), (distinct,), (spread_grad,))
+    out._gathered = (distinct, inverse, pad_pos)     # out.data == distinct.data[inverse]
+    return out

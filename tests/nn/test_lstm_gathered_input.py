@@ -1,0 +1,212 @@
+"""An LSTM fed by an embedding lookup works on the lookup's distinct rows
+(``tinytt.nn.lstm._GatheredInput``): same values and gradients as the step-by-step reference
+LSTM fed the looked-up vectors, for dense and TT embeddings, padding, both directions, and
+the threaded pipelines."""
+
+import numpy
+import pytest
+
+import tinytt as tt
+from tinytt import nn
+from tinytt.nn import lstm as lstm_mod
+from tinytt.testing import assert_close, check_grads
+
+RTOL, ATOL = 1e-9, 1e-12
+B, T, VOCAB, D, H = 4, 6, 7, 3, 4
+
+
+@pytest.fixture
+def gathered_calls(monkeypatch):
+    """Count the LSTM layers that took the gathered path."""
+    calls = []
+    real = lstm_mod._gathered_input
+
+    def spy(*args, **kwargs):
+        got = real(*args, **kwargs)
+        calls.append(got is not None)
+        return got
+
+    monkeypatch.setattr(lstm_mod, "_gathered_input", spy)
+    return calls
+
+
+def _ids(seed=0, vocab=VOCAB):
+    return numpy.random.default_rng(seed).integers(0, vocab, size=(B, T))
+
+
+def _embedding(kind, padding_idx=None, seed=0):
+    if kind == "dense":
+        emb = nn.Embedding(VOCAB, D, padding_idx=padding_idx, dtype="float64", seed=seed)
+    else:
+        emb = nn.TTEmbedding(VOCAB, D, rank=2, n_cores=2, padding_idx=padding_idx, dtype="float64", seed=seed)
+    return emb
+
+
+def _lstm(num_layers, bidirectional, seed=0):
+    m = nn.LSTM(D, H, num_layers=num_layers, bidirectional=bidirectional, dtype="float64", seed=seed)
+    rng = numpy.random.default_rng(seed + 100)
+    for p in m.parameters():  # larger than the default init so every path matters
+        p.data[...] = rng.uniform(-0.8, 0.8, p.shape)
+    return m
+
+
+def _loss(out, h, c):
+    rng = numpy.random.default_rng(7)
+    return ((out * tt.Tensor(rng.standard_normal(out.shape))).sum()
+            + (h * tt.Tensor(rng.standard_normal(h.shape))).sum()
+            + (c * tt.Tensor(rng.standard_normal(c.shape))).sum())
+
+
+def _run(kind, fused, num_layers, bidirectional, lengths, padding_idx, ids):
+    emb = _embedding(kind, padding_idx)
+    m = _lstm(num_layers, bidirectional)
+    m.fused = fused
+    out, (h, c) = m(emb(ids), lengths=lengths)
+    _loss(out, h, c).backward()
+    return [out.data, h.data, c.data] + [p.grad for p in emb.parameters()] + [p.grad for p in m.parameters()]
+
+
+CASES = [
+    (1, False, None, None),
+    (1, True, [6, 2, 4, 1], None),
+    (2, True, None, 3),
+    (2, False, [3, 6, 1, 5], 0),
+    (1, True, [6, 6, 6, 6], 2),
+]
+
+
+@pytest.mark.parametrize("kind", ["dense", "tt"])
+@pytest.mark.parametrize("num_layers,bidirectional,lengths,padding_idx", CASES)
+def test_gathered_path_matches_reference(gathered_calls, kind, num_layers, bidirectional, lengths, padding_idx):
+    ids = _ids(1)
+    if padding_idx is not None:
+        ids[:, -2:] = padding_idx     # padding tokens, inside and outside the lengths
+    lengths = None if lengths is None else numpy.array(lengths)
+    got = _run(kind, True, num_layers, bidirectional, lengths, padding_idx, ids)
+    # layer 0 of each direction read the lookup's distinct rows (at most 7 of 24 positions)
+    assert gathered_calls[:2 if bidirectional else 1] == [True] * (2 if bidirectional else 1)
+    want = _run(kind, False, num_layers, bidirectional, lengths, padding_idx, ids)
+    assert len(got) == len(want)
+    for a, e in zip(got, want):
+        assert_close(a, e, rtol=RTOL, atol=ATOL)
+    if padding_idx is not None and kind == "dense":
+        numpy.testing.assert_array_equal(got[3][padding_idx], 0)   # the padding row: no gradient
+
+
+@pytest.mark.parametrize("kind", ["dense", "tt"])
+def test_gathered_and_dense_paths_agree(monkeypatch, kind):
+    """The same model with the gathered path switched off (fraction 0) gives the same result."""
+    ids = _ids(2)
+    lengths = numpy.array([6, 3, 5, 2])
+    got = _run(kind, True, 1, True, lengths, None, ids)
+    monkeypatch.setattr(lstm_mod, "GATHERED_MAX_FRACTION", 0.0)
+    want = _run(kind, True, 1, True, lengths, None, ids)
+    for a, e in zip(got, want):
+        assert_close(a, e, rtol=RTOL, atol=ATOL)
+
+
+def test_many_distinct_ids_take_the_dense_path(gathered_calls):
+    ids = numpy.arange(B * T).reshape(B, T)     # every position distinct
+    emb = nn.Embedding(B * T, D, dtype="float64", seed=0)
+    _lstm(1, False)(emb(ids))
+    assert gathered_calls == [False]
+
+
+@pytest.mark.parametrize("threads,chunk_rows", [(2, 1), (2, 9), (3, 1)])
+@pytest.mark.parametrize("kind", ["dense", "tt"])
+def test_gathered_path_threaded_pipelines(monkeypatch, gathered_calls, threads, chunk_rows, kind):
+    """The forward pipeline extends the projected prefix chunk by chunk (labels in order of
+    first appearance); the backward's weight pipeline then skips W_ih."""
+    from tinytt import blas_threads
+
+    if not blas_threads.available():
+        pytest.skip("NumPy's BLAS thread count cannot be set here: the LSTM never uses threads")
+    ids = _ids(3)
+    lengths = numpy.array([6, 1, 4, 5])
+    want = _run(kind, False, 2, True, lengths, 1, ids)
+    monkeypatch.setattr(blas_threads, "cooperative", lambda: True)
+    monkeypatch.setenv("TINYTT_NUM_THREADS", str(threads))
+    monkeypatch.setattr(lstm_mod, "MIN_BLOCK_ENTRIES", 1)
+    monkeypatch.setattr(lstm_mod, "PIPELINE_MIN_ENTRIES", 1)
+    monkeypatch.setattr(lstm_mod, "PIPELINE_CHUNK_ROWS", chunk_rows)
+    got = _run(kind, True, 2, True, lengths, 1, ids)
+    assert gathered_calls[:2] == [True, True]
+    for a, e in zip(got, want):
+        assert_close(a, e, rtol=RTOL, atol=ATOL)
+
+
+def test_projection_prefix_grows_in_order_of_first_appearance():
+    src = tt.Tensor(numpy.arange(20.0).reshape(5, 4))
+    index_tm = numpy.array([[3, 3], [1, 3], [4, 1], [0, 2]])        # (T=4, B=2)
+    g = lstm_mod._GatheredInput(src, index_tm, None, None)
+    numpy.testing.assert_array_equal(g.source_rows, [3, 1, 4, 0, 2])
+    numpy.testing.assert_array_equal(g.labels, [[0, 0], [1, 0], [2, 1], [3, 4]])
+    W = numpy.eye(4)
+    project = g.projector(W, numpy)
+    out = numpy.empty((4, 2, 4))
+    for lo in range(4):
+        project(lo, lo + 1, out[lo:lo + 1])
+    numpy.testing.assert_array_equal(out, src.data[index_tm])
+    pad = numpy.zeros((4, 2), dtype=bool)
+    pad[3, 1] = True
+    g = lstm_mod._GatheredInput(src, index_tm, pad, None)
+    out = numpy.empty((4, 2, 4))
+    g.projector(W, numpy)(0, 4, out)
+    numpy.testing.assert_array_equal(out[3, 1], 0)                   # padding: a zero projection
+    numpy.testing.assert_array_equal(out[:3], src.data[index_tm[:3]])
+
+
+def test_nan_in_the_padding_row_does_not_leak(gathered_calls):
+    """Padded positions read a zero projection, as the dense path zeroes padded inputs."""
+    ids = _ids(4)
+    ids[:, 4:] = 5
+    lengths = numpy.array([4, 4, 3, 4])
+    emb = nn.Embedding(VOCAB, D, dtype="float64", seed=0)
+    finite = emb.weight.data.copy()
+    emb.weight.data[5] = numpy.nan     # id 5 appears only in padded positions
+    real = ids[:, :4]
+    real[real == 5] = 6
+    m = _lstm(1, True)
+    out, (h, c) = m(emb(ids), lengths=lengths)
+    assert gathered_calls[:2] == [True, True]
+    _loss(out, h, c).backward()
+    assert numpy.isfinite(out.data).all() and numpy.isfinite(h.data).all()
+    assert all(numpy.isfinite(p.grad).all() for p in m.parameters())
+    emb2 = nn.Embedding(VOCAB, D, dtype="float64", seed=0)
+    emb2.weight.data[...] = finite
+    m.fused = False
+    out2, (h2, _) = m(emb2(ids), lengths=lengths)
+    assert_close(out.data, out2.data, rtol=RTOL, atol=ATOL)
+    assert_close(h.data, h2.data, rtol=RTOL, atol=ATOL)
+
+
+def test_lookup_without_recording_sends_no_gradient(gathered_calls):
+    """An embedding looked up under no_grad stays constant for a later LSTM."""
+    emb = nn.Embedding(VOCAB, D, dtype="float64", seed=0)
+    with tt.no_grad():
+        x = emb(_ids(5))
+    m = _lstm(1, False)
+    out, _ = m(x)
+    out.sum().backward()
+    assert gathered_calls == [False]
+    assert emb.weight.grad is None
+    assert m.weight_ih_l0.grad is not None
+
+
+def test_check_grads_through_the_gathered_path(gathered_calls):
+    ids = _ids(6)
+    lengths = numpy.array([6, 2, 5, 3])
+    emb = nn.Embedding(VOCAB, D, dtype="float64", seed=1)   # (a padding row's output moves
+    # with it but sends no gradient, by design: finite differences would disagree there)
+    m = _lstm(1, True, seed=3)
+    names = [n for n, _ in m.named_parameters()]
+
+    def f(table, *ws):
+        for n, w in zip(names, ws):
+            setattr(m, n, w)
+        x = nn.layers.embedding(table, ids)
+        out, (h, c) = m(x, lengths=lengths)
+        return tt.concat([out.reshape(B, -1), h.transpose(1, 0, 2).reshape(B, -1)], axis=1)
+
+    check_grads(f, emb.weight.data.copy(), *[p.data.copy() for p in m.parameters()], names=["table"] + names)
+    assert True in gathered_calls
