@@ -35,6 +35,7 @@ process gets the same setting. ``--glibc-default-malloc`` skips it.
 
     python benchmarks/train_step.py            # full run (3 rounds x 3 timed steps)
     python benchmarks/train_step.py --quick    # one round of 3 timed steps
+    TINYTT_DATA=../shared/data python benchmarks/train_step.py --ids imdb   # a real-text batch
 """
 
 from __future__ import annotations
@@ -220,14 +221,20 @@ def gemm_floor(reps: int) -> float:
     dz = rng.standard_normal((B * T, 4 * H)).astype(f32)
     hs = rng.standard_normal((B * T, H)).astype(f32)
     h = rng.standard_normal((B, H)).astype(f32)
-    z = numpy.empty((B, 4 * H), f32)
+    z = numpy.empty((B, 4 * H), f32)   # the backward's dz
     dh = numpy.empty((B, H), f32)
     w_hh_t = numpy.ascontiguousarray(w_hh.T)
+
+    # the forward's per-step product in its faster layout: (4H, H) @ (H, B), i.e. z^T, runs
+    # ~2.8x faster in NumPy's OpenBLAS on 2 threads than (B, H) @ (H, 4H) (124 vs 343 us
+    # measured here in session 7; the floor was ~45 ms higher with the slow layout)
+    h_t = numpy.ascontiguousarray(h.T)
+    z_t = numpy.empty((4 * H, B), f32)
 
     def run():
         x @ w_ih
         for t in range(T):
-            numpy.matmul(h, w_hh, out=z)
+            numpy.matmul(w_hh_t, h_t, out=z_t)
         for t in range(T):
             numpy.matmul(z, w_hh_t, out=dh)
         dz @ w_ih.T
@@ -255,6 +262,11 @@ def main(argv=None):
                              "tinytt.allocator.keep_freed_memory() first, as the tinytt command does "
                              "(freed heap pages stay mapped: no page faults in steady state; PyTorch "
                              "in this process gets the same setting)")
+    parser.add_argument("--ids", choices=("random", "imdb"), default="random",
+                        help="the batch: uniform random ids over the 30,000-word vocabulary (default; "
+                             "~10,400 distinct of 12,800) or 64 seeded IMDB training reviews cut or "
+                             "padded to 200 tokens, 25,000 most frequent words (real text: 2,351 "
+                             "distinct ids; needs $TINYTT_DATA, as benchmarks/lookup.py)")
     parser.add_argument("--keep-freed-memory", action="store_true", help=argparse.SUPPRESS)  # the default now
     args = parser.parse_args(argv)
     _OUT[0] = args.out
@@ -270,6 +282,15 @@ def main(argv=None):
     rng = numpy.random.default_rng(0)
     ids = rng.integers(0, V, size=(B, T)).astype(numpy.int64)
     y = rng.integers(0, C, size=B).astype(numpy.int64)
+    batch_info = {"ids": "random"}
+    if args.ids == "imdb":
+        from lookup import imdb_batch  # noqa: PLC0415
+
+        ids, info = imdb_batch()
+        if ids is None:
+            parser.error(info)
+        batch_info = {"ids": "imdb", **info}
+    batch_info["distinct_ids"] = int(numpy.unique(ids).shape[0])
     try:
         if args.no_torch:
             raise ImportError
@@ -287,7 +308,7 @@ def main(argv=None):
            "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
            "batch": B, "time": T, "vocab": V, "dim": D, "hidden": H, "warmup": warmup, "reps": reps,
            "rounds": rounds, "torch_threads": torch.get_num_threads() if torch is not None else None,
-           "torch_adam": args.torch_adam if torch is not None else None}
+           "torch_adam": args.torch_adam if torch is not None else None, **batch_info}
     _emit(env)
     if torch is not None and "tt" in emb_kinds:
         check_torch_tt(torch, ids)

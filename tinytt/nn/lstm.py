@@ -768,7 +768,7 @@ def _backward_kernel(gY, W_ih, W_hh, saved, need, xp, defer: bool = False):
         if not pipeline.grads.weight_names:  # nothing deferred: end the pipeline (worker, BLAS) now
             pipeline.finish_w()
         for name in pipeline.grads.weight_names:
-            if defer:
+            if defer and gathered is None:
                 out[name] = Deferred(lambda name=name: pipeline.finish_w()[name])
             else:
                 out[name] = pipeline.finish_w()[name]
