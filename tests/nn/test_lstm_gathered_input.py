@@ -138,7 +138,9 @@ def test_gathered_path_threaded_pipelines(monkeypatch, gathered_calls, threads, 
 def test_projection_prefix_grows_in_order_of_first_appearance():
     src = tt.Tensor(numpy.arange(20.0).reshape(5, 4))
     index_tm = numpy.array([[3, 3], [1, 3], [4, 1], [0, 2]])        # (T=4, B=2)
-    g = lstm_mod._GatheredInput(src, index_tm, None, None)
+    x = src.data[index_tm.T]                                          # (B, T, 4)
+    g = lstm_mod._GatheredInput(src, index_tm, x, None, None, None)
+    assert g.matches_input
     numpy.testing.assert_array_equal(g.source_rows, [3, 1, 4, 0, 2])
     numpy.testing.assert_array_equal(g.labels, [[0, 0], [1, 0], [2, 1], [3, 4]])
     W = numpy.eye(4)
@@ -149,7 +151,7 @@ def test_projection_prefix_grows_in_order_of_first_appearance():
     numpy.testing.assert_array_equal(out, src.data[index_tm])
     pad = numpy.zeros((4, 2), dtype=bool)
     pad[3, 1] = True
-    g = lstm_mod._GatheredInput(src, index_tm, pad, None)
+    g = lstm_mod._GatheredInput(src, index_tm, x, None, pad, None)
     out = numpy.empty((4, 2, 4))
     g.projector(W, numpy)(0, 4, out)
     numpy.testing.assert_array_equal(out[3, 1], 0)                   # padding: a zero projection
@@ -210,3 +212,100 @@ def test_check_grads_through_the_gathered_path(gathered_calls):
 
     check_grads(f, emb.weight.data.copy(), *[p.data.copy() for p in m.parameters()], names=["table"] + names)
     assert True in gathered_calls
+
+
+def _fused_vs_reference(x_fn, lengths=None):
+    """(fused, reference) outputs and gradients of the same LSTM on the Tensor x_fn() returns."""
+    results = []
+    for fused in (True, False):
+        m = _lstm(1, True)
+        m.fused = fused
+        x = x_fn()
+        out, (h, c) = m(x, lengths=lengths)
+        _loss(out, h, c).backward()
+        results.append([out.data, x.grad] + [p.grad for p in m.parameters()])
+    return results
+
+
+@pytest.mark.parametrize("kind", ["dense", "tt"])
+def test_a_lookup_the_caller_made_differentiable_keeps_its_gradient(gathered_calls, kind):
+    """x looked up without recording, then x.requires_grad_(): x gets its gradient (the
+    layer must not swap x for the table), and the table gets none."""
+    emb = _embedding(kind)
+    ids = _ids(7)
+
+    def x_fn():
+        with tt.no_grad():
+            x = emb(ids)
+        x.requires_grad_()
+        return x
+
+    got, want = _fused_vs_reference(x_fn)
+    assert gathered_calls[0] is False
+    for a, e in zip(got, want):
+        assert_close(a, e, rtol=RTOL, atol=ATOL)
+    assert all(p.grad is None for p in emb.parameters())
+
+
+def test_a_lookup_reused_after_an_optimizer_step_reads_the_looked_up_values(gathered_calls):
+    """Adam updates the table in place; a cached lookup still holds the old rows, and the
+    LSTM must read those (as the dense path does), not the updated table."""
+    ids = _ids(8)
+    losses = {}
+    for fraction in (lstm_mod.GATHERED_MAX_FRACTION, 0.0):
+        lstm_mod.GATHERED_MAX_FRACTION, saved = fraction, lstm_mod.GATHERED_MAX_FRACTION
+        try:
+            emb = nn.Embedding(VOCAB, D, dtype="float64", seed=0)
+            m = _lstm(1, False)
+            opt = tt.optim.Adam(list(emb.parameters()) + list(m.parameters()), lr=0.05)
+            x = emb(ids)
+            seq = []
+            for _ in range(3):
+                opt.zero_grad()
+                out, (h, c) = m(x)
+                loss = _loss(out, h, c)
+                loss.backward()
+                opt.step()
+                seq.append(loss.item())
+            losses[fraction] = (seq, [p.data.copy() for p in m.parameters()])
+        finally:
+            lstm_mod.GATHERED_MAX_FRACTION = saved
+    assert True in gathered_calls
+    (got, got_p), (want, want_p) = losses.values()
+    assert_close(numpy.array(got), numpy.array(want), rtol=RTOL, atol=ATOL)
+    for a, e in zip(got_p, want_p):
+        assert_close(a, e, rtol=RTOL, atol=ATOL)
+
+
+def test_a_lookup_changed_in_place_at_some_positions_takes_the_dense_path(gathered_calls):
+    emb = nn.Embedding(VOCAB, D, dtype="float64", seed=0)
+    ids = _ids(9)
+
+    def x_fn():
+        x = emb(ids)
+        x.data[0, 3] += 1.0       # one position no longer equals its table row
+        return x
+
+    got, want = _fused_vs_reference(x_fn)
+    assert gathered_calls[:2] == [False, False]
+    for a, e in zip(got[:1] + got[2:], want[:1] + want[2:]):
+        assert_close(a, e, rtol=RTOL, atol=ATOL)
+
+
+def test_the_embedding_keeps_its_own_copy_of_the_ids():
+    """Reusing the caller's id buffer after the lookup changes neither the values the LSTM
+    reads nor the table's gradient."""
+    ids = _ids(10)
+    want_ids = ids.copy()
+    grads = []
+    for reuse in (False, True):
+        emb = nn.Embedding(VOCAB, D, dtype="float64", seed=0)
+        buf = want_ids.copy()
+        x = emb(buf)
+        if reuse:
+            buf[...] = 0
+        out, _ = _lstm(1, False)(x)
+        out.sum().backward()
+        grads.append((out.data, emb.weight.grad))
+    for a, e in zip(*grads):
+        assert_close(a, e, rtol=RTOL, atol=ATOL)

@@ -76,7 +76,10 @@ def embedding(weight: Tensor, ids, padding_idx=None) -> Tensor:
     """
     xp = get_xp(weight.data)
     v, d = weight.shape
+    given = ids.data if isinstance(ids, Tensor) else ids
     ids = check_ids(ids, v, xp, "Embedding")
+    if isinstance(given, type(ids)) and given.dtype == ids.dtype:
+        ids = ids.copy()   # the backward reads the ids later: not the caller's (reusable) buffer
     out = take_rows(weight.data, ids)
 
     def vjp(g):

@@ -262,7 +262,9 @@ class _GatheredInput:
     extra label U, whose projection is zero (as the dense path zeroes padded inputs).
     """
 
-    def __init__(self, source, index_tm, pad_tm, skip):
+    def __init__(self, source, index_tm, x_data, perm, pad_tm, skip):
+        """index_tm (T, B): source rows in processing order; x_data (B, T, in) the looked-up
+        vectors; perm (B, T) or None: processing step k of row b is x_data[b, perm[b, k]]."""
         T, B = index_tm.shape
         uniq, first, inverse = numpy.unique(index_tm.reshape(-1), return_index=True, return_inverse=True)
         order = numpy.argsort(first, kind="stable")
@@ -274,14 +276,25 @@ class _GatheredInput:
         self.labels = rank[inverse.reshape(-1)].reshape(T, B)
         self.source_rows = uniq[order]            # label -> row of source
         self.first_seen = first[order]            # increasing
-        self.rows = take_rows(source.data, self.source_rows)   # (U, in)
+        # the rows come from x itself (its first occurrence of each id), not from the source:
+        # an optimizer may have updated the table in place since the lookup
+        step, row = numpy.divmod(self.first_seen, B)
+        self.rows = x_data[row, step if perm is None else perm[row, step]]    # (U, in)
+        # ... and x must still be source[index] at every position read: compare each
+        # position's row sum with its id's (the same sum of the same floats when x is
+        # untouched; a NaN anywhere fails the test, and then the dense path runs)
+        x_sums = x_data.sum(axis=-1)                                          # (B, T)
+        x_sums = (x_sums.T if perm is None else x_sums[numpy.arange(B)[:, None], perm].T)
+        agree = x_sums == self.rows.sum(axis=-1)[self.labels]
         if pad_tm is not None:
+            agree |= pad_tm
             self.labels[pad_tm] = self.n_rows
             # a row seen only in padding is never read; zero it so that NaN or inf there
             # cannot reach dW_ih = rows^T dp through 0 * nan
             seen = numpy.bincount(self.labels.reshape(-1), minlength=self.n_rows + 1)[:self.n_rows] > 0
             if not seen.all():
                 self.rows[~seen] = 0
+        self.matches_input = bool(agree.all())
 
     def projector(self, Wih_s, xp):
         """``project(lo, hi, out)`` like ``_DenseProjector``, to be called in step order by
@@ -796,8 +809,15 @@ def _gathered_input(x, perm_x, lengths_np, T: int):
     if src is None or not isinstance(x.data, numpy.ndarray):
         return None
     source, index, skip = src
-    if source.requires_grad and not x.requires_grad:
-        return None     # x was looked up without recording: no gradient may reach the source
+    # the layer will record ``source`` instead of x: only valid when every gradient x would
+    # get goes to the source through the lookup (not for a leaf the caller made
+    # differentiable, nor from a lookup done without recording)
+    if x.requires_grad:
+        parents = getattr(x, "_parents", ())
+        if len(parents) != 1 or parents[0] is not source:
+            return None
+    elif source.requires_grad:
+        return None
     index = numpy.asarray(index)
     if index.ndim != 2 or index.shape != tuple(x.shape[:2]) or not isinstance(source.data, numpy.ndarray):
         return None
@@ -806,7 +826,9 @@ def _gathered_input(x, perm_x, lengths_np, T: int):
     if n_distinct > GATHERED_MAX_FRACTION * index.size:
         return None
     pad_tm = None if lengths_np is None else numpy.arange(T)[:, None] >= lengths_np[None, :]
-    return _GatheredInput(source, numpy.ascontiguousarray(index_tm), pad_tm, skip)
+    gathered = _GatheredInput(source, numpy.ascontiguousarray(index_tm), x.data,
+                              None if perm_x is None else numpy.asarray(perm_x[1]), pad_tm, skip)
+    return gathered if gathered.matches_input else None
 
 
 def lstm_layer(x, W_ih, W_hh, b, h0=None, c0=None, lengths=None, reverse: bool = False):
