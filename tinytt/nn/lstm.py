@@ -46,8 +46,9 @@ The fused op (``lstm_layer``) records ONE node per layer and direction with VJPs
   the distinct rows (``_GatheredInput``): the projection is one GEMM over them, gathered to
   the positions chunk by chunk; the backward sums dz per distinct row and gets ``dW_ih``
   and the source rows' gradient from two GEMMs over those rows, so neither ``dx`` nor the
-  embedding's own segment sum is formed. On a 64 x 200 IMDB batch (2,351 distinct ids) the
-  TT-embedding LSTM step goes from 310 to 246 ms.
+  embedding's own segment sum is formed (then the weight pipeline is finished before those
+  two GEMMs, so they get both BLAS threads). On a 64 x 200 IMDB batch (2,351 distinct ids)
+  the LSTM training steps take 0.81-0.83x the time.
 - denormals: when the loss reads only the final state, ``dh``/``dc`` decay through time
   into the subnormal range, which makes x86 arithmetic many times slower. Every 8 steps
   of the backward, entries with ``|v| < tiny`` (1e-30 in float32, 1e-300 in float64)
@@ -74,7 +75,7 @@ import threading
 import numpy
 
 from .. import blas_threads, ops
-from ..backend import get_xp, is_cupy_array, scatter_add, take_rows, to_numpy
+from ..backend import get_xp, is_cupy_array, scatter_add, to_numpy
 from ..parallel import num_threads, run_blocks, split_range, submit
 from ..tensor import Deferred, Tensor, record
 from . import init as _init
@@ -338,10 +339,12 @@ class _GatheredInput:
 #: an LSTM layer reads an embedding lookup's output through its distinct rows
 #: (``_GatheredInput``, NumPy only) when there are at most this fraction as many as
 #: positions. Its backward work (a segment sum of dz, two GEMMs over the distinct rows)
-#: runs after the recurrence, while the dense path's three GEMMs over all positions overlap
-#: it: measured at 64 x 200 -> LSTM(256, 128), 2 cores, TT embedding step: 0.18 distinct
-#: per position (IMDB text) 310 -> 246 ms, 0.36: 318 -> 298 ms, 0.50: 324 -> 373 ms
-GATHERED_MAX_FRACTION = 0.35
+#: starts only after the recurrence, while the dense path's three GEMMs over all positions
+#: overlap it, so the gain shrinks as the fraction grows. Training steps with the path on /
+#: off (``benchmarks/lstm_gathered_input.py --force``, 64 x 200 -> LSTM(256, 128), 2 cores):
+#: 0.18 distinct per position (IMDB text) 0.81-0.83x, 0.23: 0.81-0.83x, 0.36: 0.85-0.89x,
+#: 0.50: 0.93-0.94x, 0.62: 0.98-1.02x, 0.71: 0.99-1.01x, 0.81: 1.00-1.11x
+GATHERED_MAX_FRACTION = 0.5
 
 
 class _BlasWorker:
