@@ -5,6 +5,8 @@ the threaded pipelines."""
 
 import numpy
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tinytt as tt
 from tinytt import nn
@@ -308,4 +310,37 @@ def test_the_embedding_keeps_its_own_copy_of_the_ids():
         out.sum().backward()
         grads.append((out.data, emb.weight.grad))
     for a, e in zip(*grads):
+        assert_close(a, e, rtol=RTOL, atol=ATOL)
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_gathered_path_matches_reference_on_drawn_batches(data):
+    """Hypothesis-drawn batch shapes, vocabularies (at most half as many ids as positions,
+    so the path is taken), lengths, directions and padding ids."""
+    b = data.draw(st.integers(1, 4), label="B")
+    t = data.draw(st.integers(1, 6), label="T")
+    vocab = data.draw(st.integers(1, max(1, (b * t) // 2)), label="vocab")
+    ids = numpy.array(data.draw(st.lists(st.integers(0, vocab - 1), min_size=b * t, max_size=b * t),
+                                label="ids")).reshape(b, t)
+    lengths = None
+    if data.draw(st.booleans(), label="with_lengths"):
+        lengths = numpy.array(data.draw(st.lists(st.integers(1, t), min_size=b, max_size=b), label="lengths"))
+    bidirectional = data.draw(st.booleans(), label="bidirectional")
+    padding_idx = data.draw(st.one_of(st.none(), st.integers(0, vocab - 1)), label="padding_idx")
+    kind = data.draw(st.sampled_from(["dense", "tt"]), label="kind")
+    seed = data.draw(st.integers(0, 2 ** 16), label="seed")
+    results = []
+    for fused in (True, False):
+        if kind == "dense":
+            emb = nn.Embedding(vocab, D, padding_idx=padding_idx, dtype="float64", seed=seed)
+        else:
+            emb = nn.TTEmbedding(vocab, D, rank=2, n_cores=2, padding_idx=padding_idx, dtype="float64", seed=seed)
+        m = _lstm(1, bidirectional, seed=seed)
+        m.fused = fused
+        out, (h, c) = m(emb(ids), lengths=lengths)
+        _loss(out, h, c).backward()
+        results.append([out.data, h.data, c.data] + [p.grad for p in emb.parameters()]
+                       + [p.grad for p in m.parameters()])
+    for a, e in zip(*results):
         assert_close(a, e, rtol=RTOL, atol=ATOL)
