@@ -146,7 +146,7 @@ def test_projection_prefix_grows_in_order_of_first_appearance():
     numpy.testing.assert_array_equal(g.source_rows, [3, 1, 4, 0, 2])
     numpy.testing.assert_array_equal(g.labels, [[0, 0], [1, 0], [2, 1], [3, 4]])
     W = numpy.eye(4)
-    project = g.projector(W, numpy)
+    project = g.projector(W, numpy.zeros(4), numpy)
     out = numpy.empty((4, 2, 4))
     for lo in range(4):
         project(lo, lo + 1, out[lo:lo + 1])
@@ -155,7 +155,7 @@ def test_projection_prefix_grows_in_order_of_first_appearance():
     pad[3, 1] = True
     g = lstm_mod._GatheredInput(src, index_tm, x, None, pad, None)
     out = numpy.empty((4, 2, 4))
-    g.projector(W, numpy)(0, 4, out)
+    g.projector(W, numpy.zeros(4), numpy)(0, 4, out)
     numpy.testing.assert_array_equal(out[3, 1], 0)                   # padding: a zero projection
     numpy.testing.assert_array_equal(out[:3], src.data[index_tm[:3]])
 

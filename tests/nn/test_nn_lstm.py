@@ -264,6 +264,7 @@ def _threaded_paths(monkeypatch, threads, chunk_rows):
     (1, False, None),
     (1, True, [5, 2, 4, 1, 5, 3, 2]),
     (2, True, [1, 1, 5, 5, 2, 4, 3]),
+    (1, True, [3, 2, 1, 3, 2, 1, 2]),   # no row reaches T: the projection worker stops early
 ])
 def test_threaded_paths_match_reference(monkeypatch, threads, chunk_rows, chunk_steps, num_layers,
                                         bidirectional, lengths):
@@ -284,11 +285,19 @@ def test_threaded_paths_match_reference(monkeypatch, threads, chunk_rows, chunk_
     rng = numpy.random.default_rng(5)
     x_np = rng.standard_normal((7, 5, 3))
     lengths = None if lengths is None else numpy.array(lengths)
+    x_ref = x_np
+    if lengths is not None and lengths.max() < 5:
+        # padding never reaches a result, not even dW_ih: NaN there for the fused LSTM, zeros
+        # for the reference (which, built from primitives, would carry the NaN into dW_ih)
+        x_ref = x_np.copy()
+        for b, n in enumerate(lengths):
+            x_np[b, n:] = numpy.nan
+            x_ref[b, n:] = 0.0
     results = []
     for fused in (True, False):
         m = _random_model(num_layers, bidirectional, seed=4)
         m.fused = fused
-        x = tt.Tensor(x_np, requires_grad=True)
+        x = tt.Tensor(x_np if fused else x_ref, requires_grad=True)
         out, (h, c) = m(x, lengths=lengths)
         _loss_parts(out, h, c).backward()
         results.append([out.data, h.data, c.data, x.grad] + [p.grad for p in m.parameters()])
@@ -336,14 +345,14 @@ def test_projection_pipeline_reraises_worker_errors_and_restores_blas():
     before = blas_threads.get_num_threads()
     x_tm = numpy.ones((6, 2, 3))
     acts = numpy.empty((6, 2, 8))
-    bad = lstm_mod._DenseProjector(x_tm, numpy.ones((4, 8)), numpy)  # W rows != 3
+    bad = lstm_mod._DenseProjector(x_tm, numpy.ones((4, 8)), numpy.zeros(8), numpy)  # W rows != 3
     pipe = lstm_mod._ProjectionPipeline(bad, 6, acts, 0, 2)
     with pytest.raises(ValueError):
         pipe.wait_until(0)
     with pytest.raises(ValueError):
         pipe.close()
     assert blas_threads.get_num_threads() == before
-    good = lstm_mod._ProjectionPipeline(lstm_mod._DenseProjector(x_tm, numpy.full((3, 8), 2.0), numpy), 6, acts, 0, 4)
+    good = lstm_mod._ProjectionPipeline(lstm_mod._DenseProjector(x_tm, numpy.full((3, 8), 2.0), numpy.zeros(8), numpy), 6, acts, 0, 4)
     assert good.wait_until(5) == 6
     good.close()
     numpy.testing.assert_array_equal(acts, 6.0)
@@ -524,3 +533,31 @@ def test_an_lstm_failing_in_one_thread_does_not_break_another_threads_backward(m
     assert isinstance(results["A"], RuntimeError)
     for got, want in zip(results["B"], serial["B"]):
         assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_projection_worker_stopped_early_still_leaves_the_whole_time_major_input(monkeypatch):
+    """With every row shorter than T the recurrence stops waiting at the longest row and the
+    projection worker is stopped; the time-major copy of x it was filling chunk by chunk is
+    completed anyway (padding zeroed), since the backward's dW_ih reads all of it."""
+    lstm_mod = _threaded_paths(monkeypatch, 2, 1)
+    real_call = lstm_mod._DenseProjector.__call__
+
+    def slow_past_the_lengths(self, lo, hi, out):
+        if lo >= 3:
+            time.sleep(0.05)     # the recurrence is done by now: close() stops the worker
+        real_call(self, lo, hi, out)
+
+    monkeypatch.setattr(lstm_mod._DenseProjector, "__call__", slow_past_the_lengths)
+    rng = numpy.random.default_rng(9)
+    B, T, I, H = 2, 8, 3, 4
+    x = rng.standard_normal((B, T, I))
+    lengths = numpy.array([2, 3])
+    x[0, 2:] = numpy.nan
+    x[1, 3:] = numpy.nan
+    pad = numpy.arange(T)[:, None] >= lengths[None, :]
+    x_in = lstm_mod._TimeMajorInput(x, None, pad, numpy)
+    W_ih, W_hh, b = rng.standard_normal((I, 4 * H)), rng.standard_normal((H, 4 * H)), numpy.zeros(4 * H)
+    zeros = numpy.zeros((B, H))
+    _, saved = lstm_mod._forward_kernel(x_in, W_ih, W_hh, b, zeros, zeros, lengths, numpy)
+    want = numpy.where(pad[:, :, None], 0.0, x.transpose(1, 0, 2))
+    numpy.testing.assert_array_equal(saved["x_tm"], want)
