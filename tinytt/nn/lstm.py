@@ -291,7 +291,10 @@ class _DenseProjector:
             x = x.array
         rows = (hi - lo) * x.shape[1]
         flat = out.reshape(rows, -1)
-        self.xp.matmul(x[lo:hi].reshape(rows, -1), self.Wih_s, out=flat)
+        if self.xp is numpy:
+            numpy.matmul(x[lo:hi].reshape(rows, -1), self.Wih_s, out=flat)
+        else:   # (CuPy: no ``out=`` needed, the path the GPU suite has always run)
+            flat[...] = self.xp.matmul(x[lo:hi].reshape(rows, -1), self.Wih_s)
         flat += self.b_s
 
 
