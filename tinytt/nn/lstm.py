@@ -874,10 +874,12 @@ def _gathered_input(x, perm_x, lengths_np, T: int):
     index = numpy.asarray(index)
     if index.ndim != 2 or index.shape != tuple(x.shape[:2]) or not isinstance(source.data, numpy.ndarray):
         return None
-    index_tm = index[perm_x[0].T, perm_x[1].T] if perm_x is not None else index.T
-    n_distinct = int(numpy.unique(index_tm).shape[0])   # cheap next to the LSTM (0.5 ms at 12,800)
+    # distinct ids: a count of present rows (~50 us at 12,800 ids into 30,000 rows; the sort
+    # in _GatheredInput runs only when the path is taken)
+    n_distinct = int(numpy.count_nonzero(numpy.bincount(index.reshape(-1), minlength=source.shape[0])))
     if n_distinct > GATHERED_MAX_FRACTION * index.size:
         return None
+    index_tm = index[perm_x[0].T, perm_x[1].T] if perm_x is not None else index.T
     pad_tm = None if lengths_np is None else numpy.arange(T)[:, None] >= lengths_np[None, :]
     gathered = _GatheredInput(source, numpy.ascontiguousarray(index_tm), x.data,
                               None if perm_x is None else numpy.asarray(perm_x[1]), pad_tm, skip)
