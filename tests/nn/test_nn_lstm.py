@@ -561,3 +561,23 @@ def test_projection_worker_stopped_early_still_leaves_the_whole_time_major_input
     _, saved = lstm_mod._forward_kernel(x_in, W_ih, W_hh, b, zeros, zeros, lengths, numpy)
     want = numpy.where(pad[:, :, None], 0.0, x.transpose(1, 0, 2))
     numpy.testing.assert_array_equal(saved["x_tm"], want)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_empty_batch_gives_empty_outputs_and_gradients(bidirectional):
+    """B = 0 (e.g. the last, empty slice of a dataset): the fused LSTM returns empty outputs
+    and states and zero weight gradients, as the step-by-step reference does."""
+    results = []
+    for fused in (True, False):
+        m = _random_model(2, bidirectional, seed=3)
+        m.fused = fused
+        x = tt.Tensor(numpy.zeros((0, 5, 3)), requires_grad=True)
+        out, (h, c) = m(x)
+        (out.sum() + h.sum() + c.sum()).backward()
+        results.append([out.data, h.data, c.data, x.grad] + [p.grad for p in m.parameters()])
+    n_dir = 2 if bidirectional else 1
+    assert results[0][0].shape == (0, 5, 4 * n_dir) and results[0][1].shape == (2 * n_dir, 0, 4)
+    for a, e in zip(*results):
+        assert_close(a, e, rtol=RTOL, atol=ATOL)
+    assert all(g is not None and g.shape == p.shape and not g.any()
+               for g, p in zip(results[0][4:], _random_model(2, bidirectional).parameters()))

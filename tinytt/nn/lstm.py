@@ -913,6 +913,8 @@ def lstm_layer(x, W_ih, W_hh, b, h0=None, c0=None, lengths=None, reverse: bool =
                          f"({H}, {4 * H}), ({4 * H},))")
     if T == 0:
         raise ValueError("LSTM: the sequence must have at least one time step")
+    if B == 0:   # an empty batch: nothing to fuse (the kernels' reshapes need rows)
+        return reference_lstm_layer(x, W_ih, W_hh, b, h0, c0, lengths=lengths, reverse=reverse)
     dtype = W_hh.dtype
     if x.dtype != dtype:
         x = ops.astype(x, dtype)
