@@ -334,6 +334,14 @@ def test_gathered_path_matches_reference_on_drawn_batches(data):
     kind = data.draw(st.sampled_from(["dense", "tt"]), label="kind")
     seed = data.draw(st.integers(0, 2 ** 16), label="seed")
     results = []
+    taken = []
+    real = lstm_mod._gathered_input
+
+    def spy(*args, **kwargs):
+        got = real(*args, **kwargs)
+        taken.append(got is not None)
+        return got
+
     for fused in (True, False):
         if kind == "dense":
             emb = nn.Embedding(vocab, D, padding_idx=padding_idx, dtype="float64", seed=seed)
@@ -341,9 +349,101 @@ def test_gathered_path_matches_reference_on_drawn_batches(data):
             emb = nn.TTEmbedding(vocab, D, rank=2, n_cores=2, padding_idx=padding_idx, dtype="float64", seed=seed)
         m = _lstm(1, bidirectional, seed=seed)
         m.fused = fused
-        out, (h, c) = m(emb(ids), lengths=lengths)
+        lstm_mod._gathered_input = spy
+        try:
+            out, (h, c) = m(emb(ids), lengths=lengths)
+        finally:
+            lstm_mod._gathered_input = real
         _loss(out, h, c).backward()
         results.append([out.data, h.data, c.data] + [p.grad for p in emb.parameters()]
                        + [p.grad for p in m.parameters()])
+    if numpy.unique(ids).size <= lstm_mod.GATHERED_MAX_FRACTION * ids.size:
+        assert taken and all(taken)     # at most half as many ids as positions: the path ran
     for a, e in zip(*results):
         assert_close(a, e, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("strategy", ["gather", "prefix", "full"])
+def test_every_tt_strategy_feeds_the_gathered_path(gathered_calls, strategy):
+    ids = _ids(11)
+    results = []
+    for fused in (True, False):
+        emb = nn.TTEmbedding(VOCAB, D, rank=2, n_cores=2, padding_idx=4, dtype="float64", seed=1)
+        m = _lstm(1, True, seed=2)
+        m.fused = fused
+        out, (h, c) = m(emb(ids, strategy=strategy), lengths=numpy.array([6, 3, 5, 2]))
+        _loss(out, h, c).backward()
+        results.append([out.data] + [p.grad for p in emb.parameters()] + [p.grad for p in m.parameters()])
+    assert gathered_calls[:2] == [True, True]
+    for a, e in zip(*results):
+        assert_close(a, e, rtol=RTOL, atol=ATOL)
+
+
+def test_float32_initial_states_and_a_second_consumer_of_the_lookup(gathered_calls):
+    """float32; (h0, c0) given; x also read by another op: the table's gradient adds both."""
+    ids = _ids(12)
+    rng = numpy.random.default_rng(13)
+    h0 = rng.standard_normal((2, B, H)).astype(numpy.float32)
+    c0 = rng.standard_normal((2, B, H)).astype(numpy.float32)
+    results = []
+    for fraction in (lstm_mod.GATHERED_MAX_FRACTION, 0.0):
+        saved, lstm_mod.GATHERED_MAX_FRACTION = lstm_mod.GATHERED_MAX_FRACTION, fraction
+        try:
+            emb = nn.Embedding(VOCAB, D, seed=0)                   # float32
+            m = nn.LSTM(D, H, bidirectional=True, seed=4)
+            h0t, c0t = tt.Tensor(h0, requires_grad=True), tt.Tensor(c0, requires_grad=True)
+            x = emb(ids)
+            out, (h, c) = m(x, state=(h0t, c0t))
+            (_loss(out, h, c) + (x * x).sum()).backward()
+            results.append([out.data, h.data, emb.weight.grad, h0t.grad, c0t.grad]
+                           + [p.grad for p in m.parameters()])
+        finally:
+            lstm_mod.GATHERED_MAX_FRACTION = saved
+    assert gathered_calls[:2] == [True, True]
+    for a, e in zip(*results):
+        assert_close(a, e, rtol=2e-5, atol=2e-5)
+
+
+def test_evaluation_under_no_grad_takes_the_path(gathered_calls):
+    emb = nn.Embedding(VOCAB, D, dtype="float64", seed=0)
+    m = _lstm(1, True)
+    ids = _ids(14)
+    with tt.no_grad():
+        got, _ = m(emb(ids))
+    assert gathered_calls[:2] == [True, True]
+    m.fused = False
+    with tt.no_grad():
+        want, _ = m(emb(ids))
+    assert_close(got.data, want.data, rtol=RTOL, atol=ATOL)
+
+
+def test_an_edit_that_keeps_each_rows_sum_still_takes_the_dense_path(gathered_calls):
+    """Swapping two features of x at one position keeps that row's plain sum; the
+    fingerprint (a fixed random projection) still sees it."""
+    emb = nn.Embedding(VOCAB, D, dtype="float64", seed=0)
+    ids = _ids(15)
+    x = emb(ids)
+    b, t = 2, 5
+    x.data[b, t, [0, 1]] = x.data[b, t, [1, 0]]
+    assert x.data[b, t, 0] != x.data[b, t, 1]
+    m = _lstm(1, False)
+    got, _ = m(x)
+    assert gathered_calls == [False]
+    m.fused = False
+    want, _ = m(tt.Tensor(x.data.copy()))
+    assert_close(got.data, want.data, rtol=RTOL, atol=ATOL)
+
+
+def test_tt_lookup_keeps_its_own_copy_of_the_ids():
+    """A one-core TT table with the "full" strategy used the caller's id buffer as its
+    row index; reusing the buffer after the lookup must not change the gradient."""
+    grads = []
+    for reuse in (False, True):
+        emb = nn.TTEmbedding(12, 4, rank=1, shape=((12,), (4,)), dtype="float64", seed=0)
+        buf = numpy.array([[1, 5, 5, 7], [0, 11, 3, 5]])
+        out = emb(buf, strategy="full")
+        if reuse:
+            buf[...] = 0
+        (out * tt.Tensor(numpy.arange(out.size, dtype=float).reshape(out.shape))).sum().backward()
+        grads.append(emb.cores[0].grad.copy())
+    assert_close(grads[1], grads[0], rtol=0, atol=0)

@@ -80,7 +80,7 @@ import numpy
 from .. import blas_threads, ops
 from ..backend import get_xp, is_cupy_array, scatter_add, to_numpy
 from ..parallel import num_threads, run_blocks, split_range, submit
-from ..tensor import Deferred, Tensor, record
+from ..tensor import Deferred, Tensor, is_grad_enabled, record
 from . import init as _init
 from .module import Module, Parameter
 
@@ -332,11 +332,14 @@ class _GatheredInput:
         step, row = numpy.divmod(self.first_seen, B)
         self.rows = x_data[row, step if perm is None else perm[row, step]]    # (U, in)
         # ... and x must still be source[index] at every position read: compare each
-        # position's row sum with its id's (the same sum of the same floats when x is
-        # untouched; a NaN anywhere fails the test, and then the dense path runs)
-        x_sums = x_data.sum(axis=-1)                                          # (B, T)
-        x_sums = (x_sums.T if perm is None else x_sums[numpy.arange(B)[:, None], perm].T)
-        agree = x_sums == self.rows.sum(axis=-1)[self.labels]
+        # position's row with its id's through a fixed random projection (the same
+        # products and sums of the same floats when x is untouched; an edit, even one that
+        # keeps a row's plain sum, or a NaN anywhere fails it, and then the dense path
+        # runs). A check, not a licence: the contract stays "do not edit x in place".
+        probe = _probe_vector(x_data.shape[-1], x_data.dtype)
+        x_keys = numpy.einsum("btd,d->bt", x_data, probe)                     # (B, T)
+        x_keys = (x_keys.T if perm is None else x_keys[numpy.arange(B)[:, None], perm].T)
+        agree = x_keys == numpy.einsum("ud,d->u", self.rows, probe)[self.labels]
         if pad_tm is not None:
             agree |= pad_tm
             self.labels[pad_tm] = self.n_rows
@@ -854,6 +857,11 @@ def _reverse_index(lengths_np, B: int, T: int):
     return numpy.where(steps < ln, ln - 1 - steps, steps)
 
 
+def _probe_vector(n: int, dtype):
+    """A fixed vector of n values in [0.5, 1.5) (seeded), the fingerprint of a row."""
+    return numpy.random.default_rng(0x5EED).uniform(0.5, 1.5, n).astype(dtype)
+
+
 def _gathered_input(x, perm_x, lengths_np, T: int):
     """A ``_GatheredInput`` for x when x is a row gather (``x._gathered``: an embedding
     lookup's output) on NumPy with at most ``GATHERED_MAX_FRACTION`` distinct rows per
@@ -869,8 +877,8 @@ def _gathered_input(x, perm_x, lengths_np, T: int):
         parents = getattr(x, "_parents", ())
         if len(parents) != 1 or parents[0] is not source:
             return None
-    elif source.requires_grad:
-        return None
+    elif source.requires_grad and is_grad_enabled():
+        return None     # (under no_grad nothing is recorded, so evaluation may use the path)
     index = numpy.asarray(index)
     if index.ndim != 2 or index.shape != tuple(x.shape[:2]) or not isinstance(source.data, numpy.ndarray):
         return None
@@ -913,8 +921,6 @@ def lstm_layer(x, W_ih, W_hh, b, h0=None, c0=None, lengths=None, reverse: bool =
                          f"({H}, {4 * H}), ({4 * H},))")
     if T == 0:
         raise ValueError("LSTM: the sequence must have at least one time step")
-    if B == 0:   # an empty batch: nothing to fuse (the kernels' reshapes need rows)
-        return reference_lstm_layer(x, W_ih, W_hh, b, h0, c0, lengths=lengths, reverse=reverse)
     dtype = W_hh.dtype
     if x.dtype != dtype:
         x = ops.astype(x, dtype)
@@ -936,6 +942,10 @@ def lstm_layer(x, W_ih, W_hh, b, h0=None, c0=None, lengths=None, reverse: bool =
             inputs.append(s)
             names.append(name)
             states.append(s.data)
+    if B == 0:   # an empty batch: nothing to fuse (the kernels' reshapes need rows)
+        given = dict(zip(names[4:], inputs[4:]))
+        return reference_lstm_layer(x, W_ih, W_hh, b, given.get("h0"), given.get("c0"),
+                                    lengths=lengths, reverse=reverse)
     # the kernels work time-major: ONE copy of x to (T, B, in), in processing order,
     # made chunk by chunk by the projection (``_TimeMajorInput``)
     if reverse:

@@ -326,7 +326,8 @@ def plan_lookup(flat_ids, row_shape, col_shape, ranks, strategy: str = "auto", m
             level.pick = None if full_block else level.digit * n_par + level.parent
     if strategy == "full":
         row_of_uniq = uniq if relabel is None else relabel[uniq]
-        inverse = flat_ids if relabel is None else relabel[flat_ids]
+        # (a copy: the backward reads it later, and flat_ids may be the caller's buffer)
+        inverse = flat_ids.copy() if relabel is None else relabel[flat_ids]
     else:
         row_of_uniq = xp.arange(uniq.shape[0]) if relabel is None else relabel
         inverse = inverse if relabel is None else relabel[inverse]
@@ -585,9 +586,8 @@ def rows_of_checked_ids(cores, ids, row_shape, col_shape, strategy: str = "auto"
     # them through ``out._gathered`` and sends its gradient to ``distinct`` directly.
 
     def core_grads(d_rows, wanted):
-        if pad_pos is not None and d_rows[pad_pos].any():
-            d_rows = d_rows.copy()
-            d_rows[pad_pos] = 0              # the padding row sends no gradient
+        # the padding row's gradient is already zero: both consumers of ``distinct`` (the
+        # spread below and the LSTM's gathered input) skip it
         return _backward(plan, arrays, saved, d_rows, xp)   # every core's gradient in one pass
 
     distinct = record("tt_rows", rows, tuple(cores), core_grads)
