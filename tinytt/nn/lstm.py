@@ -48,7 +48,8 @@ The fused op (``lstm_layer``) records ONE node per layer and direction with VJPs
   the distinct rows (``_GatheredInput``): the projection is one GEMM over them, gathered to
   the positions chunk by chunk; the backward sums dz per distinct row and gets ``dW_ih``
   and the source rows' gradient from two GEMMs over those rows, so neither ``dx`` nor the
-  embedding's own segment sum is formed (then the weight pipeline is finished before those
+  embedding's own segment sum is formed, and the node records the source ("R") in place
+  of x (then the weight pipeline is finished before those
   two GEMMs, so they get both BLAS threads). On a 64 x 200 IMDB batch (2,351 distinct ids)
   the LSTM training steps take 0.81-0.83x the time.
 - denormals: when the loss reads only the final state, ``dh``/``dc`` decay through time
@@ -184,8 +185,10 @@ def _time_spans(lengths_np, b0: int, b1: int, T: int):
 
 
 def _forward_kernel(x_tm, W_ih, W_hh, b, h0, c0, lengths_np, xp):
-    """Run the recurrence over time-major x_tm (T, B, in), C-contiguous, in processing
-    order -- or over a ``_GatheredInput`` (x given as rows of a table). Returns (Y, saved).
+    """Run the recurrence over x in processing order: a ``_TimeMajorInput`` (filled chunk
+    by chunk as the projection needs it), a time-major (T, B, in) array, or a
+    ``_GatheredInput`` (x given as rows of a table). Returns (Y, saved); ``saved["x_tm"]``
+    is the complete (T, B, in) array, or the ``_GatheredInput``.
 
     Y (B, T+2, H): outputs at [:, :T], final h at [:, T], final c at [:, T+1]. The gate,
     state and gradient arrays of step t are contiguous (B, ...) blocks.
@@ -303,9 +306,9 @@ class _GatheredInput:
     through its U distinct source rows: the input projection ``x_t @ W_ih`` is computed
     once per distinct row and gathered to the positions; in the backward, with ``dp`` the
     sums of ``dz`` over each row's positions, ``dW_ih = rows^T dp`` and the source rows'
-    gradient is ``dp W_ih^T``: two GEMMs over U rows instead of three over all B*T
-    positions (``dx = dZ W_ih^T``, ``x^T dZ`` and the projection). Real text repeats words:
-    2,351 distinct ids among the 12,800 tokens of a 64 x 200 IMDB batch.
+    gradient is ``dp W_ih^T``: the three GEMMs (the projection, ``x^T dZ``, ``dx = dZ W_ih^T``)
+    run over U rows instead of all B*T positions, plus the 4H-wide segment sum ``dp``. Real
+    text repeats words: 2,351 distinct ids among the 12,800 tokens of a 64 x 200 IMDB batch.
 
     labels (T, B): position -> distinct row, numbered in order of first appearance in
     processing order, so the projections that steps [0, t) need are a prefix of the rows
@@ -423,8 +426,9 @@ class _BlasWorker:
 
 
 class _ProjectionPipeline(_BlasWorker):
-    """A worker computes acts[t] = x_t @ W_ih' chunk by chunk, in step order, ahead of the
-    recurrence; ``wait_until(t)`` blocks until step t's projection is there and returns
+    """A worker computes acts[t] = x_t @ W_ih' + b' chunk by chunk (``project``: with the
+    chunk's time-major copy of x, or the gathered rows' projections), in step order, ahead
+    of the recurrence; ``wait_until(t)`` blocks until step t's projection is there and returns
     the first step not yet computed. BLAS runs on one thread per Python thread meanwhile."""
 
     def __init__(self, project, T: int, acts, start: int, chunk: int):
@@ -535,7 +539,8 @@ class _StepRangeGrads:
         dW_hh = sum_t h_{t-1}^T dz_t,   dW_ih = sum_t x_t^T dz_t,   db = sum_t dz_t,
         dx_t = dz_t W_ih^T
 
-    from dZ (T, B, 4H), Hs (T, B, H), x_tm (T, B, in). ``add_x(lo, hi)`` writes the rows of
+    from dZ (T, B, 4H), Hs (T, B, H), x_tm (T, B, in) (None for a gathered input, whose
+    W_ih and source gradients ``_GatheredInput.gradients`` computes). ``add_x(lo, hi)`` writes the rows of
     dx for steps [lo, hi); ``add_w(lo, hi)`` keeps that range's partial weight sums;
     ``weights(starts)`` adds the partials in the given order (fixed: the result does not
     depend on which thread computed which range).
@@ -741,7 +746,8 @@ class _WeightGradPipeline(_BlasWorker):
 
 def _backward_kernel(gY, W_ih, W_hh, saved, need, xp, defer: bool = False):
     """BPTT. gY (B, T+2, H) -> dict of gradients for the names in ``need`` (``x`` as a
-    (B, T, in) view of a time-major array). With ``defer`` the weight gradients may come
+    (B, T, in) view of a time-major array; for a gathered input "R", the source's gradient,
+    in place of ``x``). With ``defer`` the weight gradients may come
     back as ``tensor.Deferred`` (still being summed by a worker thread, see
     ``_WeightGradPipeline``)."""
     acts, Hs, Cs, Tc = saved["acts"], saved["Hs"], saved["Cs"], saved["Tc"]
