@@ -3,6 +3,8 @@
 LSTM fed the looked-up vectors, for dense and TT embeddings, padding, both directions, and
 the threaded pipelines."""
 
+import contextlib
+
 import numpy
 import pytest
 from hypothesis import given, settings
@@ -20,9 +22,9 @@ RTOL, ATOL = 1e-9, 1e-12
 B, T, VOCAB, D, H = 4, 6, 7, 3, 4
 
 
-@pytest.fixture
-def gathered_calls(monkeypatch):
-    """Count the LSTM layers that took the gathered path."""
+@contextlib.contextmanager
+def _recording_gathered_calls():
+    """Yield a list that gets, per LSTM layer call, whether it took the gathered path."""
     calls = []
     real = lstm_mod._gathered_input
 
@@ -31,8 +33,18 @@ def gathered_calls(monkeypatch):
         calls.append(got is not None)
         return got
 
-    monkeypatch.setattr(lstm_mod, "_gathered_input", spy)
-    return calls
+    lstm_mod._gathered_input = spy
+    try:
+        yield calls
+    finally:
+        lstm_mod._gathered_input = real
+
+
+@pytest.fixture
+def gathered_calls():
+    """Count the LSTM layers that took the gathered path (for the whole test)."""
+    with _recording_gathered_calls() as calls:
+        yield calls
 
 
 def _ids(seed=0, vocab=VOCAB):
@@ -335,13 +347,6 @@ def test_gathered_path_matches_reference_on_drawn_batches(data):
     seed = data.draw(st.integers(0, 2 ** 16), label="seed")
     results = []
     taken = []
-    real = lstm_mod._gathered_input
-
-    def spy(*args, **kwargs):
-        got = real(*args, **kwargs)
-        taken.append(got is not None)
-        return got
-
     for fused in (True, False):
         if kind == "dense":
             emb = nn.Embedding(vocab, D, padding_idx=padding_idx, dtype="float64", seed=seed)
@@ -349,11 +354,9 @@ def test_gathered_path_matches_reference_on_drawn_batches(data):
             emb = nn.TTEmbedding(vocab, D, rank=2, n_cores=2, padding_idx=padding_idx, dtype="float64", seed=seed)
         m = _lstm(1, bidirectional, seed=seed)
         m.fused = fused
-        lstm_mod._gathered_input = spy
-        try:
+        with _recording_gathered_calls() as calls:
             out, (h, c) = m(emb(ids), lengths=lengths)
-        finally:
-            lstm_mod._gathered_input = real
+        taken += calls
         _loss(out, h, c).backward()
         results.append([out.data, h.data, c.data] + [p.grad for p in emb.parameters()]
                        + [p.grad for p in m.parameters()])

@@ -868,7 +868,7 @@ def _probe_vector(n: int, dtype):
     return numpy.random.default_rng(0x5EED).uniform(0.5, 1.5, n).astype(dtype)
 
 
-def _gathered_input(x, perm_x, lengths_np, T: int):
+def _gathered_input(x, perm_x, lengths_np):
     """A ``_GatheredInput`` for x when x is a row gather (``x._gathered``: an embedding
     lookup's output) on NumPy with at most ``GATHERED_MAX_FRACTION`` distinct rows per
     position; else None. ``perm_x``: the reverse direction's (rows, steps) index."""
@@ -894,7 +894,7 @@ def _gathered_input(x, perm_x, lengths_np, T: int):
     if n_distinct > GATHERED_MAX_FRACTION * index.size:
         return None
     index_tm = index[perm_x[0].T, perm_x[1].T] if perm_x is not None else index.T
-    pad_tm = None if lengths_np is None else numpy.arange(T)[:, None] >= lengths_np[None, :]
+    pad_tm = None if lengths_np is None else numpy.arange(index.shape[1])[:, None] >= lengths_np[None, :]
     gathered = _GatheredInput(source, numpy.ascontiguousarray(index_tm), x.data,
                               None if perm_x is None else numpy.asarray(perm_x[1]), pad_tm, skip)
     return gathered if gathered.matches_input else None
@@ -958,7 +958,7 @@ def lstm_layer(x, W_ih, W_hh, b, h0=None, c0=None, lengths=None, reverse: bool =
         perm = _reverse_index(lengths_np, B, T)
         rows = numpy.arange(B)[:, None]
         perm_x = (xp.asarray(rows), xp.asarray(perm))
-    x_tm = _gathered_input(x, None if not reverse else perm_x, lengths_np, T)
+    x_tm = _gathered_input(x, None if not reverse else perm_x, lengths_np)
     if x_tm is not None:           # x = source[index] with few distinct rows: work on those
         inputs[0], names[0] = x_tm.source, "R"
     else:
