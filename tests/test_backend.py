@@ -341,18 +341,20 @@ def test_segment_sum_bit_identical_for_any_thread_count(monkeypatch, materialise
 
 
 @given(st.integers(1, 30), st.lists(st.integers(1, 4), max_size=2), st.sampled_from([(7,), (3, 5), (2, 1, 4), (0,)]),
-       st.sampled_from(["1", "2", "3"]), st.integers(0, 2**31 - 1))
-def test_take_rows_equals_take_for_any_split(n_rows, rest, index_shape, threads, seed):
-    # forced split (threshold 0) over 1-3 threads: the same array as numpy.take
+       st.sampled_from(["1", "2", "3"]), st.booleans(), st.booleans(), st.integers(0, 2**31 - 1))
+def test_take_rows_equals_take_for_any_split(n_rows, rest, index_shape, threads, split, given_out, seed):
+    # forced split (threshold 0) or none, over 1-3 threads, into a new array or a given
+    # one: the same array as numpy.take
     rng = np.random.default_rng(seed)
     src = rng.standard_normal((n_rows,) + tuple(rest)).astype(np.float32)
     index = rng.integers(0, n_rows, index_shape)
     old_env = os.environ.get("TINYTT_NUM_THREADS")
     old = backend._PARALLEL_TAKE_BYTES
     os.environ["TINYTT_NUM_THREADS"] = threads
-    backend._PARALLEL_TAKE_BYTES = 0
+    backend._PARALLEL_TAKE_BYTES = 0 if split else old
+    out = tt.get_xp().full(tuple(index_shape) + tuple(rest), np.nan, dtype=np.float32) if given_out else None
     try:
-        got = backend.take_rows(on_device(src), on_device(index))
+        got = backend.take_rows(on_device(src), on_device(index), out=out)
     finally:
         backend._PARALLEL_TAKE_BYTES = old
         if old_env is None:
@@ -362,6 +364,26 @@ def test_take_rows_equals_take_for_any_split(n_rows, rest, index_shape, threads,
     expected = src[index]
     assert got.shape == expected.shape and got.dtype == expected.dtype
     np.testing.assert_array_equal(tt.to_numpy(got), expected)
+    if given_out:
+        assert got is out
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_take_rows_into_out_checks_out_and_indices(monkeypatch, split):
+    monkeypatch.setenv("TINYTT_NUM_THREADS", "2")
+    if split:
+        monkeypatch.setattr(backend, "_PARALLEL_TAKE_BYTES", 0)
+    src = on_device(np.arange(40.0).reshape(10, 4))
+    xp = tt.get_xp()
+    for bad in (xp.empty((3, 5)), xp.empty((3, 4), dtype=np.float32), xp.empty((4, 3)).T):
+        with pytest.raises(ValueError, match="take_rows: out must be a C-contiguous array of shape"):
+            backend.take_rows(src, on_device(np.array([1, 2, 3])), out=bad)
+    out = xp.empty((4, 4))
+    got = backend.take_rows(src, on_device(np.array([-1, 2, 3, 4])), out=out)   # wraps like numpy.take
+    np.testing.assert_array_equal(tt.to_numpy(got), np.take(np.arange(40.0).reshape(10, 4), [-1, 2, 3, 4], axis=0))
+    if tt.get_backend() == "numpy":
+        with pytest.raises(IndexError):
+            backend.take_rows(src, np.array([0, 12, 2, 3]), out=out)
 
 
 def test_scatter_add_broadcast_inf_and_nan_stay_in_their_own_rows():

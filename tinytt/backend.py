@@ -215,29 +215,45 @@ def scatter_add(indices, values, num_rows: int, skip=None):
 _PARALLEL_TAKE_BYTES = 1 << 20
 
 
-def take_rows(src, index):
+def take_rows(src, index, out=None):
     """Rows ``src[index]`` for an integer ``index`` of any shape S: ``S + src.shape[1:]``.
 
     ``xp.take(src, index, axis=0)``; on NumPy, large gathers are split into contiguous
     blocks of ``index`` gathered by all cores at once (``tinytt.parallel``; NumPy releases
     the GIL while it copies). Negative or out-of-range indices behave exactly as in
     ``numpy.take`` (the split path runs only when every index is in ``[0, len(src))``).
-    Cost: one read of each selected row and one write of the result.
+    ``out``: an optional C-contiguous array of the result's shape and dtype to write into
+    (returned). Cost: one read of each selected row and one write of the result.
     """
     xp = get_xp(src)
+    shape = tuple(getattr(index, "shape", numpy.shape(index))) + tuple(src.shape[1:])
+    if out is not None and (tuple(out.shape) != shape or out.dtype != src.dtype or not out.flags.c_contiguous):
+        raise ValueError(f"take_rows: out must be a C-contiguous array of shape {shape} and dtype "
+                         f"{src.dtype}, got shape {tuple(out.shape)} and dtype {out.dtype}")
     if xp is not numpy:
-        return xp.take(src, index, axis=0)
+        if out is None:
+            return xp.take(src, index, axis=0)
+        out[...] = xp.take(src, index, axis=0)
+        return out
     index = numpy.asarray(index)
-    if (src.ndim == 0 or index.size == 0 or parallel.num_threads() < 2
-            or index.size * src[:1].nbytes < _PARALLEL_TAKE_BYTES):
+    small = (src.ndim == 0 or index.size == 0 or parallel.num_threads() < 2
+             or index.size * src[:1].nbytes < _PARALLEL_TAKE_BYTES)
+    if small and out is None:
         return numpy.take(src, index, axis=0)
     flat = index.reshape(-1)
-    if int(flat.min()) < 0 or int(flat.max()) >= src.shape[0]:
-        return numpy.take(src, index, axis=0)   # numpy's own wrap-around / IndexError
-    out = numpy.empty((flat.shape[0],) + src.shape[1:], dtype=src.dtype)
-    parallel.map_blocks(lambda a, b: numpy.take(src, flat[a:b], axis=0, out=out[a:b], mode="clip"),
-                        flat.shape[0])
-    return out.reshape(tuple(index.shape) + src.shape[1:])
+    if src.ndim == 0 or flat.size == 0 or int(flat.min()) < 0 or int(flat.max()) >= src.shape[0]:
+        return numpy.take(src, index, axis=0, out=out)   # numpy's own wrap-around / IndexError
+    if out is None:
+        out = numpy.empty(shape, dtype=src.dtype)
+    rows = out.reshape((flat.shape[0],) + src.shape[1:])    # a view: out is C-contiguous
+    # mode="clip" (the indices are valid here): with the default mode NumPy buffers take's
+    # output (IMDB LSTM input, 12,800 rows of 2 KB: 13.5 vs 4.9 ms on one core)
+    if small:
+        numpy.take(src, flat, axis=0, out=rows, mode="clip")
+    else:
+        parallel.map_blocks(lambda a, b: numpy.take(src, flat[a:b], axis=0, out=rows[a:b], mode="clip"),
+                            flat.shape[0])
+    return out
 
 
 def svd(a):

@@ -132,8 +132,9 @@ def test_many_distinct_ids_take_the_dense_path(gathered_calls):
 @pytest.mark.parametrize("threads,chunk_rows", [(2, 1), (2, 9), (3, 1)])
 @pytest.mark.parametrize("kind", ["dense", "tt"])
 def test_gathered_path_threaded_pipelines(monkeypatch, gathered_calls, threads, chunk_rows, kind):
-    """The forward pipeline extends the projected prefix chunk by chunk (labels in order of
-    first appearance); the backward's weight pipeline then skips W_ih."""
+    """With two or three workers the forward's recurrence runs in row blocks (a gathered
+    input's projection is too cheap for the projection pipeline) and the backward's weight
+    pipeline skips W_ih."""
     from tinytt import blas_threads
 
     if not blas_threads.available():

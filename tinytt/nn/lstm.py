@@ -46,12 +46,14 @@ The fused op (``lstm_layer``) records ONE node per layer and direction with VJPs
   ``TTEmbedding`` (``Tensor._gathered``: x = source[index]) and the batch has few distinct
   ids (at most ``GATHERED_MAX_FRACTION`` per position, as in real text), the layer works on
   the distinct rows (``_GatheredInput``): the projection is one GEMM over them, gathered to
-  the positions chunk by chunk; the backward sums dz per distinct row and gets ``dW_ih``
+  the positions; with the projection that cheap, two cores run the recurrence in row blocks
+  instead of the projection pipeline (IMDB batch forward 116 -> 92 ms, interleaved A/B);
+  the backward sums dz per distinct row and gets ``dW_ih``
   and the source rows' gradient from two GEMMs over those rows, so neither ``dx`` nor the
   embedding's own segment sum is formed, and the node records the source ("R") in place
   of x (then the weight pipeline is finished before those
   two GEMMs, so they get both BLAS threads). On a 64 x 200 IMDB batch (2,351 distinct ids)
-  the LSTM training steps take 0.81-0.83x the time.
+  the LSTM training steps take 0.72-0.77x the time.
 - denormals: when the loss reads only the final state, ``dh``/``dc`` decay through time
   into the subnormal range, which makes x86 arithmetic many times slower. Every 8 steps
   of the backward, entries with ``|v| < tiny`` (1e-30 in float32, 1e-300 in float64)
@@ -79,7 +81,7 @@ import threading
 import numpy
 
 from .. import blas_threads, ops
-from ..backend import get_xp, is_cupy_array, scatter_add, to_numpy
+from ..backend import get_xp, is_cupy_array, scatter_add, take_rows, to_numpy
 from ..parallel import num_threads, run_blocks, split_range, submit
 from ..tensor import Deferred, Tensor, is_grad_enabled, record
 from . import init as _init
@@ -213,7 +215,12 @@ def _forward_kernel(x_tm, W_ih, W_hh, b, h0, c0, lengths_np, xp):
     Tc = xp.empty((T, B, H), dtype=dtype)  # tanh(c_new) at step t (before masking)
     Hs[0] = h0
     Cs[0] = c0
-    chunk = _pipeline_chunk(T, B, H, xp) if num_threads() == 2 else 0
+    # the pipeline pays when the projection is a big GEMM that the worker overlaps with the
+    # recurrence; a gathered input's projection is a small GEMM over the distinct rows plus
+    # a gather, so there the recurrence itself is split into row blocks on both cores
+    # (IMDB batch, 2 cores: forward 116 -> 92 ms, interleaved A/B)
+    gathered = isinstance(x_tm, _GatheredInput)
+    chunk = _pipeline_chunk(T, B, H, xp) if num_threads() == 2 and not gathered else 0
     if chunk:
         # two cores: a worker computes the input projection chunk by chunk while the
         # recurrence runs on this thread (each on one BLAS thread)
@@ -312,7 +319,8 @@ class _GatheredInput:
 
     labels (T, B): position -> distinct row, numbered in order of first appearance in
     processing order, so the projections that steps [0, t) need are a prefix of the rows
-    (the forward pipeline extends that prefix chunk by chunk); padded positions get the
+    (a projector called chunk by chunk in step order extends that prefix; the forward
+    calls it once for all steps, see ``_forward_kernel``); padded positions get the
     extra label U, whose projection is zero (as the dense path zeroes padded inputs).
     """
 
@@ -355,7 +363,7 @@ class _GatheredInput:
 
     def projector(self, Wih_s, b_s, xp):
         """``project(lo, hi, out)`` like ``_DenseProjector``, to be called in step order by
-        one thread at a time."""
+        one thread at a time (once for all steps, or chunk by chunk)."""
         G = Wih_s.shape[1]
         proj = xp.empty((self.n_rows + 1, G), dtype=Wih_s.dtype)
         proj[self.n_rows] = b_s                    # padding: a zero input
@@ -368,7 +376,7 @@ class _GatheredInput:
                 xp.matmul(self.rows[done[0]:need], Wih_s, out=proj[done[0]:need])
                 proj[done[0]:need] += b_s
                 done[0] = need
-            xp.take(proj, self.labels[lo:hi].reshape(-1), axis=0, out=out.reshape(-1, G))
+            take_rows(proj, self.labels[lo:hi].reshape(-1), out=out.reshape(-1, G))
 
         return project
 
@@ -399,8 +407,9 @@ class _GatheredInput:
 #: starts only after the recurrence, while the dense path's three GEMMs over all positions
 #: overlap it, so the gain shrinks as the fraction grows. Training steps with the path on /
 #: off (``benchmarks/lstm_gathered_input.py --force``, 64 x 200 -> LSTM(256, 128), 2 cores):
-#: 0.18 distinct per position (IMDB text) 0.81-0.83x, 0.23: 0.81-0.83x, 0.36: 0.85-0.89x,
-#: 0.50: 0.93-0.94x, 0.62: 0.98-1.02x, 0.71: 0.99-1.01x, 0.81: 1.00-1.11x
+#: 0.18 distinct per position (IMDB text) 0.72-0.77x, 0.23: 0.76-0.78x, 0.36: 0.84x,
+#: 0.50: 0.93-0.98x, 0.81: 1.08-1.10x (session 8, with the row-block forward; session 7,
+#: with the pipeline: 0.81-0.83x at 0.18, 0.93-0.94x at 0.50, 0.98-1.02x at 0.62)
 GATHERED_MAX_FRACTION = 0.5
 
 
@@ -427,7 +436,7 @@ class _BlasWorker:
 
 class _ProjectionPipeline(_BlasWorker):
     """A worker computes acts[t] = x_t @ W_ih' + b' chunk by chunk (``project``: with the
-    chunk's time-major copy of x, or the gathered rows' projections), in step order, ahead
+    chunk's time-major copy of x), in step order, ahead
     of the recurrence; ``wait_until(t)`` blocks until step t's projection is there and returns
     the first step not yet computed. BLAS runs on one thread per Python thread meanwhile."""
 
