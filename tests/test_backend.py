@@ -384,6 +384,10 @@ def test_take_rows_into_out_checks_out_and_indices(monkeypatch, split):
     if tt.get_backend() == "numpy":
         with pytest.raises(IndexError):
             backend.take_rows(src, np.array([0, 12, 2, 3]), out=out)
+        # out overlapping src: the rows as they were before the call
+        table = np.arange(40.0).reshape(10, 4)
+        index = np.array([9, 8, 7, 6, 5, 4, 3, 2, 1, 0])
+        np.testing.assert_array_equal(backend.take_rows(table, index, out=table), np.arange(40.0).reshape(10, 4)[::-1])
 
 
 def test_scatter_add_broadcast_inf_and_nan_stay_in_their_own_rows():

@@ -241,8 +241,10 @@ def take_rows(src, index, out=None):
     if small and out is None:
         return numpy.take(src, index, axis=0)
     flat = index.reshape(-1)
-    if src.ndim == 0 or flat.size == 0 or int(flat.min()) < 0 or int(flat.max()) >= src.shape[0]:
-        return numpy.take(src, index, axis=0, out=out)   # numpy's own wrap-around / IndexError
+    if (src.ndim == 0 or flat.size == 0 or int(flat.min()) < 0 or int(flat.max()) >= src.shape[0]
+            or (out is not None and numpy.may_share_memory(out, src))):
+        # numpy's own wrap-around / IndexError, and its copy when out overlaps src
+        return numpy.take(src, index, axis=0, out=out)
     if out is None:
         out = numpy.empty(shape, dtype=src.dtype)
     rows = out.reshape((flat.shape[0],) + src.shape[1:])    # a view: out is C-contiguous
