@@ -42,3 +42,19 @@ def test_bad_inputs():
         glorot_tt_matrix((2, 3), (2, 2), [2, 3, 1])
     with pytest.raises(TypeError, match="float32 or float64"):
         glorot_tt_matrix((2, 3), (2, 2), 2, dtype="int32")
+
+
+def test_one_seed_gives_one_layer_in_either_dtype():
+    # drawn on the host in float64, then cast: the float32 layer is the float64 one rounded
+    from tinytt import nn
+
+    wide = glorot_tt_matrix((5, 6), (3, 4), 3, seed=7, dtype="float64")
+    narrow = glorot_tt_matrix((5, 6), (3, 4), 3, seed=7, dtype="float32")
+    for a, b in zip(wide.cores, narrow.cores):
+        assert b.data.dtype == numpy.float32
+        numpy.testing.assert_array_equal(tinytt.to_numpy(b.data), tinytt.to_numpy(a.data).astype(numpy.float32))
+    e64 = nn.TTEmbedding(30, 12, rank=3, shape=((5, 6), (3, 4)), seed=3, dtype="float64")
+    e32 = nn.TTEmbedding(30, 12, rank=3, shape=((5, 6), (3, 4)), seed=3)
+    numpy.testing.assert_allclose(tinytt.to_numpy(e32.to_dense()), tinytt.to_numpy(e64.to_dense()), rtol=1e-5, atol=1e-7)
+    other = glorot_tt_matrix((5, 6), (3, 4), 3, seed=8, dtype="float64")
+    assert not numpy.array_equal(tinytt.to_numpy(other.cores[0].data), tinytt.to_numpy(wide.cores[0].data))

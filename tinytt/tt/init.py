@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+import numpy
+
 from .. import backend
 from ..tensor import Tensor
 from .shapes import _check_positive_int, normalize_ranks
@@ -30,7 +32,10 @@ def glorot_tt_matrix_cores(row_shape, col_shape, rank, seed=None, dtype="float32
     """Glorot-initialised TT-matrix cores ``(r_{k-1}, m_k, n_k, r_k)`` on the default backend.
 
     ``rank``: an int (every internal rank) or N+1 ints with boundary 1s. ``Var(W) = 2 / (V' + D)``
-    in expectation. Cost O(number of parameters).
+    in expectation. The entries are drawn on the host in float64 with
+    ``numpy.random.default_rng(seed)``, then cast to ``dtype`` and moved to the backend (as
+    :mod:`tinytt.nn.init` does): one seed gives the same layer in float32 and float64 and on
+    every backend. Cost O(number of parameters).
     """
     row_shape = tuple(_check_positive_int(m, "row_shape entry") for m in row_shape)
     col_shape = tuple(_check_positive_int(m, "col_shape entry") for m in col_shape)
@@ -39,16 +44,15 @@ def glorot_tt_matrix_cores(row_shape, col_shape, rank, seed=None, dtype="float32
             f"row_shape and col_shape must be non-empty and of equal length, got {row_shape} and {col_shape}"
         )
     ranks = normalize_ranks(rank, len(row_shape), "rank")
-    xp = backend.get_xp()
-    dtype = xp.dtype(dtype)
-    if dtype not in (xp.float32, xp.float64):
+    dtype = numpy.dtype(dtype)
+    if dtype not in (numpy.float32, numpy.float64):
         raise TypeError(f"dtype must be float32 or float64, got {dtype}")
     std = glorot_std(row_shape, col_shape, ranks)
-    rng = backend.default_rng(seed)
+    rng = numpy.random.default_rng(seed)
     cores = []
     for k, (m, n) in enumerate(zip(row_shape, col_shape)):
-        g = rng.standard_normal((ranks[k], m, n, ranks[k + 1]), dtype=dtype)
-        cores.append(g * dtype.type(std))
+        g = rng.standard_normal((ranks[k], m, n, ranks[k + 1])) * std
+        cores.append(backend.to_device(g.astype(dtype)))
     return cores
 
 
