@@ -375,9 +375,12 @@ def test_take_rows_into_out_checks_out_and_indices(monkeypatch, split):
         monkeypatch.setattr(backend, "_PARALLEL_TAKE_BYTES", 0)
     src = on_device(np.arange(40.0).reshape(10, 4))
     xp = tt.get_xp()
-    for bad in (xp.empty((3, 5)), xp.empty((3, 4), dtype=np.float32), xp.empty((4, 3)).T):
-        with pytest.raises(ValueError, match="take_rows: out must be a C-contiguous array of shape"):
+    for bad, says in ((xp.empty((3, 5)), "got shape \\(3, 5\\)"), (xp.empty((3, 4), dtype=np.float32), "dtype float32"),
+                      (xp.empty((4, 3)).T, "C-contiguous False")):
+        with pytest.raises(ValueError, match="take_rows: out must be a C-contiguous array of shape .*" + says):
             backend.take_rows(src, on_device(np.array([1, 2, 3])), out=bad)
+    with pytest.raises(TypeError, match="take_rows: out must be None or an array, got list"):
+        backend.take_rows(src, on_device(np.array([1, 2, 3])), out=[[0.0] * 4] * 3)
     out = xp.empty((4, 4))
     got = backend.take_rows(src, on_device(np.array([-1, 2, 3, 4])), out=out)   # wraps like numpy.take
     np.testing.assert_array_equal(tt.to_numpy(got), np.take(np.arange(40.0).reshape(10, 4), [-1, 2, 3, 4], axis=0))

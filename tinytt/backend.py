@@ -227,9 +227,13 @@ def take_rows(src, index, out=None):
     """
     xp = get_xp(src)
     shape = tuple(getattr(index, "shape", numpy.shape(index))) + tuple(src.shape[1:])
-    if out is not None and (tuple(out.shape) != shape or out.dtype != src.dtype or not out.flags.c_contiguous):
-        raise ValueError(f"take_rows: out must be a C-contiguous array of shape {shape} and dtype "
-                         f"{src.dtype}, got shape {tuple(out.shape)} and dtype {out.dtype}")
+    if out is not None:
+        if not all(hasattr(out, a) for a in ("shape", "dtype", "flags")):
+            raise TypeError(f"take_rows: out must be None or an array, got {type(out).__name__}")
+        if tuple(out.shape) != shape or out.dtype != src.dtype or not out.flags.c_contiguous:
+            raise ValueError(f"take_rows: out must be a C-contiguous array of shape {shape} and dtype "
+                             f"{src.dtype}, got shape {tuple(out.shape)}, dtype {out.dtype}, "
+                             f"C-contiguous {bool(out.flags.c_contiguous)}")
     if xp is not numpy:
         if out is None:
             return xp.take(src, index, axis=0)

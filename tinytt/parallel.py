@@ -9,9 +9,10 @@ the work splits cleanly and each piece is large enough to pay for a thread hand-
 - segment sums (``tinytt/segment_sum.py``), large row gathers (``backend.take_rows``) and
   the TT lookup's per-digit forward levels, as jobs dealt to the cores (:func:`run_jobs`);
 - the LSTM (``tinytt/nn/lstm.py``): a worker computes the forward's input projection
-  ahead of the recurrence, or (more than two workers) blocks of batch rows run their
-  forward recurrences side by side; in the backward a worker computes the weight
-  gradients per chunk of steps while the recurrence runs.
+  ahead of the recurrence, or (more than two workers, or an input read through an
+  embedding's distinct rows) blocks of batch rows run their forward recurrences side by
+  side; in the backward a worker computes the weight gradients per chunk of steps while
+  the recurrence runs.
 
 Results are bit-identical to a serial run where every element goes through the same
 operations in the same order (the optimizers). A BLAS call in a worker would start its own

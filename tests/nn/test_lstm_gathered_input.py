@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tinytt as tt
-from tinytt import nn
+from tinytt import backend, nn
 from tinytt.nn import lstm as lstm_mod
 from tinytt.testing import assert_close, check_grads
 
@@ -147,10 +147,37 @@ def test_gathered_path_threaded_pipelines(monkeypatch, gathered_calls, threads, 
     monkeypatch.setattr(lstm_mod, "MIN_BLOCK_ENTRIES", 1)
     monkeypatch.setattr(lstm_mod, "PIPELINE_MIN_ENTRIES", 1)
     monkeypatch.setattr(lstm_mod, "PIPELINE_CHUNK_ROWS", chunk_rows)
+    monkeypatch.setattr(backend, "_PARALLEL_TAKE_BYTES", 0)     # the projection gather splits too
+    blocks, pipelines = [], []
+    real_blocks, real_pipeline = lstm_mod._run_row_blocks, lstm_mod._ProjectionPipeline
+    monkeypatch.setattr(lstm_mod, "_run_row_blocks", lambda fn, bl: (blocks.append(len(bl)), real_blocks(fn, bl)))
+    monkeypatch.setattr(lstm_mod, "_ProjectionPipeline", lambda *a: (pipelines.append(1), real_pipeline(*a))[1])
     got = _run(kind, True, 2, True, lengths, 1, ids)
     assert gathered_calls[:2] == [True, True]
+    # the gathered layers run row blocks, never the projection pipeline (which the second
+    # layer, fed the first one's outputs, takes on two workers)
+    dense_calls = gathered_calls.count(False)
+    assert len(pipelines) == (dense_calls if threads == 2 else 0)
+    assert len(blocks) == len(gathered_calls) - len(pipelines) and min(blocks) > 1
     for a, e in zip(got, want):
         assert_close(a, e, rtol=RTOL, atol=ATOL)
+
+
+def test_gathered_path_with_a_wider_input_weight(gathered_calls):
+    # W_ih in float64, the state in float32: the projections are cast into the float32
+    # gate buffer, as on the dense path (fed a copy of the same vectors)
+    emb = nn.Embedding(5, 3, dtype="float32", seed=0)
+    ids = numpy.random.default_rng(0).integers(0, 5, (4, 6))
+    rng = numpy.random.default_rng(1)
+    W_ih = tt.Tensor(rng.standard_normal((3, 16)))
+    W_hh = tt.Tensor(rng.standard_normal((4, 16)).astype("float32"))
+    b = tt.Tensor(rng.standard_normal(16).astype("float32"))
+    got = lstm_mod.lstm_layer(emb(ids), W_ih, W_hh, b)
+    want = lstm_mod.lstm_layer(tt.Tensor(emb(ids).data.copy()), W_ih, W_hh, b)
+    assert gathered_calls == [True, False]
+    for a, e in zip(got, want):
+        assert a.dtype == numpy.float32
+        assert_close(a, e, rtol=1e-5, atol=1e-6)     # the bias is added before / after the cast
 
 
 def test_projection_prefix_grows_in_order_of_first_appearance():

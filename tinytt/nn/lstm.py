@@ -145,7 +145,9 @@ def _pipeline_chunk(T: int, B: int, H: int, xp) -> int:
     weight-gradient pipeline, or 0 for none: CuPy, one worker, too little work, or a BLAS
     that cannot share the cores (:func:`tinytt.blas_threads.cooperative`: its thread count
     cannot be set, or its helper threads busy-wait long after each call because NumPy was
-    imported before tinytt without ``OPENBLAS_THREAD_TIMEOUT``)."""
+    imported before tinytt without ``OPENBLAS_THREAD_TIMEOUT``). The forward uses it only on
+    exactly two workers and not for an input read through an embedding's distinct rows
+    (``_forward_kernel`` runs row blocks then)."""
     if xp is not numpy or num_threads() < 2 or B * H < PIPELINE_MIN_ENTRIES or T < 2:
         return 0
     if not blas_threads.cooperative():
@@ -376,7 +378,11 @@ class _GatheredInput:
                 xp.matmul(self.rows[done[0]:need], Wih_s, out=proj[done[0]:need])
                 proj[done[0]:need] += b_s
                 done[0] = need
-            take_rows(proj, self.labels[lo:hi].reshape(-1), out=out.reshape(-1, G))
+            labels = self.labels[lo:hi].reshape(-1)
+            if out.dtype == proj.dtype:
+                take_rows(proj, labels, out=out.reshape(-1, G))
+            else:   # W_ih wider than the state's dtype: cast on the way in, as the dense path does
+                out.reshape(-1, G)[...] = take_rows(proj, labels)
 
         return project
 
