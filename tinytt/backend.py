@@ -226,8 +226,8 @@ def take_rows(src, index, out=None):
     (returned). Cost: one read of each selected row and one write of the result.
     """
     xp = get_xp(src)
-    shape = tuple(getattr(index, "shape", numpy.shape(index))) + tuple(src.shape[1:])
     if out is not None:
+        shape = tuple(numpy.shape(index)) + tuple(src.shape[1:])
         if not all(hasattr(out, a) for a in ("shape", "dtype", "flags")):
             raise TypeError(f"take_rows: out must be None or an array, got {type(out).__name__}")
         if tuple(out.shape) != shape or out.dtype != src.dtype or not out.flags.c_contiguous:
@@ -250,7 +250,7 @@ def take_rows(src, index, out=None):
         # numpy's own wrap-around / IndexError, and its copy when out overlaps src
         return numpy.take(src, index, axis=0, out=out)
     if out is None:
-        out = numpy.empty(shape, dtype=src.dtype)
+        out = numpy.empty(index.shape + src.shape[1:], dtype=src.dtype)
     rows = out.reshape((flat.shape[0],) + src.shape[1:])    # a view: out is C-contiguous
     # mode="clip" (the indices are valid here): with the default mode NumPy buffers take's
     # output (IMDB LSTM input, 12,800 rows of 2 KB: 13.5 vs 4.9 ms on one core)

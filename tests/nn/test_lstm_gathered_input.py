@@ -180,19 +180,22 @@ def test_gathered_path_with_a_wider_input_weight(gathered_calls):
         assert_close(a, e, rtol=1e-5, atol=1e-6)     # the bias is added before / after the cast
 
 
-def test_projection_prefix_grows_in_order_of_first_appearance():
+def test_projector_gathers_each_positions_row():
     src = tt.Tensor(numpy.arange(20.0).reshape(5, 4))
     index_tm = numpy.array([[3, 3], [1, 3], [4, 1], [0, 2]])        # (T=4, B=2)
     x = src.data[index_tm.T]                                          # (B, T, 4)
     g = lstm_mod._GatheredInput(src, index_tm, x, None, None, None)
-    assert g.matches_input
-    numpy.testing.assert_array_equal(g.source_rows, [3, 1, 4, 0, 2])
-    numpy.testing.assert_array_equal(g.labels, [[0, 0], [1, 0], [2, 1], [3, 4]])
+    assert g.matches_input and g.n_rows == 5
+    numpy.testing.assert_array_equal(g.source_rows[g.labels], index_tm)
+    numpy.testing.assert_array_equal(g.rows, src.data[g.source_rows])
     W = numpy.eye(4)
     project = g.projector(W, numpy.zeros(4), numpy)
     out = numpy.empty((4, 2, 4))
-    for lo in range(4):
+    for lo in range(4):                                               # step by step ...
         project(lo, lo + 1, out[lo:lo + 1])
+    numpy.testing.assert_array_equal(out, src.data[index_tm])
+    out = numpy.empty((4, 2, 4))
+    project(0, 4, out)                                                # ... or all at once
     numpy.testing.assert_array_equal(out, src.data[index_tm])
     pad = numpy.zeros((4, 2), dtype=bool)
     pad[3, 1] = True

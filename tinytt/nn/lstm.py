@@ -207,9 +207,9 @@ def _forward_kernel(x_tm, W_ih, W_hh, b, h0, c0, lengths_np, xp):
         mask = xp.asarray((numpy.arange(T)[None, :] < lengths_np[:, None]).astype(dtype))  # (B, T)
     Wih_s = W_ih * colscale
     b_s = b * colscale
+    gathered = isinstance(x_tm, _GatheredInput)
     # acts = x W_ih' + b', written chunk by chunk (by the worker when there is a pipeline)
-    project = (x_tm.projector(Wih_s, b_s, xp) if isinstance(x_tm, _GatheredInput)
-               else _DenseProjector(x_tm, Wih_s, b_s, xp))
+    project = x_tm.projector(Wih_s, b_s, xp) if gathered else _DenseProjector(x_tm, Wih_s, b_s, xp)
     Whh_s = W_hh * colscale
     Y = xp.empty((B, T + 2, H), dtype=dtype)
     Hs = xp.empty((T, B, H), dtype=dtype)  # Hs[t] = h_{t-1}, the state fed to step t
@@ -221,7 +221,6 @@ def _forward_kernel(x_tm, W_ih, W_hh, b, h0, c0, lengths_np, xp):
     # recurrence; a gathered input's projection is a small GEMM over the distinct rows plus
     # a gather, so there the recurrence itself is split into row blocks on both cores
     # (IMDB batch, 2 cores: forward 116 -> 92 ms, interleaved A/B)
-    gathered = isinstance(x_tm, _GatheredInput)
     chunk = _pipeline_chunk(T, B, H, xp) if num_threads() == 2 and not gathered else 0
     if chunk:
         # two cores: a worker computes the input projection chunk by chunk while the
@@ -319,11 +318,9 @@ class _GatheredInput:
     run over U rows instead of all B*T positions, plus the 4H-wide segment sum ``dp``. Real
     text repeats words: 2,351 distinct ids among the 12,800 tokens of a 64 x 200 IMDB batch.
 
-    labels (T, B): position -> distinct row, numbered in order of first appearance in
-    processing order, so the projections that steps [0, t) need are a prefix of the rows
-    (a projector called chunk by chunk in step order extends that prefix; the forward
-    calls it once for all steps, see ``_forward_kernel``); padded positions get the
-    extra label U, whose projection is zero (as the dense path zeroes padded inputs).
+    labels (T, B): position -> distinct row (``source_rows[labels]`` is the index); padded
+    positions get the extra label U, whose projection is zero (as the dense path zeroes
+    padded inputs).
     """
 
     def __init__(self, source, index_tm, x_data, perm, pad_tm, skip):
@@ -331,18 +328,14 @@ class _GatheredInput:
         vectors; perm (B, T) or None: processing step k of row b is x_data[b, perm[b, k]]."""
         T, B = index_tm.shape
         uniq, first, inverse = numpy.unique(index_tm.reshape(-1), return_index=True, return_inverse=True)
-        order = numpy.argsort(first, kind="stable")
-        rank = numpy.empty_like(order)
-        rank[order] = numpy.arange(order.shape[0])
         self.shape = (T, B)
         self.source, self.skip = source, skip
-        self.n_rows = int(order.shape[0])
-        self.labels = rank[inverse.reshape(-1)].reshape(T, B)
-        self.source_rows = uniq[order]            # label -> row of source
-        self.first_seen = first[order]            # increasing
+        self.n_rows = int(uniq.shape[0])
+        self.labels = inverse.reshape(T, B)
+        self.source_rows = uniq                   # label -> row of source
         # the rows come from x itself (its first occurrence of each id), not from the source:
         # an optimizer may have updated the table in place since the lookup
-        step, row = numpy.divmod(self.first_seen, B)
+        step, row = numpy.divmod(first, B)
         self.rows = x_data[row, step if perm is None else perm[row, step]]    # (U, in)
         # ... and x must still be source[index] at every position read: compare each
         # position's row with its id's through a fixed random projection (the same
@@ -364,20 +357,15 @@ class _GatheredInput:
         self.matches_input = bool(agree.all())
 
     def projector(self, Wih_s, b_s, xp):
-        """``project(lo, hi, out)`` like ``_DenseProjector``, to be called in step order by
-        one thread at a time (once for all steps, or chunk by chunk)."""
+        """``project(lo, hi, out)`` like ``_DenseProjector``: the distinct rows' projections
+        (one GEMM, made here) gathered to the positions of steps [lo, hi)."""
         G = Wih_s.shape[1]
         proj = xp.empty((self.n_rows + 1, G), dtype=Wih_s.dtype)
+        xp.matmul(self.rows, Wih_s, out=proj[:self.n_rows])
+        proj[:self.n_rows] += b_s
         proj[self.n_rows] = b_s                    # padding: a zero input
-        done = [0]
-        B = self.shape[1]
 
         def project(lo: int, hi: int, out) -> None:
-            need = int(numpy.searchsorted(self.first_seen, hi * B))   # rows seen before step hi
-            if need > done[0]:
-                xp.matmul(self.rows[done[0]:need], Wih_s, out=proj[done[0]:need])
-                proj[done[0]:need] += b_s
-                done[0] = need
             labels = self.labels[lo:hi].reshape(-1)
             if out.dtype == proj.dtype:
                 take_rows(proj, labels, out=out.reshape(-1, G))
@@ -883,10 +871,11 @@ def _probe_vector(n: int, dtype):
     return numpy.random.default_rng(0x5EED).uniform(0.5, 1.5, n).astype(dtype)
 
 
-def _gathered_input(x, perm_x, lengths_np):
+def _gathered_input(x, perm_x, pad_tm):
     """A ``_GatheredInput`` for x when x is a row gather (``x._gathered``: an embedding
     lookup's output) on NumPy with at most ``GATHERED_MAX_FRACTION`` distinct rows per
-    position; else None. ``perm_x``: the reverse direction's (rows, steps) index."""
+    position; else None. ``perm_x``: the reverse direction's (rows, steps) index;
+    ``pad_tm``: None or the (T, B) host mask of padded positions in processing order."""
     src = getattr(x, "_gathered", None)
     if src is None or not isinstance(x.data, numpy.ndarray):
         return None
@@ -909,7 +898,6 @@ def _gathered_input(x, perm_x, lengths_np):
     if n_distinct > GATHERED_MAX_FRACTION * index.size:
         return None
     index_tm = index[perm_x[0].T, perm_x[1].T] if perm_x is not None else index.T
-    pad_tm = None if lengths_np is None else numpy.arange(index.shape[1])[:, None] >= lengths_np[None, :]
     gathered = _GatheredInput(source, numpy.ascontiguousarray(index_tm), x.data,
                               None if perm_x is None else numpy.asarray(perm_x[1]), pad_tm, skip)
     return gathered if gathered.matches_input else None
@@ -969,16 +957,18 @@ def lstm_layer(x, W_ih, W_hh, b, h0=None, c0=None, lengths=None, reverse: bool =
                                     lengths=lengths, reverse=reverse)
     # the kernels work time-major: ONE copy of x to (T, B, in), in processing order,
     # made chunk by chunk by the projection (``_TimeMajorInput``)
+    perm_x = None
     if reverse:
         perm = _reverse_index(lengths_np, B, T)
         rows = numpy.arange(B)[:, None]
         perm_x = (xp.asarray(rows), xp.asarray(perm))
-    x_tm = _gathered_input(x, None if not reverse else perm_x, lengths_np)
+    # (T, B) True at padded positions, in processing order (both directions pad at the end)
+    pad = None if lengths_np is None else numpy.arange(T)[:, None] >= lengths_np[None, :]
+    x_tm = _gathered_input(x, perm_x, pad)
     if x_tm is not None:           # x = source[index] with few distinct rows: work on those
         inputs[0], names[0] = x_tm.source, "R"
     else:
-        pad = None if lengths_np is None else xp.asarray(numpy.arange(T)[:, None] >= lengths_np[None, :])
-        x_tm = _TimeMajorInput(x.data, perm_x if reverse else None, pad, xp)
+        x_tm = _TimeMajorInput(x.data, perm_x, None if pad is None else xp.asarray(pad), xp)
     Y, saved = _forward_kernel(x_tm, W_ih.data, W_hh.data, b.data, states[0], states[1], lengths_np, xp)
     if reverse:
         Yo = xp.empty_like(Y)

@@ -597,6 +597,6 @@ def rows_of_checked_ids(cores, ids, row_shape, col_shape, strategy: str = "auto"
         # g is (S, D), maybe a broadcast view (a mean over tokens): read in place
         return scatter_add(inverse, g, rows.shape[0], skip=pad_pos)
 
-    out = record("tt_rows_spread", take_rows(rows, plan.inverse).reshape(out_shape), (distinct,), (spread_grad,))
+    out = record("tt_rows_spread", take_rows(rows, inverse), (distinct,), (spread_grad,))
     out._gathered = (distinct, inverse, pad_pos)     # out.data == distinct.data[inverse]
     return out
