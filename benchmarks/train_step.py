@@ -221,7 +221,8 @@ def gemm_floor(reps: int) -> float:
     dz = rng.standard_normal((B * T, 4 * H)).astype(f32)
     hs = rng.standard_normal((B * T, H)).astype(f32)
     h = rng.standard_normal((B, H)).astype(f32)
-    z = numpy.empty((B, 4 * H), f32)   # the backward's dz
+    z = rng.standard_normal((B, 4 * H)).astype(f32)   # one step of the backward's dz (defined
+    # values: an uninitialised buffer may hold denormals or NaN, which can slow the product)
     dh = numpy.empty((B, H), f32)
     w_hh_t = numpy.ascontiguousarray(w_hh.T)
 
