@@ -384,11 +384,13 @@ class _GatheredInput:
         if "R" in need:
             d_rows = xp.matmul(d_proj, W_ih.T)                                 # (U, in)
             n_src = self.source.shape[0]
-            if self.n_rows == n_src:        # every source row occurs: a permutation
-                d_src = xp.empty((n_src,) + d_rows.shape[1:], dtype=d_rows.dtype)
+            if self.n_rows == n_src:
+                # every source row occurs (always for a TT lookup's distinct rows): the sorted
+                # distinct rows are 0..n_src-1, so d_rows is already in source order
+                d_src = d_rows
             else:
                 d_src = xp.zeros((n_src,) + d_rows.shape[1:], dtype=d_rows.dtype)
-            d_src[self.source_rows] = d_rows
+                d_src[self.source_rows] = d_rows
             if self.skip is not None:
                 d_src[self.skip] = 0
             out["R"] = d_src
