@@ -1,4 +1,5 @@
-"""TT-SVD and rounding side by side with torchtt (float64), when torchtt is importable.
+"""TT-SVD, rounding and the TT-matrix lookup side by side with torchtt (float64), when
+torchtt is importable.
 
 Both libraries implement the eps rule of Oseledets (2011): truncate every unfolding with
 ``delta = eps / sqrt(d - 1) * ||A||``, so the result is within ``eps * ||A||`` of the input.
@@ -16,6 +17,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 import tinytt
+from tinytt.testing.strategies import tt_matrix_shapes, tt_ranks
 from tinytt.tt import tt_svd
 from tinytt.tt.cores import full_cores
 
@@ -111,3 +113,22 @@ def test_rounding_removes_a_cancelled_term_like_torchtt(case, seed):
     assert [int(r) for r in theirs.R] == [int(r) for r in a.ranks]
     a_full = tinytt.to_numpy(a.full().data)
     assert rel_error(tinytt.to_numpy(ours.full().data), a_full) <= 1e-9
+
+
+@given(tt_matrix_shapes(min_order=2, max_order=4), st.data())
+def test_lookup_rows_match_torchtt_full_matrix(shapes, data):
+    """The lookup (every strategy) against torchtt's dense TT-matrix built from the same cores:
+    an independent ``full()`` (its cores are ``(r, m, n, r)`` too, rows in C order)."""
+    row_shape, col_shape = shapes
+    ranks = data.draw(tt_ranks(len(row_shape), max_rank=4))
+    rng = numpy.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    cores = [rng.standard_normal((ranks[k], m, n, ranks[k + 1]))
+             for k, (m, n) in enumerate(zip(row_shape, col_shape))]
+    n_rows = int(numpy.prod(row_shape))
+    ids = rng.integers(0, n_rows, size=data.draw(st.integers(1, 3 * n_rows)))
+    dense = torchtt.TT([torch.from_numpy(c) for c in cores]).full().numpy()
+    dense = dense.reshape(n_rows, int(numpy.prod(col_shape)))
+    matrix = tinytt.tt.TTMatrix([tinytt.to_device(c) for c in cores])
+    for strategy in ("auto", "gather", "prefix", "full"):
+        rows = tinytt.to_numpy(matrix.rows(tinytt.to_device(ids), strategy=strategy).data)
+        numpy.testing.assert_allclose(rows, dense[ids], rtol=1e-12, atol=1e-12 * numpy.abs(dense).max())
