@@ -104,6 +104,7 @@ def _cores(text):
 
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
+    """The ``tinytt`` argument parser with its sub-commands demo, train, eval and info."""
     p = argparse.ArgumentParser(
         prog="tinytt",
         description="tinytt: tensor-train (TT) embeddings on NumPy/CuPy with a small autodiff "
@@ -413,6 +414,9 @@ def _norm(v):
 
 
 def cmd_train(args, parser) -> int:
+    """``tinytt train``: read the data, build the model (or resume a checkpoint), train with
+    Adam, evaluate, optionally save; returns the exit code. Bad arguments go to
+    ``parser.error`` (exit status 2) with a message naming the flag."""
     from . import models
     from .data import Vocab
     from .optim import Adam
@@ -537,6 +541,7 @@ def cmd_train(args, parser) -> int:
 
 # ----------------------------------------------------------------------------- eval
 def cmd_eval(args, parser) -> int:
+    """``tinytt eval``: load a checkpoint and report its metric on ``--test``; returns the exit code."""
     from . import models
     from .data import read_lm_tokens, read_tsv, tokenize
     from .train import ClassificationData, ClassificationTask, LanguageModelTask, load_checkpoint, lm_stream
@@ -632,6 +637,7 @@ def _gpu_info() -> dict:
 
 
 def collect_info() -> dict:
+    """Versions, backend, BLAS, thread settings, GPU and optional packages, as a JSON-able dict."""
     import tinytt
 
     from .backend import get_backend
@@ -680,6 +686,7 @@ def _cpu_threads_info() -> dict:
 
 
 def cmd_info(args, parser) -> int:
+    """``tinytt info``: print :func:`collect_info` (as JSON with ``--json``); returns 0."""
     info = collect_info()
     if args.json:
         print(json.dumps(info, default=str))
@@ -833,6 +840,7 @@ def run_demo(steps=None, seconds=None, vocab_size=None, show_progress=True, out=
 
 
 def cmd_demo(args, parser) -> int:
+    """``tinytt demo``: the offline dense-vs-TT language-model run (``run_demo``); returns 0."""
     if args.vocab_size < 3:
         parser.error(f"--vocab-size must be at least 3 (2 ids are <pad>/<unk>), got {args.vocab_size}")
     res = run_demo(args.steps, args.seconds, args.vocab_size, show_progress=not args.no_progress)

@@ -97,6 +97,7 @@ class _TextModel(Module):
 
     @property
     def embedding_parameters(self) -> int:
+        """Number of trainable numbers in the model's embedding layer."""
         return embedding_parameters(self.embedding)
 
     @property
@@ -105,6 +106,7 @@ class _TextModel(Module):
         return self.embedding.num_embeddings * self.embedding.embedding_dim / self.embedding_parameters
 
     def total_parameters(self) -> int:
+        """Number of parameters of the whole model (embedding included)."""
         return self.num_parameters()
 
 
@@ -149,6 +151,7 @@ class LSTMClassifier(_TextModel):
         return total * Tensor(to_device(inv))
 
     def forward(self, ids, lengths=None) -> Tensor:
+        """ids ``(B, T)``, lengths ``(B,)`` or None -> logits ``(B, num_classes)``."""
         return self.fc(self.drop(self.features(ids, lengths)))
 
 
@@ -179,6 +182,7 @@ class MLPClassifier(_TextModel):
         return ops.reshape(ops.matmul(Tensor(w), x), (B, D))
 
     def forward(self, ids, lengths=None) -> Tensor:
+        """ids ``(B, T)``, lengths ``(B,)`` or None -> logits ``(B, num_classes)``."""
         return self.fc2(self.drop(ops.relu(self.fc1(self.features(ids, lengths)))))
 
 
@@ -205,6 +209,7 @@ class LSTMLanguageModel(_TextModel):
         return _dropout(x, self.p, training=True, rng=self._rng)
 
     def forward(self, ids, state=None):
+        """ids ``(B, T)``, state None or ``(h, c)`` -> ``(logits (B, T, V), (h, c))``."""
         x = self._drop(self.embedding(ids))
         outputs, state = self.lstm(x, state=state)
         return self.decoder(self._drop(outputs)), state

@@ -106,22 +106,28 @@ class Tensor:
     # --- array-like properties -------------------------------------------------------------
     @property
     def shape(self) -> tuple:
+        """The array's shape, a tuple of ints."""
         return tuple(self.data.shape)
 
     @property
     def dtype(self):
+        """The array's dtype."""
         return self.data.dtype
 
     @property
     def ndim(self) -> int:
+        """Number of dimensions."""
         return self.data.ndim
 
     @property
     def size(self) -> int:
+        """Number of elements."""
         return int(self.data.size)
 
     @property
     def is_leaf(self) -> bool:
+        """True when no recorded operation produced this tensor (``backward`` fills the
+        ``.grad`` of leaves that require it)."""
         return not self._parents
 
     def __bool__(self) -> bool:
@@ -279,6 +285,7 @@ class Deferred:
         _UNRESOLVED.items.append(self)
 
     def result(self):
+        """The gradient array, waiting for the worker thread that computes it."""
         try:
             return self._resolve()
         finally:

@@ -76,6 +76,7 @@ class ClassificationData:
 
     @classmethod
     def from_tokens(cls, token_lists, labels, vocab: Vocab, max_len: int | None = None) -> "ClassificationData":
+        """Encode token lists with ``vocab`` (rows cut at ``max_len`` when given)."""
         return cls(vocab.encode_batch(token_lists), labels, max_len)
 
     def batch(self, idx):
@@ -84,6 +85,8 @@ class ClassificationData:
         return self.ids[idx, : int(lengths.max())], lengths, self.labels[idx]
 
     def subset(self, idx) -> "ClassificationData":
+        """The examples at indices ``idx`` as a new ClassificationData (arrays are copied by
+        NumPy's fancy indexing)."""
         out = object.__new__(ClassificationData)
         out.ids, out.lengths, out.labels = self.ids[idx], self.lengths[idx], self.labels[idx]
         return out
@@ -143,6 +146,7 @@ class ClassificationTask:
                                       seed=self.seed)
 
     def steps_per_epoch(self) -> int:
+        """Number of training batches in one epoch."""
         return len(self._batcher)
 
     def batch_order(self, epoch: int) -> list:
@@ -152,6 +156,13 @@ class ClassificationTask:
 
     def train_epoch(self, model, optimizer, epoch: int, max_steps: int | None = None,
                     deadline: float | None = None, desc: str = "train", on_step=None) -> dict:
+        """One epoch of training: forward, cross-entropy, backward, optional clipping, one
+        optimizer step per batch (model in train mode).
+
+        ``max_steps`` caps the batches, ``deadline`` (a ``time.perf_counter()`` value) stops
+        before the first step that starts after it, and ``on_step(step, loss)`` is called after
+        each step. Returns ``{"train_loss": size-weighted mean loss, "steps": steps run}``.
+        """
         model.train()
         data = self.splits["train"]
         order = self.batch_order(epoch)
@@ -225,11 +236,19 @@ class LanguageModelTask:
         self.show_progress = show_progress
 
     def steps_per_epoch(self) -> int:
+        """Number of BPTT windows per epoch: ``ceil((len // batch_size - 1) / bptt)``."""
         n = len(self.streams["train"]) // self.batch_size
         return max(0, -(-(n - 1) // self.bptt))
 
     def train_epoch(self, model, optimizer, epoch: int, max_steps: int | None = None,
                     deadline: float | None = None, desc: str = "train", on_step=None) -> dict:
+        """One epoch of training: forward, cross-entropy, backward, optional clipping, one
+        optimizer step per batch (model in train mode).
+
+        ``max_steps`` caps the batches, ``deadline`` (a ``time.perf_counter()`` value) stops
+        before the first step that starts after it, and ``on_step(step, loss)`` is called after
+        each step. Returns ``{"train_loss": size-weighted mean loss, "steps": steps run}``.
+        """
         model.train()
         total = self.steps_per_epoch() if max_steps is None else min(max_steps, self.steps_per_epoch())
         batches = itertools.islice(bptt_batches(self.streams["train"], self.batch_size, self.bptt), total)

@@ -47,8 +47,10 @@ def he_normal(fan_in: int, fan_out: int, shape=None, dtype="float32", rng=None):
 
 
 def zeros(shape, dtype="float32"):
+    """Zeros of ``shape`` and ``dtype`` on the current backend (biases)."""
     return _finish(numpy.zeros(shape), dtype)
 
 
 def ones(shape, dtype="float32"):
+    """Ones of ``shape`` and ``dtype`` on the current backend."""
     return _finish(numpy.ones(shape), dtype)

@@ -50,6 +50,8 @@ class Linear(Module):
         self.bias = Parameter(_init.zeros((self.out_features,), dtype)) if bias else None
 
     def forward(self, x):
+        """``x @ W + b``: x ``(..., in_features)`` -> ``(..., out_features)``, in the weight's
+        dtype (other real inputs are converted). One GEMM, O(numel(x) * out_features)."""
         x = ops.as_tensor(x)
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"Linear: expected input (..., {self.in_features}), got shape {x.shape}")
@@ -108,8 +110,8 @@ class Embedding(Module):
             if isinstance(padding_idx, bool) or not isinstance(padding_idx, numbers.Integral) or not (
                 -self.num_embeddings <= padding_idx < self.num_embeddings
             ):
-                raise ValueError(f"Embedding: padding_idx must be an int in [0, {self.num_embeddings}), "
-                                 f"got {padding_idx!r}")
+                raise ValueError(f"Embedding: padding_idx must be an int in [-{self.num_embeddings}, "
+                                 f"{self.num_embeddings}) (negative counts from the end), got {padding_idx!r}")
             padding_idx = int(padding_idx) % self.num_embeddings
         self.padding_idx = padding_idx
         w = _init.normal((self.num_embeddings, self.embedding_dim), 1.0, dtype, _init.make_rng(seed))
@@ -118,6 +120,8 @@ class Embedding(Module):
         self.weight = Parameter(w)
 
     def forward(self, ids):
+        """Rows ``weight[ids]``: integer ids of any shape S -> ``S + (embedding_dim,)``
+        (see :func:`embedding`; O(numel(ids) * D) forward and backward)."""
         return embedding(self.weight, ids, self.padding_idx)
 
     def extra_repr(self) -> str:
@@ -138,6 +142,8 @@ class Dropout(Module):
         self.rng = default_rng(seed)
 
     def forward(self, x):
+        """``x * mask / (1 - p)`` with ``mask ~ Bernoulli(1 - p)`` in training mode, ``x`` in
+        eval mode; same shape as x, O(numel(x))."""
         return dropout(x, self.p, training=self.training, rng=self.rng)
 
     def extra_repr(self) -> str:
@@ -148,6 +154,7 @@ class ReLU(Module):
     """Elementwise ``max(x, 0)``."""
 
     def forward(self, x):
+        """``max(x, 0)``, same shape; gradient 1 where x > 0, else 0."""
         return ops.relu(x)
 
 
@@ -155,4 +162,5 @@ class Tanh(Module):
     """Elementwise ``tanh``."""
 
     def forward(self, x):
+        """``tanh(x)``, same shape; gradient ``1 - tanh(x)^2``."""
         return ops.tanh(x)

@@ -15,6 +15,8 @@ class CrossEntropyLoss(Module):
         self.label_smoothing = label_smoothing
 
     def forward(self, logits, targets):
+        """logits ``(..., C)``, integer targets ``(...)`` -> scalar mean loss (see
+        :func:`tinytt.cross_entropy`)."""
         return cross_entropy(logits, targets, ignore_index=self.ignore_index,
                              label_smoothing=self.label_smoothing)
 
@@ -23,4 +25,5 @@ class MSELoss(Module):
     """``MSELoss()(prediction, target)`` = mean squared error."""
 
     def forward(self, prediction, target):
+        """``mean((prediction - target)^2)`` over all elements -> scalar (see :func:`tinytt.mse`)."""
         return mse(prediction, target)

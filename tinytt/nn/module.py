@@ -68,6 +68,7 @@ class Module:
         return self.forward(*args, **kwargs)
 
     def forward(self, *args, **kwargs):  # pragma: no cover - abstract
+        """The computation; subclasses define it (calling the module calls it)."""
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     # --- walking the tree --------------------------------------------------------------------
@@ -193,6 +194,7 @@ class Module:
         return LoadResult(missing, unexpected)
 
     def extra_repr(self) -> str:
+        """The layer's settings shown inside ``repr(module)`` (subclasses override it)."""
         return ""
 
     def __repr__(self) -> str:
@@ -233,6 +235,7 @@ class Sequential(Module):
         return (getattr(self, str(i)) for i in range(self._n))
 
     def forward(self, x):
+        """``x`` through each module in order; the output of one is the input of the next."""
         for m in self:
             x = m(x)
         return x

@@ -152,14 +152,17 @@ class TTEmbedding(Module):
 
     @property
     def row_shape(self) -> tuple:
+        """Factors ``(v_1, ..., v_N)`` of the padded vocabulary size V'."""
         return self.matrix.row_shape
 
     @property
     def col_shape(self) -> tuple:
+        """Factors ``(d_1, ..., d_N)`` of the embedding dimension D."""
         return self.matrix.col_shape
 
     @property
     def ranks(self) -> tuple:
+        """TT ranks ``(1, r_1, ..., r_{N-1}, 1)``."""
         return self.matrix.ranks
 
     @property

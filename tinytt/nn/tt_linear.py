@@ -71,10 +71,12 @@ class TTLinear(Module):
 
     @property
     def ranks(self) -> tuple:
+        """TT ranks ``(1, r_1, ..., r_{N-1}, 1)`` of the weight."""
         return (1,) + tuple(int(c.shape[3]) for c in self.cores)
 
     @property
     def compression_ratio(self) -> float:
+        """Dense weight size ``in * out`` divided by the cores' parameter count."""
         return self.in_features * self.out_features / sum(c.size for c in self.cores)
 
     def _costs(self, b: int) -> tuple:
@@ -90,6 +92,12 @@ class TTLinear(Module):
         return direct, full
 
     def forward(self, x):
+        """``x @ W + b`` with the TT-matrix weight: ``(..., in_features)`` -> ``(..., out_features)``.
+
+        Picks the cheaper of contracting x with the cores one at a time (never forming W,
+        ``sum_k B n_<k r_{k-1} m_k n_k r_k m_>k`` multiply-adds) and building W once then one
+        GEMM (``B * in * out`` plus the build), by the flop counts in ``_costs``.
+        """
         x = ops.as_tensor(x)
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"TTLinear: expected input (..., {self.in_features}), got shape {x.shape}")

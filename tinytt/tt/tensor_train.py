@@ -50,6 +50,7 @@ class CoreChain:
 
     @property
     def dtype(self):
+        """The cores' dtype."""
         return self.cores[0].dtype
 
     @property
@@ -59,6 +60,7 @@ class CoreChain:
 
     @property
     def requires_grad(self) -> bool:
+        """True when any core requires a gradient."""
         return any(c.requires_grad for c in self.cores)
 
     def core_arrays(self) -> list:
@@ -85,6 +87,7 @@ class TensorTrain(CoreChain):
 
     @property
     def shape(self) -> tuple:
+        """Mode sizes ``(n_1, ..., n_N)`` of the tensor."""
         return tuple(int(c.shape[1]) for c in self.cores)
 
     def __repr__(self) -> str:

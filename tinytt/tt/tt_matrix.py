@@ -40,14 +40,17 @@ class TTMatrix(CoreChain):
 
     @property
     def row_shape(self) -> tuple:
+        """Row mode sizes ``(m_1, ..., m_N)``; the matrix has ``prod(m_k)`` rows."""
         return tuple(int(c.shape[1]) for c in self.cores)
 
     @property
     def col_shape(self) -> tuple:
+        """Column mode sizes ``(n_1, ..., n_N)``; the matrix has ``prod(n_k)`` columns."""
         return tuple(int(c.shape[2]) for c in self.cores)
 
     @property
     def shape(self) -> tuple:
+        """``(prod(row_shape), prod(col_shape))``."""
         return (math.prod(self.row_shape), math.prod(self.col_shape))
 
     def __repr__(self) -> str:
