@@ -316,6 +316,37 @@ def test_segment_sum_broadcast_path_is_taken_and_exact_for_counts():
     assert segment_sum._broadcast_sum(wide, per_sequence, 10**6, counts, None) is None
 
 
+class _NanEmptyNumpy:
+    """NumPy, except that ``empty`` returns NaN-filled arrays: memory a buggy zero-fill
+    would leave behind is then visible."""
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    @staticmethod
+    def empty(shape, dtype=float, **kwargs):
+        return np.full(shape, np.nan, dtype=dtype)
+
+
+@pytest.mark.parametrize("threads", ["1", "2", "3"])
+@pytest.mark.parametrize("materialised", [True, False])
+def test_segment_sum_large_sparse_output_zero_filled_by_all_cores(monkeypatch, threads, materialised):
+    # few of the rows occur: the rest must be exactly zero, also when several cores fill them
+    monkeypatch.setenv("TINYTT_NUM_THREADS", threads)
+    monkeypatch.setattr(segment_sum, "_PARALLEL_ZERO_MIN", 256)
+    monkeypatch.setattr(segment_sum, "numpy", _NanEmptyNumpy())
+    rng = np.random.default_rng(4)
+    ids = rng.integers(0, 997, size=(6, 40))
+    values = rng.standard_normal((6, 40, 8))
+    if not materialised:   # a mean over tokens: the broadcast (GEMM) path
+        values = np.broadcast_to(values[:, :1], values.shape)
+    got = segment_sum.segment_sum(ids, values, 997)
+    expected = np.zeros((997, 8))
+    np.add.at(expected, ids.reshape(-1), values.reshape(-1, 8))
+    assert not np.isnan(got).any()
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("materialised", [True, False])
 def test_segment_sum_bit_identical_for_any_thread_count(monkeypatch, materialised):
     # jobs dealt to threads write disjoint rows with the same operations: same bits
