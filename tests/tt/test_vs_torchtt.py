@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 import tinytt
-from tinytt.testing.strategies import tt_matrix_shapes, tt_ranks
+from tinytt.testing.strategies import tt_matrix_shapes, tt_ranks, tt_shapes
 from tinytt.tt import tt_svd
 from tinytt.tt.cores import full_cores
 
@@ -31,12 +31,17 @@ torchtt = pytest.importorskip("torchtt")
 
 
 @st.composite
+def shapes_and_ranks(draw):
+    """``(shape, ranks)``: 2-5 modes of size 2-5, internal ranks 1-4 (the package's strategies)."""
+    shape = draw(tt_shapes(min_order=2, max_order=5, min_mode=2, max_mode=5))
+    return shape, list(draw(tt_ranks(len(shape), max_rank=4)))
+
+
+@st.composite
 def noisy_low_rank(draw, max_log_eps=-2):
     """(dense float64 tensor, eps): a random TT of known ranks plus noise of a drawn size;
     eps in [1e-8, 10**max_log_eps]."""
-    nd = draw(st.integers(2, 5))
-    shape = tuple(draw(st.lists(st.integers(2, 5), min_size=nd, max_size=nd)))
-    ranks = [1] + draw(st.lists(st.integers(1, 4), min_size=nd - 1, max_size=nd - 1)) + [1]
+    shape, ranks = draw(shapes_and_ranks())
     rng = numpy.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     cores = [rng.standard_normal((ranks[k], n, ranks[k + 1])) for k, n in enumerate(shape)]
     noise = 10.0 ** draw(st.floats(-8, -1))
@@ -89,13 +94,6 @@ def test_rounding_a_sum_matches_torchtt(case, seed):
     assert rel_error(tinytt.to_numpy(ours.full().data), exact) <= eps * (1 + 1e-9)
     theirs_full = theirs.full().numpy().transpose(tuple(range(len(a.shape)))[::-1])
     assert rel_error(theirs_full, exact) <= eps * (1 + 1e-9)
-
-
-@st.composite
-def shapes_and_ranks(draw):
-    nd = draw(st.integers(2, 5))
-    shape = tuple(draw(st.lists(st.integers(2, 5), min_size=nd, max_size=nd)))
-    return shape, [1] + draw(st.lists(st.integers(1, 4), min_size=nd - 1, max_size=nd - 1)) + [1]
 
 
 @given(shapes_and_ranks(), st.integers(0, 2**32 - 1))
