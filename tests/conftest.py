@@ -1,7 +1,8 @@
 """Shared test setup: hypothesis profiles, the backend under test, data location.
 
-- ``HYPOTHESIS_PROFILE`` picks ``dev`` (default) or ``ci`` (fewer examples, no
-  deadline); with ``CI=true`` and no explicit profile, ``ci`` is used.
+- ``HYPOTHESIS_PROFILE`` picks ``dev`` (default), ``ci`` (fewer examples, derandomized)
+  or ``stress`` (300 random examples per test, for hunting rare cases before a release);
+  with ``CI=true`` and no explicit profile, ``ci`` is used.
 - ``TINYTT_BACKEND`` (numpy | cupy) picks the backend the whole suite runs on;
   the ``xp`` fixture is that backend's namespace. Asking for cupy without a GPU
   skips the suite's GPU-only tests cleanly.
@@ -22,6 +23,10 @@ settings.register_profile(
 )
 settings.register_profile(
     "ci", max_examples=15, deadline=None, derandomize=True, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "stress", max_examples=300, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 _profile = os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") == "true" else "dev")

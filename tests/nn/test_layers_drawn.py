@@ -1,0 +1,264 @@
+"""Every layer against dense ground truth on hypothesis-drawn sizes, ranks and values (float64).
+
+The other ``tests/nn`` files pin chosen configurations (the paper's shapes, padding corner
+cases, threads); here hypothesis draws them:
+
+- ``LSTM``: the fused op equals the step-by-step reference built from primitive ops (values,
+  final states, gradients of inputs, initial state and every weight), for drawn batch, time,
+  sizes, layers, directions, lengths and initial states, on the serial and the threaded
+  paths; plus finite differences;
+- ``TTEmbedding``: rows equal ``to_dense()[ids]`` for every strategy, and the core gradients
+  equal those of the dense path (the full matrix through the autodiff, then indexed);
+- ``TTLinear``: both forward paths equal ``x @ full() + b``, gradients by finite differences;
+- ``Linear`` and ``Embedding``: against NumPy products and an ``numpy.add.at`` gradient.
+"""
+
+import contextlib
+import os
+from unittest import mock
+
+import numpy
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import tinytt as tt
+from tinytt import nn
+from tinytt.nn import lstm as lstm_mod
+from tinytt.testing import assert_close, check_grads
+from tinytt.testing.strategies import float_arrays, tt_matrix_shapes, tt_ranks
+
+RTOL, ATOL = 1e-9, 1e-12
+
+
+def _host(a):
+    return tt.to_numpy(a.data if isinstance(a, tt.Tensor) else a)
+
+
+# --- LSTM ------------------------------------------------------------------------------------------------
+@st.composite
+def lstm_cases(draw, max_batch=4, max_time=6):
+    """An LSTM configuration, its weights, an input batch, lengths and an initial state."""
+    batch = draw(st.integers(1, max_batch))
+    time = draw(st.integers(1, max_time))
+    n_in = draw(st.integers(1, 4))
+    hidden = draw(st.integers(1, 4))
+    num_layers = draw(st.integers(1, 2))
+    bidirectional = draw(st.booleans())
+    n_dir = 2 if bidirectional else 1
+    scale = draw(st.sampled_from([0.3, 1.0, 2.5]))   # small weights, and saturating gates
+    seed = draw(st.integers(0, 2 ** 16))
+    x = draw(float_arrays((batch, time, n_in), bound=3.0))
+    lengths = draw(st.none() | st.lists(st.integers(1, time), min_size=batch, max_size=batch))
+    state = draw(st.none() | st.tuples(float_arrays((num_layers * n_dir, batch, hidden), bound=1.5),
+                                       float_arrays((num_layers * n_dir, batch, hidden), bound=1.5)))
+    return dict(batch=batch, time=time, n_in=n_in, hidden=hidden, num_layers=num_layers,
+                bidirectional=bidirectional, scale=scale, seed=seed, x=x,
+                lengths=None if lengths is None else numpy.array(lengths), state=state)
+
+
+def _lstm_model(case):
+    m = nn.LSTM(case["n_in"], case["hidden"], num_layers=case["num_layers"],
+                bidirectional=case["bidirectional"], dtype="float64", seed=0)
+    rng = numpy.random.default_rng(case["seed"])
+    for p in m.parameters():
+        p.data[...] = tt.to_device(rng.uniform(-case["scale"], case["scale"], p.shape))
+    return m
+
+
+def _run_lstm(case, fused: bool):
+    """Outputs, final states and every gradient of a random linear readout of all three."""
+    m = _lstm_model(case)
+    m.fused = fused
+    x = tt.Tensor(tt.to_device(case["x"]), requires_grad=True)
+    state = None
+    if case["state"] is not None:
+        state = tuple(tt.Tensor(tt.to_device(s), requires_grad=True) for s in case["state"])
+    out, (h, c) = m(x, lengths=case["lengths"], state=state)
+    rng = numpy.random.default_rng(case["seed"] + 1)
+    loss = sum(((t * tt.to_device(rng.standard_normal(t.shape))).sum() for t in (out, h, c)), tt.Tensor(0.0))
+    loss.backward()
+    grads = [x.grad] + ([s.grad for s in state] if state is not None else []) + [p.grad for p in m.parameters()]
+    return [out.data, h.data, c.data] + grads
+
+
+@contextlib.contextmanager
+def _threaded_lstm(threads: int, chunk_rows: int):
+    """Make small LSTMs take the threaded paths (row blocks, projection and weight pipelines)."""
+    from tinytt import blas_threads
+
+    with mock.patch.object(blas_threads, "cooperative", lambda: True), \
+            mock.patch.dict(os.environ, {"TINYTT_NUM_THREADS": str(threads)}), \
+            mock.patch.object(lstm_mod, "MIN_BLOCK_ENTRIES", 1), \
+            mock.patch.object(lstm_mod, "PIPELINE_MIN_ENTRIES", 1), \
+            mock.patch.object(lstm_mod, "PIPELINE_CHUNK_ROWS", chunk_rows):
+        yield
+
+
+@given(case=lstm_cases(), threads=st.sampled_from([None, 2, 3]), chunk_rows=st.sampled_from([1, 7, 10 ** 6]))
+def test_fused_lstm_equals_step_by_step_reference(case, threads, chunk_rows):
+    from tinytt import blas_threads
+
+    if threads is not None and (tt.get_backend() != "numpy" or not blas_threads.available()):
+        threads = None   # the threaded paths exist on NumPy with a settable BLAS only
+    paths = _threaded_lstm(threads, chunk_rows) if threads else contextlib.nullcontext()
+    with paths:
+        fused = _run_lstm(case, fused=True)
+    reference = _run_lstm(case, fused=False)
+    n_dir = 2 if case["bidirectional"] else 1
+    assert fused[0].shape == (case["batch"], case["time"], case["hidden"] * n_dir)
+    assert fused[1].shape == fused[2].shape == (case["num_layers"] * n_dir, case["batch"], case["hidden"])
+    for got, want in zip(fused, reference):
+        assert_close(got, want, rtol=RTOL, atol=ATOL)
+    if case["lengths"] is not None:   # positions past a row's length output zeros
+        out = _host(fused[0])
+        for b, n in enumerate(case["lengths"]):
+            assert not out[b, n:].any()
+
+
+@given(case=lstm_cases(max_batch=3, max_time=4))
+def test_fused_lstm_gradients_by_finite_differences(case):
+    m = _lstm_model(case)
+    names = [n for n, _ in m.named_parameters()]
+    batch, lengths = case["batch"], case["lengths"]
+    inputs = [case["x"]] + ([] if case["state"] is None else list(case["state"]))
+    n_state = 0 if case["state"] is None else 2
+
+    def f(x, *rest):
+        state = tuple(rest[:n_state]) if n_state else None
+        for name, w in zip(names, rest[n_state:]):
+            setattr(m, name, w)
+        out, (h, c) = m(x, lengths=lengths, state=state)
+        return tt.concat([out.reshape(batch, -1), h.transpose(1, 0, 2).reshape(batch, -1),
+                          c.transpose(1, 0, 2).reshape(batch, -1)], axis=1)
+
+    weights = [_host(p).copy() for p in m.parameters()]
+    check_grads(f, *[tt.to_device(a) for a in inputs + weights],
+                names=["x"] + ["h0", "c0"][:n_state] + names)
+
+
+# --- TTEmbedding -----------------------------------------------------------------------------------------
+@st.composite
+def tt_embedding_cases(draw):
+    row_shape, col_shape = draw(tt_matrix_shapes(min_order=1, max_order=4, max_mode=5))
+    ranks = draw(tt_ranks(order=len(row_shape), max_rank=4))
+    n_rows = int(numpy.prod(row_shape))
+    vocab = draw(st.integers(max(1, n_rows // 2), n_rows))   # the real vocabulary; rows past it are padding
+    padding_idx = draw(st.none() | st.integers(0, vocab - 1))
+    id_shape = draw(st.lists(st.integers(1, 5), min_size=1, max_size=3).map(tuple))
+    ids = draw(st.lists(st.integers(0, vocab - 1), min_size=int(numpy.prod(id_shape)),
+                        max_size=int(numpy.prod(id_shape))).map(lambda v: numpy.array(v).reshape(id_shape)))
+    strategy = draw(st.sampled_from(["auto", "gather", "prefix", "full"]))
+    return dict(row_shape=row_shape, col_shape=col_shape, ranks=ranks, vocab=vocab, padding_idx=padding_idx,
+                ids=ids, strategy=strategy, seed=draw(st.integers(0, 2 ** 16)))
+
+
+@given(case=tt_embedding_cases())
+def test_tt_embedding_rows_and_gradients_equal_the_dense_path(case):
+    dim = int(numpy.prod(case["col_shape"]))
+    layer = nn.TTEmbedding(case["vocab"], dim, rank=list(case["ranks"]),
+                           shape=(case["row_shape"], case["col_shape"]), padding_idx=case["padding_idx"],
+                           dtype="float64", seed=case["seed"])
+    ids = tt.to_device(case["ids"])
+    upstream = tt.to_device(numpy.random.default_rng(case["seed"]).standard_normal(case["ids"].shape + (dim,)))
+    out = layer(ids, strategy=case["strategy"])
+    out.backward(upstream)
+    got = [p.grad for p in layer.parameters()]
+    layer.zero_grad()
+    dense = layer.to_dense()                   # (vocab, D) through the autodiff
+    dense[ids].backward(upstream)
+    want = [p.grad for p in layer.parameters()]
+    assert out.shape == case["ids"].shape + (dim,) and dense.shape == (case["vocab"], dim)
+    assert_close(out, _host(dense)[case["ids"]], rtol=1e-10, atol=1e-13)
+    for a, b in zip(got, want):
+        assert_close(a, b, rtol=1e-9, atol=1e-12)
+    if case["padding_idx"] is not None:
+        assert not _host(dense)[case["padding_idx"]].any()
+        assert not _host(out)[case["ids"] == case["padding_idx"]].any()
+
+
+# --- TTLinear --------------------------------------------------------------------------------------------
+@given(shapes=tt_matrix_shapes(min_order=1, max_order=3, max_mode=4), rank=st.integers(1, 3),
+       lead=st.lists(st.integers(1, 4), min_size=0, max_size=2).map(tuple), path=st.sampled_from(["direct", "full"]),
+       seed=st.integers(0, 2 ** 16))
+def test_tt_linear_equals_the_dense_product_on_both_paths(shapes, rank, lead, path, seed):
+    row_shape, col_shape = shapes
+    n_in, n_out = int(numpy.prod(row_shape)), int(numpy.prod(col_shape))
+    rng = numpy.random.default_rng(seed)
+    layer = nn.TTLinear(n_in, n_out, rank=rank, shape=shapes, dtype="float64", seed=seed)
+    layer.bias.data[...] = tt.to_device(rng.standard_normal(n_out))
+    x = rng.standard_normal(lead + (n_in,))
+    costs = (lambda self, b: (0, 1)) if path == "direct" else (lambda self, b: (1, 0))
+    with mock.patch.object(nn.TTLinear, "_costs", costs):
+        y = layer(tt.Tensor(tt.to_device(x)))
+        w = _host(layer.matrix.full())
+        assert y.shape == lead + (n_out,)
+        assert_close(y, x @ w + _host(layer.bias), rtol=1e-10, atol=1e-12)
+
+        def f(x, b, *cores):
+            probe = nn.TTLinear(n_in, n_out, rank=rank, shape=shapes, dtype="float64")
+            probe.cores, probe.bias = list(cores), b
+            return probe(x)
+
+        check_grads(f, tt.to_device(x), layer.bias.data.copy(), *[c.data.copy() for c in layer.cores],
+                    names=["x", "bias"] + [f"cores.{k}" for k in range(len(row_shape))])
+
+
+# --- Linear, Embedding -------------------------------------------------------------------------------------
+@given(n_in=st.integers(1, 6), n_out=st.integers(1, 6), lead=st.lists(st.integers(1, 4), max_size=2).map(tuple),
+       bias=st.booleans(), init=st.sampled_from(["glorot", "he"]), seed=st.integers(0, 2 ** 16))
+def test_linear_equals_the_numpy_product_and_its_gradients(n_in, n_out, lead, bias, init, seed):
+    layer = nn.Linear(n_in, n_out, bias=bias, init=init, dtype="float64", seed=seed)
+    x = numpy.random.default_rng(seed).standard_normal(lead + (n_in,))
+    y = layer(tt.Tensor(tt.to_device(x)))
+    want = x @ _host(layer.weight) + (_host(layer.bias) if bias else 0.0)
+    assert_close(y, want, rtol=1e-12, atol=1e-14)
+    params = [p.data.copy() for p in layer.parameters()]
+
+    def f(x, *ps):
+        probe = nn.Linear(n_in, n_out, bias=bias, dtype="float64")
+        probe.weight = ps[0]
+        if bias:
+            probe.bias = ps[1]
+        return probe(x)
+
+    check_grads(f, tt.to_device(x), *params)
+
+
+@given(vocab=st.integers(1, 30), dim=st.integers(1, 6), data=st.data())
+def test_embedding_rows_and_gradient_equal_numpy(vocab, dim, data):
+    padding_idx = data.draw(st.none() | st.integers(-vocab, vocab - 1), label="padding_idx")
+    id_shape = data.draw(st.lists(st.integers(1, 6), min_size=1, max_size=3).map(tuple), label="id_shape")
+    ids = numpy.array(data.draw(st.lists(st.integers(0, vocab - 1), min_size=int(numpy.prod(id_shape)),
+                                         max_size=int(numpy.prod(id_shape))), label="ids")).reshape(id_shape)
+    layer = nn.Embedding(vocab, dim, padding_idx=padding_idx, dtype="float64", seed=0)
+    weight = _host(layer.weight)
+    upstream = numpy.random.default_rng(vocab * 7 + dim).standard_normal(id_shape + (dim,))
+    out = layer(tt.to_device(ids))
+    out.backward(tt.to_device(upstream))
+    want_grad = numpy.zeros((vocab, dim))
+    numpy.add.at(want_grad, ids.reshape(-1), upstream.reshape(-1, dim))
+    if padding_idx is not None:
+        want_grad[padding_idx] = 0   # the padding row is zero and gets no gradient
+        assert not weight[padding_idx].any()
+    assert_close(out, weight[ids], rtol=0, atol=0)
+    assert_close(layer.weight.grad, want_grad, rtol=1e-12, atol=1e-14)
+
+
+@given(shape=st.lists(st.integers(1, 40), min_size=1, max_size=3).map(tuple),
+       p=st.floats(0.0, 0.9), seed=st.integers(0, 2 ** 16))
+def test_dropout_scales_the_kept_entries_and_routes_the_gradient_through_the_same_mask(shape, p, seed):
+    rng = numpy.random.default_rng(seed)
+    x_np = rng.uniform(0.5, 2.0, shape)   # no zeros: every dropped entry is visible in the output
+    layer = nn.Dropout(p, seed=seed)
+    x = tt.Tensor(tt.to_device(x_np), requires_grad=True)
+    y = layer(x)
+    upstream = rng.standard_normal(shape)
+    y.backward(tt.to_device(upstream))
+    kept = _host(y) != 0
+    assert_close(_host(y)[kept], x_np[kept] / (1 - p), rtol=1e-15, atol=0)
+    assert_close(x.grad, numpy.where(kept, upstream / (1 - p), 0.0), rtol=1e-15, atol=0)
+    if p == 0.0:
+        assert kept.all()
+    layer.eval()
+    assert_close(layer(tt.Tensor(tt.to_device(x_np))), x_np, rtol=0, atol=0)
