@@ -10,7 +10,9 @@ D = 256, cores (1,25,4,16), (16,30,8,16), (16,40,8,1). Batches:
 - ``random_12800`` (64 x 200) and ``random_4096``: uniform ids in [0, 25000).
 
 Implementations: tinytt ``TTEmbedding`` with ``strategy=`` "gather", "prefix", "full" and
-"auto"; tinytt dense ``Embedding(25000, 256)``; and, when torch imports, in the same process:
+"auto", each planning the batch from scratch on every call (the plan cache is cleared, as for
+the new batch of every training step), and "auto-cached" (the same batch again: its plan comes
+from ``tinytt.tt.lookup.cached_plan``); tinytt dense ``Embedding(25000, 256)``; and, when torch imports, in the same process:
 ``torch-dense`` (``nn.Embedding``, dense gradient), ``torch-tt-full`` (full table from the cores,
 then index), ``torch-tt-gather`` (``index_select`` of each token's core slices + batched
 contraction), ``torch-tt-partial`` (cores 1-2 contracted for all (i1, i2) pairs, then one gather
@@ -58,12 +60,15 @@ import numpy  # noqa: E402
 from _common import (add_common_args, configure, emit, rss_peak, rss_supported, time_call,  # noqa: E402
                      time_interleaved, tracemalloc_peak, usable_cpus)
 from tinytt import backend  # noqa: E402
+from tinytt.tt.lookup import plan_cache_clear  # noqa: E402
 
 V, D, RANK = 25000, 256, 16
 ROW_SHAPE, COL_SHAPE = (25, 30, 40), (4, 8, 8)
 SEQ_LEN, N_REVIEWS = 200, 64
 TT_STRATEGIES = ("gather", "prefix", "full", "auto")
-TINYTT_IMPLS = tuple(f"tinytt-tt-{s}" for s in TT_STRATEGIES) + ("tinytt-dense",)
+#: "tinytt-tt-auto-cached" looks the same batch up with its plan cached (``cached_plan``); every
+#: other TT row forgets the plan before each call, as a training step does with a new batch
+TINYTT_IMPLS = tuple(f"tinytt-tt-{s}" for s in TT_STRATEGIES) + ("tinytt-tt-auto-cached", "tinytt-dense")
 TORCH_TT_IMPLS = ("torch-tt-full", "torch-tt-gather", "torch-tt-partial", "torch-tt-partial-dedup")
 TORCH_IMPLS = ("torch-dense",) + TORCH_TT_IMPLS
 BENCH = "lookup"
@@ -163,11 +168,20 @@ class Impl:
                 dense = tinytt.nn.Embedding(V, D, seed=0)
                 self.params = dense.parameters()
                 self._call = lambda: dense(dev_ids)
+            elif name == "tinytt-tt-auto-cached":
+                layer = tt_layer()
+                self.params = layer.parameters()
+                self._call = lambda: layer(dev_ids, strategy="auto")
             else:
                 strategy = name.rsplit("-", 1)[1]
                 layer = tt_layer()
                 self.params = layer.parameters()
-                self._call = lambda: layer(dev_ids, strategy=strategy)
+
+                def cold_call():
+                    plan_cache_clear()   # a new batch: plan from scratch (~0.5 ms on the IMDB batch)
+                    return layer(dev_ids, strategy=strategy)
+
+                self._call = cold_call
             xp = backend.get_xp(self.params[0].data)
             self._seed = xp.ones(out_shape, dtype=self.params[0].data.dtype)
             self.rows = lambda: backend.to_numpy(self._call().data)

@@ -324,3 +324,72 @@ def test_threaded_per_digit_levels_match_dense_and_one_thread_bit_for_bit(monkey
     tt.TTMatrix(leaves).full()[tt.to_device(ids)].backward(tt.to_device(upstream))
     for got, leaf in zip(results[1][1], leaves):
         assert_close(got, leaf.grad, rtol=1e-9, atol=1e-10)
+
+
+class _PlanCounter:
+    """Counts the calls of ``plan_lookup`` behind ``cached_plan`` (the cache's misses)."""
+
+    def __init__(self, monkeypatch):
+        self.calls = 0
+        real = lookup_module.plan_lookup
+
+        def counted(*args, **kwargs):
+            self.calls += 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(lookup_module, "plan_lookup", counted)
+
+
+def test_plan_cache_reuses_plans_only_for_equal_ids(monkeypatch):
+    rng = numpy.random.default_rng(11)
+    row_shape, col_shape, ranks = (3, 4, 5), (2, 2, 1), (1, 2, 3, 1)
+    cores = [rng.standard_normal((ranks[k], row_shape[k], col_shape[k], ranks[k + 1])) for k in range(3)]
+    dense = dense_tt_matrix(cores)
+    lookup_module.plan_cache_clear()
+    counter = _PlanCounter(monkeypatch)
+
+    def rows(ids):
+        return tt.to_numpy(tt_matrix_rows(cores, tt.to_device(ids), row_shape, col_shape).data)
+
+    ids = rng.integers(0, 60, (4, 9))
+    first = rows(ids)
+    assert counter.calls == 1
+    again = rows(ids.copy())            # equal ids in another buffer: the cached plan
+    assert counter.calls == 1 and lookup_module.plan_cache_info().hits == 1
+    numpy.testing.assert_array_equal(again, first)
+    assert_close(first, dense[ids], rtol=1e-12, atol=1e-14)
+    # same ends, different middle: a new plan, right rows
+    other = ids.copy()
+    other[1, 4] = (other[1, 4] + 1) % 60
+    assert_close(rows(other), dense[other], rtol=1e-12, atol=1e-14)
+    assert counter.calls == 2
+    # the caller changing its buffer after the lookup cannot corrupt the cached plan
+    buffer = rng.integers(0, 60, (4, 9))
+    rows(buffer)                        # a new batch: planned and cached
+    buffer[1:3] = (buffer[1:3] + 1 + rng.integers(0, 58, (2, 9))) % 60   # new middle, same ends
+    assert_close(rows(buffer), dense[buffer], rtol=1e-12, atol=1e-14)
+    assert_close(rows(ids), dense[ids], rtol=1e-12, atol=1e-14)
+    # another layout or strategy never shares a plan
+    calls = counter.calls
+    tt_matrix_rows(cores, tt.to_device(ids), row_shape, col_shape, strategy="gather")
+    assert counter.calls == calls + 1
+
+
+def test_plan_cache_is_bounded_and_can_be_switched_off(monkeypatch):
+    rng = numpy.random.default_rng(12)
+    row_shape, col_shape, ranks = (4, 5), (2, 2), (1, 2, 1)
+    cores = [rng.standard_normal((ranks[k], row_shape[k], col_shape[k], ranks[k + 1])) for k in range(2)]
+    lookup_module.plan_cache_clear()
+    batches = [rng.integers(0, 20, 7) for _ in range(lookup_module.PLAN_CACHE_SIZE + 3)]
+    for ids in batches:
+        tt_matrix_rows(cores, tt.to_device(ids), row_shape, col_shape)
+    assert lookup_module.plan_cache_info().size == lookup_module.PLAN_CACHE_SIZE
+    counter = _PlanCounter(monkeypatch)
+    tt_matrix_rows(cores, tt.to_device(batches[-1]), row_shape, col_shape)   # recent: kept
+    tt_matrix_rows(cores, tt.to_device(batches[0]), row_shape, col_shape)    # oldest: evicted
+    assert counter.calls == 1
+    monkeypatch.setattr(lookup_module, "PLAN_CACHE_SIZE", 0)
+    tt_matrix_rows(cores, tt.to_device(batches[-1]), row_shape, col_shape)
+    assert counter.calls == 2
+    lookup_module.plan_cache_clear()
+    assert lookup_module.plan_cache_info() == (0, 0, 0)
