@@ -7,7 +7,9 @@ Models (float32, batch 64 x 200 tokens, vocabulary 30000, Adam lr 1e-3, cross-en
 - ``mlp``:        Embedding(30000, 256) -> mean over time -> Linear(256, 128) -> ReLU -> Linear(128, 2)
 
 each with a dense embedding and a TT embedding of rank 16 (``nn.TTEmbedding(30000, 256, rank=16)``,
-shape (25, 30, 40) x (4, 8, 8)). A step is zero_grad + forward + backward + optimizer step.
+shape (25, 30, 40) x (4, 8, 8)). A step is zero_grad + forward + backward + optimizer step;
+every step reuses one batch, so tinytt's lookup-plan cache is cleared first in each step (a
+training step plans a new batch; PyTorch's dedup lookup also runs ``torch.unique`` each step).
 PyTorch runs the same models in the same process with ``nn.Embedding`` and with three TT
 embeddings built from the same cores: ``tt-partial`` (cores 1-2 contracted for every (i1, i2)
 pair, then one gather and one ``bmm`` per token), ``tt-partial-dedup`` (the same on the
@@ -54,6 +56,7 @@ import tinytt as tt  # noqa: E402  (before NumPy: its OpenBLAS settings, tinytt/
 import numpy  # noqa: E402
 import tinytt.optim  # noqa: E402,F401
 from tinytt import nn  # noqa: E402
+from tinytt.tt.lookup import plan_cache_clear  # noqa: E402
 from _common import malloc_mode, usable_cpus  # noqa: E402
 
 B, T, V, D, H, C = 64, 200, 30000, 256, 128, 2
@@ -122,6 +125,8 @@ def tinytt_step_fn(model_name: str, emb_kind: str, ids, y):
     losses = []
 
     def step():
+        # every step of real training has a new batch: no lookup plan from the step before
+        plan_cache_clear()
         opt.zero_grad()
         loss = tt.cross_entropy(model(ids_d), y_d)
         loss.backward()
