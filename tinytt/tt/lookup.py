@@ -340,7 +340,7 @@ def plan_lookup(flat_ids, row_shape, col_shape, ranks, strategy: str = "auto", m
     return LookupPlan(strategy, levels, uniq, inverse, row_of_uniq)
 
 
-#: plans kept for batches looked up again (a validation set every epoch, a fixed probe batch)
+#: plans kept for batches looked up again (a probe batch, a validation set of at most 8 batches)
 PLAN_CACHE_SIZE = 8
 _plans = collections.OrderedDict()      # key -> [(ids copy, plan)], least recently used first
 _plans_lock = threading.Lock()
