@@ -388,8 +388,12 @@ def test_plan_cache_is_bounded_and_can_be_switched_off(monkeypatch):
     tt_matrix_rows(cores, tt.to_device(batches[-1]), row_shape, col_shape)   # recent: kept
     tt_matrix_rows(cores, tt.to_device(batches[0]), row_shape, col_shape)    # oldest: evicted
     assert counter.calls == 1
-    monkeypatch.setattr(lookup_module, "PLAN_CACHE_SIZE", 0)
+    monkeypatch.setattr(lookup_module, "PLAN_CACHE_MAX_IDS", 6)   # batches of 7 ids: too big to keep
     tt_matrix_rows(cores, tt.to_device(batches[-1]), row_shape, col_shape)
     assert counter.calls == 2
+    monkeypatch.setattr(lookup_module, "PLAN_CACHE_MAX_IDS", 7)
+    monkeypatch.setattr(lookup_module, "PLAN_CACHE_SIZE", 0)
+    tt_matrix_rows(cores, tt.to_device(batches[-1]), row_shape, col_shape)
+    assert counter.calls == 3
     lookup_module.plan_cache_clear()
     assert lookup_module.plan_cache_info() == (0, 0, 0)

@@ -342,6 +342,9 @@ def plan_lookup(flat_ids, row_shape, col_shape, ranks, strategy: str = "auto", m
 
 #: plans kept for batches looked up again (a probe batch, a validation set of at most 8 batches)
 PLAN_CACHE_SIZE = 8
+#: batches with more ids than this are planned every time: their plans are big (several arrays
+#: of the batch's length each) and planning them is small next to their lookup
+PLAN_CACHE_MAX_IDS = 1 << 20
 _plans = collections.OrderedDict()      # key -> [(ids copy, plan)], least recently used first
 _plans_lock = threading.Lock()
 _plan_stats = {"hits": 0, "misses": 0}
@@ -371,7 +374,7 @@ def cached_plan(flat_ids, row_shape, col_shape, ranks, strategy: str = "auto", m
     Plans are never modified after they are made, so one plan can serve several lookups at once.
     """
     n = int(flat_ids.shape[0])
-    if PLAN_CACHE_SIZE <= 0 or n == 0:
+    if PLAN_CACHE_SIZE <= 0 or n == 0 or n > PLAN_CACHE_MAX_IDS:
         return plan_lookup(flat_ids, row_shape, col_shape, ranks, strategy, mode)
     xp = get_xp(flat_ids)
     ends = flat_ids[:4] if n <= 8 else xp.concatenate([flat_ids[:4], flat_ids[-4:]])
