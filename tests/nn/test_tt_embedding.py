@@ -149,6 +149,11 @@ def test_bad_input_errors():
         TTEmbedding.from_dense(weight, rank=2, n_cores=0)
     with pytest.raises(ValueError, match="shape"):
         TTEmbedding.from_dense(weight, rank=2, row_shape=(10.5, 10))
+    for bad_value in (numpy.nan, numpy.inf):
+        bad = weight.copy()
+        bad[3, 4] = bad_value
+        with pytest.raises(ValueError, match="weight contains NaN or Inf"):
+            TTEmbedding.from_dense(tt.to_device(bad), eps=1e-3)
 
 
 @pytest.mark.parametrize("kind", ["dense", "tt"])

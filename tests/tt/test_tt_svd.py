@@ -154,8 +154,10 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="NaN or Inf"):
         tt_svd(dev(bad))
     bad[0, 1] = numpy.inf
-    with pytest.raises(ValueError, match="NaN or Inf"):
+    with pytest.raises(ValueError, match="^a contains NaN or Inf"):
         tt_svd(dev(bad))
+    with pytest.raises(ValueError, match="^w contains NaN or Inf"):   # named as tt_matrix_svd's argument
+        tinytt.tt_matrix_svd(dev(bad), (2, 1), (1, 3))
     with pytest.raises(ValueError, match="0-d"):
         tt_svd(dev(numpy.float64(3.0)))
     with pytest.raises(ValueError, match="max_rank"):

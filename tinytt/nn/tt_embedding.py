@@ -129,6 +129,8 @@ class TTEmbedding(Module):
         if weight.ndim != 2 or weight.dtype.kind != "f":
             raise ValueError(f"from_dense: weight must be a 2-D float array (V, D), got shape "
                              f"{tuple(weight.shape)} and dtype {weight.dtype}")
+        if not bool(xp.isfinite(weight).all()):
+            raise ValueError("from_dense: weight contains NaN or Inf; TT-SVD needs finite entries")
         n_rows, dim = (int(s) for s in weight.shape)
         if row_shape is None or col_shape is None:
             n_cores = _check_count(n_cores, "n_cores") if row_shape is None else len(tuple(row_shape))

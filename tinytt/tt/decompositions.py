@@ -174,7 +174,7 @@ def _unit_scale(nrm: float, dtype) -> float:
     return 1.0 if low <= nrm <= high else nrm
 
 
-def tt_svd_cores(a, eps: float = 1e-12, max_rank=None) -> list:
+def tt_svd_cores(a, eps: float = 1e-12, max_rank=None, name: str = "a") -> list:
     """TT-SVD of a dense tensor: list of N cores ``(r_{k-1}, n_k, r_k)``, left-orthogonal but the last.
 
     Guarantee: ``||a - full(cores)||_F <= eps ||a||_F`` when ``max_rank`` does not bind; ranks
@@ -183,21 +183,22 @@ def tt_svd_cores(a, eps: float = 1e-12, max_rank=None) -> list:
     tensor gives zero cores of rank 1. Keeps float32/float64; integers become float64.
     Cost: one QR/SVD per bond, ``O(sum_k r_{k-1} n_k * size / (n_1..n_k) * min(...))``; dominated
     by the first unfolding, ~2 n_1 * size flops for a QR.
-    Raises ValueError for NaN/Inf entries, a 0-d input or ``eps < 0``.
+    Raises ValueError for NaN/Inf entries, a 0-d input or ``eps < 0``; messages call the input
+    ``name`` (the caller's argument name).
     """
-    a = as_float_array(a, "a")
+    a = as_float_array(a, name)
     eps = _check_eps(eps)
     if a.ndim == 0:
-        raise ValueError("a must have at least one axis, got a 0-d array")
+        raise ValueError(f"{name} must have at least one axis, got a 0-d array")
     shape = tuple(int(n) for n in a.shape)
     if any(n == 0 for n in shape):
-        raise ValueError(f"a must not have empty axes, got shape {shape}")
+        raise ValueError(f"{name} must not have empty axes, got shape {shape}")
     xp = backend.get_xp(a)
     nd = len(shape)
     caps = _bond_caps(max_rank, nd)
     nrm = _norm(a)
     if not math.isfinite(nrm):
-        raise ValueError("a contains NaN or Inf; TT-SVD needs finite entries")
+        raise ValueError(f"{name} contains NaN or Inf; TT-SVD needs finite entries")
     if nrm == 0.0:
         return [xp.zeros((1, n, 1), dtype=a.dtype) for n in shape]
     scale = _unit_scale(nrm, a.dtype)

@@ -152,6 +152,6 @@ def tt_matrix_svd(w, row_shape, col_shape, eps: float = 1e-12, max_rank=None,
     n = len(row_shape)
     perm = [ax for k in range(n) for ax in (k, n + k)]
     t = w.reshape(row_shape + col_shape).transpose(perm).reshape([m * q for m, q in zip(row_shape, col_shape)])
-    cores = tt_svd_cores(t, eps, max_rank)
+    cores = tt_svd_cores(t, eps, max_rank, name="w")
     return TTMatrix([Tensor(g.reshape(g.shape[0], m, q, g.shape[2]), requires_grad=requires_grad)
                      for g, m, q in zip(cores, row_shape, col_shape)])
