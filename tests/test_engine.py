@@ -350,3 +350,17 @@ def test_deferred_gradient_with_a_wrong_shape_is_an_internal_error():
     y = record("bad", a.data * 2.0, (a,), (lambda g: Deferred(lambda: g[:1]),))
     with pytest.raises(RuntimeError, match="VJP of op 'bad'"):
         y.sum().backward()
+
+
+@pytest.mark.parametrize("data", [np.array(["a", "b"]), np.array([object(), 1], dtype=object),
+                                  np.array(["2026-01-01"], dtype="datetime64[D]"), "text"])
+def test_tensor_rejects_non_numeric_data(data):
+    with pytest.raises(TypeError, match="numeric"):
+        tt.Tensor(data)
+
+
+def test_tensor_keeps_numeric_dtypes_and_only_floats_take_gradients():
+    for dtype in (bool, np.int8, np.uint16, np.int64, np.float32, np.float64, np.complex128):
+        assert tt.Tensor(np.zeros(2, dtype=dtype)).dtype == dtype
+    with pytest.raises(TypeError, match="floating-point"):
+        tt.Tensor(np.zeros(2, dtype=np.int64), requires_grad=True)

@@ -214,6 +214,14 @@ def test_save_into_missing_directory(tmp_path):
         io.save({"a": 1}, tmp_path / "nope" / "ckpt")
 
 
+def test_save_to_a_directory_writes_nothing(tmp_path):
+    target = tmp_path / "models"
+    target.mkdir()
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        io.save({"a": 1}, target)
+    assert list(tmp_path.iterdir()) == [target] and list(target.iterdir()) == []
+
+
 def test_load_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError):
         io.load(tmp_path / "missing.npz")

@@ -125,6 +125,7 @@ def save(obj, path) -> None:
             (the message names where in ``obj`` it is).
         ValueError: a dict key containing ``"/"`` or NUL, or a structure containing itself.
         FileNotFoundError: the directory of ``path`` does not exist.
+        IsADirectoryError: ``path`` is a directory (nothing is written).
 
     Cost: one host copy of every CuPy array, plus writing the arrays' bytes (stored
     uncompressed) and one ``fsync``. The previous file at ``path``, if any, stays intact
@@ -144,6 +145,9 @@ def save(obj, path) -> None:
         allow_nan=True,
     ).encode("ascii")
 
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"cannot save to {path!r}: it is a directory; give a file path such as "
+                                f"{os.path.join(path, 'checkpoint.npz')!r}")
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"cannot save to {path!r}: directory {directory!r} does not exist")

@@ -71,6 +71,9 @@ class Tensor:
             fill ``.grad``. Only floating-point tensors can require gradients.
         dtype: optional dtype to convert ``data`` to.
 
+    Raises TypeError for non-numeric data (strings, objects, dates) and for
+    ``requires_grad=True`` on non-floating data.
+
     Attributes:
         data: the backend array.
         grad: None, or after ``backward`` an array of ``data``'s shape and dtype.
@@ -89,6 +92,9 @@ class Tensor:
         xp = get_xp(data)
         if dtype is not None or not isinstance(data, xp.ndarray):
             data = xp.asarray(data, dtype=dtype)
+        if data.dtype.kind not in "biufc":
+            raise TypeError(f"Tensor: data must be a numeric array (bool, integer, floating or complex), "
+                            f"got dtype {data.dtype}")
         self.data = data
         self.grad = None
         self._parents = ()
