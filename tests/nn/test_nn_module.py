@@ -49,6 +49,31 @@ def test_named_parameters_order_and_names():
     assert all(p.dtype == numpy.float32 for p in net.parameters())
 
 
+def test_dict_of_modules_is_a_named_group():
+    class Heads(nn.Module):
+        def __init__(self):
+            self.heads = {"sentiment": nn.Linear(2, 2, seed=0), "topic": nn.Linear(2, 3, seed=1),
+                          "scale": nn.Parameter(numpy.ones(2)), "note": "not a module"}
+            self.drop = {"p": nn.Dropout(0.5)}
+
+    m = Heads()
+    assert [n for n, _ in m.named_parameters()] == ["heads.sentiment.weight", "heads.sentiment.bias",
+                                                    "heads.topic.weight", "heads.topic.bias", "heads.scale"]
+    m.eval()
+    assert not m.drop["p"].training and not m.heads["topic"].training
+    state = m.state_dict()
+    state["heads.topic.bias"] = numpy.arange(3, dtype=numpy.float32)
+    m.load_state_dict(state)
+    numpy.testing.assert_array_equal(tt.to_numpy(m.heads["topic"].bias.data), [0, 1, 2])
+
+    class BadKeys(nn.Module):
+        def __init__(self):
+            self.heads = {0: nn.Linear(2, 2)}
+
+    with pytest.raises(TypeError, match="str keys"):
+        BadKeys().parameters()
+
+
 def test_shared_parameter_listed_once():
     class Tied(nn.Module):
         def __init__(self):

@@ -5,7 +5,9 @@ first assigned (``vars(self)`` keeps insertion order):
 
 - a ``Parameter`` is a trainable array of this module;
 - a ``Module`` is a child whose parameters are named ``<attr>.<name>``;
-- a list or tuple of Modules/Parameters is a numbered group: ``<attr>.<i>.<name>``.
+- a list or tuple of Modules/Parameters is a numbered group: ``<attr>.<i>.<name>``;
+- a dict of them (string keys) is a named group: ``<attr>.<key>.<name>``, in the dict's order
+  (PyTorch needs ``nn.ModuleDict`` for this and silently skips a plain dict).
 
 Plain ``Tensor`` attributes (not ``Parameter``) are not parameters. A parameter shared by
 two modules is listed once, under the first name met. Walks use an explicit stack, not
@@ -52,6 +54,13 @@ def _children(obj):
             for i, item in enumerate(value):
                 if isinstance(item, (Parameter, Module)):
                     yield f"{name}.{i}", item
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(item, (Parameter, Module)):
+                    if not isinstance(key, str):
+                        raise TypeError(f"{type(obj).__name__}.{name}: a dict holding Modules or Parameters "
+                                        f"needs str keys (they become parameter names), got {key!r}")
+                    yield f"{name}.{key}", item
 
 
 class Module:
