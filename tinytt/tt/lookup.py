@@ -345,7 +345,7 @@ PLAN_CACHE_SIZE = 8
 #: batches with more ids than this are planned every time: their plans are big (several arrays
 #: of the batch's length each) and planning them is small next to their lookup
 PLAN_CACHE_MAX_IDS = 1 << 20
-_plans = collections.OrderedDict()      # key -> [(ids copy, plan)], least recently used first
+_plans = collections.OrderedDict()      # key -> (ids copy, plan), least recently used first
 _plans_lock = threading.Lock()
 _plan_stats = {"hits": 0, "misses": 0}
 PlanCacheInfo = collections.namedtuple("PlanCacheInfo", ["hits", "misses", "size"])
@@ -354,7 +354,7 @@ PlanCacheInfo = collections.namedtuple("PlanCacheInfo", ["hits", "misses", "size
 def plan_cache_info() -> PlanCacheInfo:
     """Hits and misses of the lookup-plan cache, and the number of plans it holds."""
     with _plans_lock:
-        return PlanCacheInfo(_plan_stats["hits"], _plan_stats["misses"], sum(len(v) for v in _plans.values()))
+        return PlanCacheInfo(_plan_stats["hits"], _plan_stats["misses"], len(_plans))
 
 
 def plan_cache_clear() -> None:
@@ -368,10 +368,11 @@ def cached_plan(flat_ids, row_shape, col_shape, ranks, strategy: str = "auto", m
     """``plan_lookup`` through a cache of the last ``PLAN_CACHE_SIZE`` plans.
 
     A plan depends on the ids' values, so the key is the TT layout, the ids' dtype and length
-    and their first and last four values; a candidate is used only when its stored copy of the
-    ids equals ``flat_ids`` (one comparison, ~10 us for 12,800 ids, against ~0.5 ms to plan).
-    A new batch (every step of training) costs that key and at most a few comparisons.
-    Plans are never modified after they are made, so one plan can serve several lookups at once.
+    and their first and last four values; the cached plan is used only when its stored copy of
+    the ids equals ``flat_ids`` (one comparison, ~10 us for 12,800 ids, against ~0.5 ms to plan),
+    else it is replaced. A new batch (every step of training) costs the key and at most that
+    comparison. Plans are never modified after they are made, so one plan can serve several
+    lookups at once.
     """
     n = int(flat_ids.shape[0])
     if PLAN_CACHE_SIZE <= 0 or n == 0 or n > PLAN_CACHE_MAX_IDS:
@@ -383,25 +384,20 @@ def cached_plan(flat_ids, row_shape, col_shape, ranks, strategy: str = "auto", m
            flat_ids.dtype.str, n, tuple(ends.tolist()),
            GROUP_MIN_NODES_PER_DIGIT, _BATCHED_FLOP_COST, _FLOAT_MOVE_COST)
     with _plans_lock:
-        candidates = list(_plans.get(key, ()))
-    for ids_copy, plan in candidates:
-        if bool(xp.array_equal(ids_copy, flat_ids)):
-            with _plans_lock:
-                _plan_stats["hits"] += 1
-                if key in _plans:
-                    _plans.move_to_end(key)
-            return plan
+        entry = _plans.get(key)
+    if entry is not None and bool(xp.array_equal(entry[0], flat_ids)):
+        with _plans_lock:
+            _plan_stats["hits"] += 1
+            if key in _plans:
+                _plans.move_to_end(key)
+        return entry[1]
     plan = plan_lookup(flat_ids, row_shape, col_shape, ranks, strategy, mode)
     with _plans_lock:
         _plan_stats["misses"] += 1
-        entries = _plans.setdefault(key, [])
-        entries.append((flat_ids.copy(), plan))   # a copy: the caller may reuse its id buffer
+        _plans[key] = (flat_ids.copy(), plan)   # a copy: the caller may reuse its id buffer
         _plans.move_to_end(key)
-        while sum(len(v) for v in _plans.values()) > PLAN_CACHE_SIZE:
-            oldest_key, oldest = next(iter(_plans.items()))
-            oldest.pop(0)
-            if not oldest:
-                del _plans[oldest_key]
+        while len(_plans) > PLAN_CACHE_SIZE:
+            _plans.popitem(last=False)
     return plan
 
 
