@@ -9,7 +9,8 @@ from conftest import on_device
 from tinytt.tensor import record
 from tinytt.testing import TOLERANCES, assert_close, available_backends, check_grads, tolerances
 from tinytt.testing.strategies import (
-    broadcastable_shapes, float_arrays, shapes, tt_matrix_shapes, tt_ranks, tt_shapes,
+    broadcastable_shapes, embedding_ids, float_arrays, lstm_problems, shapes, tt_matrix_cores, tt_matrix_shapes,
+    tt_ranks, tt_shapes,
 )
 
 
@@ -124,6 +125,48 @@ def test_tt_strategies(modes, matrix):
 @given(ranks=tt_ranks(order=4, max_rank=3))
 def test_tt_ranks_strategy(ranks):
     assert len(ranks) == 5 and ranks[0] == ranks[-1] == 1 and all(1 <= r <= 3 for r in ranks)
+
+
+@given(cores=tt_matrix_cores(max_order=3, max_mode=4, max_rank=3, dtype=np.float32))
+def test_tt_matrix_cores_strategy(cores):
+    assert 1 <= len(cores) <= 3 and all(c.ndim == 4 and c.dtype == np.float32 for c in cores)
+    assert cores[0].shape[0] == cores[-1].shape[3] == 1
+    assert all(a.shape[3] == b.shape[0] for a, b in zip(cores, cores[1:]))
+    assert all(1 <= c.shape[1] <= 4 and 1 <= c.shape[2] <= 4 and c.shape[3] <= 3 for c in cores)
+
+
+@given(ids=embedding_ids(7, max_dims=2, max_side=5, padding_idx=3))
+def test_embedding_ids_strategy(ids):
+    assert ids.dtype == np.int64 and 1 <= ids.ndim <= 2 and all(1 <= n <= 5 for n in ids.shape)
+    assert ids.min() >= 0 and ids.max() < 7
+
+
+def test_embedding_ids_strategy_checks_its_arguments():
+    from hypothesis import find  # noqa: PLC0415
+
+    with pytest.raises(ValueError, match="padding_idx"):
+        find(embedding_ids(5, padding_idx=5), lambda ids: True)
+    with pytest.raises(ValueError, match="num_embeddings"):
+        find(embedding_ids(0), lambda ids: True)
+    with_padding = find(embedding_ids(50, padding_idx=7), lambda ids: bool((ids == 7).any()))
+    assert (with_padding == 7).any()
+
+
+@given(problem=lstm_problems(max_batch=3, max_time=4, max_size=3))
+def test_lstm_problems_strategy_loads_into_an_lstm(problem):
+    from tinytt import nn
+
+    batch, time, n_in = problem["x"].shape
+    assert n_in == problem["input_size"] and 1 <= batch <= 3 and 1 <= time <= 4
+    if problem["lengths"] is not None:
+        assert problem["lengths"].shape == (batch,) and 1 <= problem["lengths"].min() <= problem["lengths"].max() <= time
+    n_dir = 2 if problem["bidirectional"] else 1
+    if problem["h0"] is not None:
+        assert problem["h0"].shape == problem["c0"].shape == (problem["num_layers"] * n_dir, batch,
+                                                              problem["hidden_size"])
+    m = nn.LSTM(problem["input_size"], problem["hidden_size"], num_layers=problem["num_layers"],
+                bidirectional=problem["bidirectional"], dtype="float64")
+    m.load_state_dict(problem["weights"])   # names, shapes and dtypes all match
 
 
 def test_assert_close_is_strict_about_shapes_nan_and_integers():

@@ -10,7 +10,11 @@ cases, threads); here hypothesis draws them:
 - ``TTEmbedding``: rows equal ``to_dense()[ids]`` for every strategy, and the core gradients
   equal those of the dense path (the full matrix through the autodiff, then indexed);
 - ``TTLinear``: both forward paths equal ``x @ full() + b``, gradients by finite differences;
-- ``Linear`` and ``Embedding``: against NumPy products and an ``numpy.add.at`` gradient.
+- ``Linear`` and ``Embedding``: against NumPy products and an ``numpy.add.at`` gradient;
+- ``Dropout``: kept entries scaled by 1/(1-p), the gradient through the same mask.
+
+The problems come from ``tinytt.testing.strategies`` (``lstm_problems``, ``tt_matrix_cores``,
+``embedding_ids``), which other projects can draw from for their own layers.
 """
 
 import contextlib
@@ -18,7 +22,6 @@ import os
 from unittest import mock
 
 import numpy
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -26,7 +29,7 @@ import tinytt as tt
 from tinytt import nn
 from tinytt.nn import lstm as lstm_mod
 from tinytt.testing import assert_close, check_grads
-from tinytt.testing.strategies import float_arrays, tt_matrix_shapes, tt_ranks
+from tinytt.testing.strategies import embedding_ids, lstm_problems, tt_matrix_cores, tt_matrix_shapes
 
 RTOL, ATOL = 1e-9, 1e-12
 
@@ -36,46 +39,27 @@ def _host(a):
 
 
 # --- LSTM ------------------------------------------------------------------------------------------------
-@st.composite
-def lstm_cases(draw, max_batch=4, max_time=6):
-    """An LSTM configuration, its weights, an input batch, lengths and an initial state."""
-    batch = draw(st.integers(1, max_batch))
-    time = draw(st.integers(1, max_time))
-    n_in = draw(st.integers(1, 4))
-    hidden = draw(st.integers(1, 4))
-    num_layers = draw(st.integers(1, 2))
-    bidirectional = draw(st.booleans())
-    n_dir = 2 if bidirectional else 1
-    scale = draw(st.sampled_from([0.3, 1.0, 2.5]))   # small weights, and saturating gates
-    seed = draw(st.integers(0, 2 ** 16))
-    x = draw(float_arrays((batch, time, n_in), bound=3.0))
-    lengths = draw(st.none() | st.lists(st.integers(1, time), min_size=batch, max_size=batch))
-    state = draw(st.none() | st.tuples(float_arrays((num_layers * n_dir, batch, hidden), bound=1.5),
-                                       float_arrays((num_layers * n_dir, batch, hidden), bound=1.5)))
-    return dict(batch=batch, time=time, n_in=n_in, hidden=hidden, num_layers=num_layers,
-                bidirectional=bidirectional, scale=scale, seed=seed, x=x,
-                lengths=None if lengths is None else numpy.array(lengths), state=state)
-
-
-def _lstm_model(case):
-    m = nn.LSTM(case["n_in"], case["hidden"], num_layers=case["num_layers"],
-                bidirectional=case["bidirectional"], dtype="float64", seed=0)
-    rng = numpy.random.default_rng(case["seed"])
-    for p in m.parameters():
-        p.data[...] = tt.to_device(rng.uniform(-case["scale"], case["scale"], p.shape))
+def _lstm_model(problem):
+    m = nn.LSTM(problem["input_size"], problem["hidden_size"], num_layers=problem["num_layers"],
+                bidirectional=problem["bidirectional"], dtype="float64", seed=0)
+    m.load_state_dict({k: tt.to_device(v) for k, v in problem["weights"].items()})
     return m
 
 
-def _run_lstm(case, fused: bool):
+def _state(problem, requires_grad=False):
+    if problem["h0"] is None:
+        return None
+    return tuple(tt.Tensor(tt.to_device(problem[k]), requires_grad=requires_grad) for k in ("h0", "c0"))
+
+
+def _run_lstm(problem, fused: bool):
     """Outputs, final states and every gradient of a random linear readout of all three."""
-    m = _lstm_model(case)
+    m = _lstm_model(problem)
     m.fused = fused
-    x = tt.Tensor(tt.to_device(case["x"]), requires_grad=True)
-    state = None
-    if case["state"] is not None:
-        state = tuple(tt.Tensor(tt.to_device(s), requires_grad=True) for s in case["state"])
-    out, (h, c) = m(x, lengths=case["lengths"], state=state)
-    rng = numpy.random.default_rng(case["seed"] + 1)
+    x = tt.Tensor(tt.to_device(problem["x"]), requires_grad=True)
+    state = _state(problem, requires_grad=True)
+    out, (h, c) = m(x, lengths=problem["lengths"], state=state)
+    rng = numpy.random.default_rng(problem["x"].size)
     loss = sum(((t * tt.to_device(rng.standard_normal(t.shape))).sum() for t in (out, h, c)), tt.Tensor(0.0))
     loss.backward()
     grads = [x.grad] + ([s.grad for s in state] if state is not None else []) + [p.grad for p in m.parameters()]
@@ -95,34 +79,37 @@ def _threaded_lstm(threads: int, chunk_rows: int):
         yield
 
 
-@given(case=lstm_cases(), threads=st.sampled_from([None, 2, 3]), chunk_rows=st.sampled_from([1, 7, 10 ** 6]))
-def test_fused_lstm_equals_step_by_step_reference(case, threads, chunk_rows):
+@given(problem=lstm_problems(), threads=st.sampled_from([None, 2, 3]), chunk_rows=st.sampled_from([1, 7, 10 ** 6]))
+def test_fused_lstm_equals_step_by_step_reference(problem, threads, chunk_rows):
     from tinytt import blas_threads
 
     if threads is not None and (tt.get_backend() != "numpy" or not blas_threads.available()):
         threads = None   # the threaded paths exist on NumPy with a settable BLAS only
     paths = _threaded_lstm(threads, chunk_rows) if threads else contextlib.nullcontext()
     with paths:
-        fused = _run_lstm(case, fused=True)
-    reference = _run_lstm(case, fused=False)
-    n_dir = 2 if case["bidirectional"] else 1
-    assert fused[0].shape == (case["batch"], case["time"], case["hidden"] * n_dir)
-    assert fused[1].shape == fused[2].shape == (case["num_layers"] * n_dir, case["batch"], case["hidden"])
+        fused = _run_lstm(problem, fused=True)
+    reference = _run_lstm(problem, fused=False)
+    n_dir = 2 if problem["bidirectional"] else 1
+    batch, time, _ = problem["x"].shape
+    hidden = problem["hidden_size"]
+    assert fused[0].shape == (batch, time, hidden * n_dir)
+    assert fused[1].shape == fused[2].shape == (problem["num_layers"] * n_dir, batch, hidden)
     for got, want in zip(fused, reference):
         assert_close(got, want, rtol=RTOL, atol=ATOL)
-    if case["lengths"] is not None:   # positions past a row's length output zeros
+    if problem["lengths"] is not None:   # positions past a row's length output zeros
         out = _host(fused[0])
-        for b, n in enumerate(case["lengths"]):
+        for b, n in enumerate(problem["lengths"]):
             assert not out[b, n:].any()
 
 
-@given(case=lstm_cases(max_batch=3, max_time=4))
-def test_fused_lstm_gradients_by_finite_differences(case):
-    m = _lstm_model(case)
+@given(problem=lstm_problems(max_batch=3, max_time=4))
+def test_fused_lstm_gradients_by_finite_differences(problem):
+    m = _lstm_model(problem)
     names = [n for n, _ in m.named_parameters()]
-    batch, lengths = case["batch"], case["lengths"]
-    inputs = [case["x"]] + ([] if case["state"] is None else list(case["state"]))
-    n_state = 0 if case["state"] is None else 2
+    batch, lengths = problem["x"].shape[0], problem["lengths"]
+    with_state = problem["h0"] is not None
+    inputs = [problem["x"]] + ([problem["h0"], problem["c0"]] if with_state else [])
+    n_state = 2 if with_state else 0
 
     def f(x, *rest):
         state = tuple(rest[:n_state]) if n_state else None
@@ -132,49 +119,40 @@ def test_fused_lstm_gradients_by_finite_differences(case):
         return tt.concat([out.reshape(batch, -1), h.transpose(1, 0, 2).reshape(batch, -1),
                           c.transpose(1, 0, 2).reshape(batch, -1)], axis=1)
 
-    weights = [_host(p).copy() for p in m.parameters()]
+    weights = [problem["weights"][n] for n in names]
     check_grads(f, *[tt.to_device(a) for a in inputs + weights],
                 names=["x"] + ["h0", "c0"][:n_state] + names)
 
 
 # --- TTEmbedding -----------------------------------------------------------------------------------------
-@st.composite
-def tt_embedding_cases(draw):
-    row_shape, col_shape = draw(tt_matrix_shapes(min_order=1, max_order=4, max_mode=5))
-    ranks = draw(tt_ranks(order=len(row_shape), max_rank=4))
-    n_rows = int(numpy.prod(row_shape))
-    vocab = draw(st.integers(max(1, n_rows // 2), n_rows))   # the real vocabulary; rows past it are padding
-    padding_idx = draw(st.none() | st.integers(0, vocab - 1))
-    id_shape = draw(st.lists(st.integers(1, 5), min_size=1, max_size=3).map(tuple))
-    ids = draw(st.lists(st.integers(0, vocab - 1), min_size=int(numpy.prod(id_shape)),
-                        max_size=int(numpy.prod(id_shape))).map(lambda v: numpy.array(v).reshape(id_shape)))
-    strategy = draw(st.sampled_from(["auto", "gather", "prefix", "full"]))
-    return dict(row_shape=row_shape, col_shape=col_shape, ranks=ranks, vocab=vocab, padding_idx=padding_idx,
-                ids=ids, strategy=strategy, seed=draw(st.integers(0, 2 ** 16)))
-
-
-@given(case=tt_embedding_cases())
-def test_tt_embedding_rows_and_gradients_equal_the_dense_path(case):
-    dim = int(numpy.prod(case["col_shape"]))
-    layer = nn.TTEmbedding(case["vocab"], dim, rank=list(case["ranks"]),
-                           shape=(case["row_shape"], case["col_shape"]), padding_idx=case["padding_idx"],
-                           dtype="float64", seed=case["seed"])
-    ids = tt.to_device(case["ids"])
-    upstream = tt.to_device(numpy.random.default_rng(case["seed"]).standard_normal(case["ids"].shape + (dim,)))
-    out = layer(ids, strategy=case["strategy"])
+@given(cores=tt_matrix_cores(max_order=4, max_mode=5, max_rank=4), data=st.data())
+def test_tt_embedding_rows_and_gradients_equal_the_dense_path(cores, data):
+    row_shape = tuple(c.shape[1] for c in cores)
+    col_shape = tuple(c.shape[2] for c in cores)
+    n_rows, dim = int(numpy.prod(row_shape)), int(numpy.prod(col_shape))
+    vocab = data.draw(st.integers(max(1, n_rows // 2), n_rows), label="vocab")   # rows past it: padding
+    padding_idx = data.draw(st.none() | st.integers(0, vocab - 1), label="padding_idx")
+    ids = data.draw(embedding_ids(vocab, padding_idx=padding_idx), label="ids")
+    strategy = data.draw(st.sampled_from(["auto", "gather", "prefix", "full"]), label="strategy")
+    layer = nn.TTEmbedding(vocab, dim, rank=[1] + [c.shape[3] for c in cores], shape=(row_shape, col_shape),
+                           padding_idx=padding_idx, dtype="float64", seed=0)
+    for p, c in zip(layer.cores, cores):
+        p.data[...] = tt.to_device(c)
+    upstream = tt.to_device(numpy.random.default_rng(ids.size).standard_normal(ids.shape + (dim,)))
+    out = layer(tt.to_device(ids), strategy=strategy)
     out.backward(upstream)
     got = [p.grad for p in layer.parameters()]
     layer.zero_grad()
     dense = layer.to_dense()                   # (vocab, D) through the autodiff
-    dense[ids].backward(upstream)
+    dense[tt.to_device(ids)].backward(upstream)
     want = [p.grad for p in layer.parameters()]
-    assert out.shape == case["ids"].shape + (dim,) and dense.shape == (case["vocab"], dim)
-    assert_close(out, _host(dense)[case["ids"]], rtol=1e-10, atol=1e-13)
+    assert out.shape == ids.shape + (dim,) and dense.shape == (vocab, dim)
+    assert_close(out, _host(dense)[ids], rtol=1e-10, atol=1e-12)
     for a, b in zip(got, want):
-        assert_close(a, b, rtol=1e-9, atol=1e-12)
-    if case["padding_idx"] is not None:
-        assert not _host(dense)[case["padding_idx"]].any()
-        assert not _host(out)[case["ids"] == case["padding_idx"]].any()
+        assert_close(a, b, rtol=1e-9, atol=1e-11)
+    if padding_idx is not None:
+        assert not _host(dense)[padding_idx].any()
+        assert not _host(out)[ids == padding_idx].any()
 
 
 # --- TTLinear --------------------------------------------------------------------------------------------

@@ -7,7 +7,10 @@ All arrays are NumPy arrays on the host; move them to a device yourself.
 - ``broadcastable_shapes``: a tuple of mutually broadcastable shapes;
 - ``float_arrays``: finite float arrays with |value| <= bound;
 - ``tt_shapes`` / ``tt_ranks``: mode sizes and a valid TT rank chain (boundary ranks 1);
-- ``tt_matrix_shapes``: (row_shape, col_shape) pairs of equal length.
+- ``tt_matrix_shapes``: (row_shape, col_shape) pairs of equal length;
+- ``tt_matrix_cores``: the cores of a random TT-matrix (shapes, ranks and values drawn);
+- ``embedding_ids``: an id array of any shape for a lookup, repeats and padding included;
+- ``lstm_problems``: an LSTM configuration with weights, inputs, lengths and initial state.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import numpy
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-__all__ = ["shapes", "broadcastable_shapes", "float_arrays", "tt_shapes", "tt_ranks", "tt_matrix_shapes"]
+__all__ = ["shapes", "broadcastable_shapes", "float_arrays", "tt_shapes", "tt_ranks", "tt_matrix_shapes",
+           "tt_matrix_cores", "embedding_ids", "lstm_problems"]
 
 
 def shapes(min_dims: int = 0, max_dims: int = 4, min_side: int = 1, max_side: int = 5):
@@ -77,3 +81,81 @@ def tt_matrix_shapes(draw, min_order: int = 1, max_order: int = 4, max_mode: int
     rows = tuple(draw(st.lists(st.integers(1, max_mode), min_size=n, max_size=n)))
     cols = tuple(draw(st.lists(st.integers(1, max_mode), min_size=n, max_size=n)))
     return rows, cols
+
+
+def _rng(draw):
+    """A NumPy generator from a drawn seed: large arrays stay cheap to draw and reproducible."""
+    return numpy.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
+
+
+@st.composite
+def tt_matrix_cores(draw, min_order: int = 1, max_order: int = 4, max_mode: int = 5, max_rank: int = 4,
+                    dtype=numpy.float64):
+    """Strategy for the cores of a random TT-matrix: a list of N arrays ``(r_{k-1}, v_k, d_k, r_k)``
+    with shapes from ``tt_matrix_shapes``, ranks from ``tt_ranks`` and standard normal entries
+    (from a drawn seed). ``[c.shape[1] for c in cores]`` is the row shape, ``c.shape[2]`` the
+    column shape; ``tinytt.TTMatrix(cores).full()`` is the dense matrix."""
+    row_shape, col_shape = draw(tt_matrix_shapes(min_order, max_order, max_mode))
+    ranks = draw(tt_ranks(len(row_shape), max_rank))
+    rng = _rng(draw)
+    return [rng.standard_normal((ranks[k], v, d, ranks[k + 1])).astype(dtype)
+            for k, (v, d) in enumerate(zip(row_shape, col_shape))]
+
+
+@st.composite
+def embedding_ids(draw, num_embeddings: int, max_dims: int = 3, max_side: int = 6, padding_idx=None):
+    """Strategy for an int64 id array of 1..max_dims axes (sides 1..max_side) with values in
+    ``[0, num_embeddings)``: small id ranges make repeats common (the deduplication paths);
+    with ``padding_idx`` the padding id is written at a drawn position in about half the draws."""
+    _check_at_least_one(num_embeddings=num_embeddings, max_dims=max_dims, max_side=max_side)
+    if padding_idx is not None and not (isinstance(padding_idx, int) and 0 <= padding_idx < num_embeddings):
+        raise ValueError(f"embedding_ids: padding_idx must be None or an int in [0, {num_embeddings}), "
+                         f"got {padding_idx!r}")
+    shape = draw(shapes(min_dims=1, max_dims=max_dims, min_side=1, max_side=max_side))
+    size = int(numpy.prod(shape))
+    ids = numpy.array(draw(st.lists(st.integers(0, num_embeddings - 1), min_size=size, max_size=size)),
+                      dtype=numpy.int64).reshape(shape)
+    if padding_idx is not None and draw(st.booleans()):
+        ids.reshape(-1)[draw(st.integers(0, size - 1))] = padding_idx
+    return ids
+
+
+@st.composite
+def lstm_problems(draw, max_batch: int = 4, max_time: int = 6, max_size: int = 4, max_layers: int = 2,
+                  weight_scales=(0.3, 1.0, 2.5)):
+    """Strategy for an LSTM problem, as a dict (float64 NumPy arrays):
+
+    - ``input_size``, ``hidden_size``, ``num_layers``, ``bidirectional``: the configuration
+      (sizes 1..max_size, 1..max_layers layers);
+    - ``weights``: ``{name: array}`` in ``tinytt.nn.LSTM``'s names and layout
+      (``weight_ih_l{k}`` (in, 4H), ``weight_hh_l{k}`` (H, 4H), ``bias_l{k}`` (4H,), suffix
+      ``_reverse``; gates i, f, g, o; PyTorch holds the transposes), uniform in
+      ``[-s, s]`` with s drawn from ``weight_scales`` (large s saturates the gates);
+    - ``x`` ``(B, T, input_size)``; ``lengths``: None or ``(B,)`` int64 in [1, T];
+    - ``h0``, ``c0``: None or ``(num_layers * directions, B, H)``.
+
+    Load the weights with ``LSTM(...).load_state_dict(problem["weights"])`` (dtype float64).
+    """
+    batch, time = draw(st.integers(1, max_batch)), draw(st.integers(1, max_time))
+    n_in, hidden = draw(st.integers(1, max_size)), draw(st.integers(1, max_size))
+    num_layers, bidirectional = draw(st.integers(1, max_layers)), draw(st.booleans())
+    n_dir = 2 if bidirectional else 1
+    scale = draw(st.sampled_from(weight_scales))
+    rng = _rng(draw)
+    weights = {}
+    for layer in range(num_layers):
+        for d in range(n_dir):
+            sfx = f"l{layer}" + ("_reverse" if d else "")
+            layer_in = n_in if layer == 0 else hidden * n_dir
+            weights[f"weight_ih_{sfx}"] = rng.uniform(-scale, scale, (layer_in, 4 * hidden))
+            weights[f"weight_hh_{sfx}"] = rng.uniform(-scale, scale, (hidden, 4 * hidden))
+            weights[f"bias_{sfx}"] = rng.uniform(-scale, scale, 4 * hidden)
+    x = draw(float_arrays((batch, time, n_in), bound=3.0))
+    lengths = draw(st.none() | st.lists(st.integers(1, time), min_size=batch, max_size=batch))
+    state_shape = (num_layers * n_dir, batch, hidden)
+    with_state = draw(st.booleans())
+    return {"input_size": n_in, "hidden_size": hidden, "num_layers": num_layers, "bidirectional": bidirectional,
+            "weights": weights, "x": x,
+            "lengths": None if lengths is None else numpy.array(lengths, dtype=numpy.int64),
+            "h0": rng.uniform(-1.5, 1.5, state_shape) if with_state else None,
+            "c0": rng.uniform(-1.5, 1.5, state_shape) if with_state else None}
