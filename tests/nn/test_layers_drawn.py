@@ -6,7 +6,8 @@ cases, threads); here hypothesis draws them:
 - ``LSTM``: the fused op equals the step-by-step reference built from primitive ops (values,
   final states, gradients of inputs, initial state and every weight), for drawn batch, time,
   sizes, layers, directions, lengths and initial states, on the serial and the threaded
-  paths; plus finite differences;
+  paths; plus finite differences; and side by side with ``torch.nn.LSTM`` (packed sequences for
+  ``lengths``) in values and every gradient, when torch is installed;
 - ``TTEmbedding``: rows equal ``to_dense()[ids]`` for every strategy, and the core gradients
   equal those of the dense path (the full matrix through the autodiff, then indexed);
 - ``TTLinear``: both forward paths equal ``x @ full() + b``, gradients by finite differences;
@@ -22,6 +23,7 @@ import os
 from unittest import mock
 
 import numpy
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -240,3 +242,60 @@ def test_dropout_scales_the_kept_entries_and_routes_the_gradient_through_the_sam
         assert kept.all()
     layer.eval()
     assert_close(layer(tt.Tensor(tt.to_device(x_np))), x_np, rtol=0, atol=0)
+
+
+@given(problem=lstm_problems(max_batch=3, max_time=5, max_size=3))
+def test_fused_lstm_matches_torch_on_drawn_problems(problem):
+    """Side by side with ``torch.nn.LSTM`` (float64, packed sequences for ``lengths``): outputs,
+    final states and the gradients of inputs, initial state and every weight."""
+    torch = pytest.importorskip("torch")
+    if tt.get_backend() != "numpy":
+        pytest.skip("compares host arrays with PyTorch on the CPU")
+    n_in, hidden, layers = problem["input_size"], problem["hidden_size"], problem["num_layers"]
+    bidirectional, lengths = problem["bidirectional"], problem["lengths"]
+    batch, time, _ = problem["x"].shape
+    n_dir = 2 if bidirectional else 1
+    state_shape = (layers * n_dir, batch, hidden)
+    h0 = problem["h0"] if problem["h0"] is not None else numpy.zeros(state_shape)
+    c0 = problem["c0"] if problem["c0"] is not None else numpy.zeros(state_shape)
+    rng = numpy.random.default_rng(problem["x"].size + 1)
+    g_out = rng.standard_normal((batch, time, hidden * n_dir))
+    if lengths is not None:   # padded outputs are zero in both; give them no weight
+        g_out *= (numpy.arange(time)[None, :] < lengths[:, None])[..., None]
+    g_h, g_c = rng.standard_normal(state_shape), rng.standard_normal(state_shape)
+
+    m = _lstm_model(problem)
+    x = tt.Tensor(problem["x"], requires_grad=True)
+    state = (tt.Tensor(h0, requires_grad=True), tt.Tensor(c0, requires_grad=True))
+    out, (h, c) = m(x, lengths=lengths, state=state)
+    ((out * g_out).sum() + (h * g_h).sum() + (c * g_c).sum()).backward()
+
+    tm = torch.nn.LSTM(n_in, hidden, num_layers=layers, bidirectional=bidirectional, batch_first=True).double()
+    with torch.no_grad():
+        for name, w in problem["weights"].items():
+            if name.startswith("bias_"):
+                getattr(tm, name.replace("bias_", "bias_ih_")).copy_(torch.from_numpy(w))
+                getattr(tm, name.replace("bias_", "bias_hh_")).zero_()
+            else:
+                getattr(tm, name).copy_(torch.from_numpy(w.T.copy()))
+    tx = torch.tensor(problem["x"], requires_grad=True)
+    th0, tc0 = torch.tensor(h0, requires_grad=True), torch.tensor(c0, requires_grad=True)
+    if lengths is None:
+        tout, (th, tcn) = tm(tx, (th0, tc0))
+    else:
+        packed = torch.nn.utils.rnn.pack_padded_sequence(tx, torch.from_numpy(lengths), batch_first=True,
+                                                         enforce_sorted=False)
+        tout, (th, tcn) = tm(packed, (th0, tc0))
+        tout, _ = torch.nn.utils.rnn.pad_packed_sequence(tout, batch_first=True, total_length=time)
+    ((tout * torch.from_numpy(g_out)).sum() + (th * torch.from_numpy(g_h)).sum()
+     + (tcn * torch.from_numpy(g_c)).sum()).backward()
+
+    for got, want in ((out.data, tout), (h.data, th), (c.data, tcn), (x.grad, tx.grad),
+                      (state[0].grad, th0.grad), (state[1].grad, tc0.grad)):
+        assert_close(got, want.detach().numpy(), rtol=1e-9, atol=1e-12)
+    for name, p in m.named_parameters():
+        if name.startswith("bias_"):
+            want = getattr(tm, name.replace("bias_", "bias_ih_")).grad.numpy()
+        else:
+            want = getattr(tm, name).grad.numpy().T
+        assert_close(p.grad, want, rtol=1e-9, atol=1e-12, err_msg=name)
