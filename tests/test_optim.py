@@ -141,6 +141,42 @@ def test_against_torch():
                                        err_msg=f"{ours_cls.__name__} {kw}")
 
 
+@st.composite
+def optimizer_cases(draw):
+    """An optimizer class with drawn hyperparameters (as PyTorch takes them)."""
+    kind = draw(st.sampled_from(["SGD", "Adam", "AdamW"]))
+    lr = draw(st.floats(1e-4, 0.5))
+    wd = draw(st.sampled_from([0.0, 1e-3, 0.1, 0.5]))
+    if kind == "SGD":
+        momentum = draw(st.sampled_from([0.0, 0.5, 0.9, 0.99]))
+        nesterov = momentum > 0 and draw(st.booleans())
+        return SGD, dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=wd)
+    betas = (draw(st.sampled_from([0.0, 0.5, 0.9, 0.99])), draw(st.sampled_from([0.5, 0.9, 0.999, 0.9999])))
+    eps = draw(st.sampled_from([1e-8, 1e-6, 1e-3]))
+    return (Adam if kind == "Adam" else AdamW), dict(lr=lr, betas=betas, eps=eps, weight_decay=wd)
+
+
+@given(case=optimizer_cases(), shapes=st.lists(hnp.array_shapes(max_dims=3, max_side=5), min_size=1, max_size=3),
+       steps=st.integers(1, 6), seed=st.integers(0, 2 ** 16))
+def test_drawn_hyperparameters_match_torch(case, shapes, steps, seed):
+    torch = pytest.importorskip("torch")
+    cls, kw = case
+    rng = np.random.default_rng(seed)
+    values = [rng.standard_normal(shape) for shape in shapes]
+    params = [P(v.copy()) for v in values]
+    tparams = [torch.tensor(v.copy(), requires_grad=True) for v in values]
+    ours, theirs = cls(params, **kw), getattr(torch.optim, cls.__name__)(tparams, **kw)
+    for _ in range(steps):
+        for p, tp in zip(params, tparams):
+            p.grad = grad_fn(p.data)
+            tp.grad = torch.from_numpy(np.asarray(grad_fn(tp.detach().numpy())))
+        ours.step()
+        theirs.step()
+    for p, tp in zip(params, tparams):
+        np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-10, atol=1e-12,
+                                   err_msg=f"{cls.__name__} {kw}")
+
+
 # ----------------------------------------------------------------------------- dtypes, in place, skipping
 @pytest.mark.parametrize("make", [
     lambda ps: SGD(ps, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
