@@ -1,5 +1,5 @@
-"""TT-SVD, rounding and the TT-matrix lookup side by side with torchtt (float64), when
-torchtt is importable.
+"""TT-SVD, rounding, the TT-matrix lookup and ``TTLinear`` side by side with torchtt
+(float64), when torchtt is importable.
 
 Both libraries implement the eps rule of Oseledets (2011): truncate every unfolding with
 ``delta = eps / sqrt(d - 1) * ||A||``, so the result is within ``eps * ||A||`` of the input.
@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 import tinytt
-from tinytt.testing.strategies import tt_matrix_shapes, tt_ranks, tt_shapes
+from tinytt.testing.strategies import tt_matrix_cores, tt_matrix_shapes, tt_ranks, tt_shapes
 from tinytt.tt import tt_svd
 from tinytt.tt.cores import full_cores
 
@@ -130,3 +130,30 @@ def test_lookup_rows_match_torchtt_full_matrix(shapes, data):
     for strategy in ("auto", "gather", "prefix", "full"):
         rows = tinytt.to_numpy(matrix.rows(tinytt.to_device(ids), strategy=strategy).data)
         numpy.testing.assert_allclose(rows, dense[ids], rtol=1e-12, atol=1e-12 * numpy.abs(dense).max())
+
+
+@given(cores=tt_matrix_cores(min_order=1, max_order=3, max_mode=4, max_rank=3),
+       batch=st.integers(1, 5), path=st.sampled_from(["direct", "full"]), seed=st.integers(0, 2**32 - 1))
+def test_tt_linear_matches_torchtt_matvec(cores, batch, path, seed):
+    """``TTLinear`` (``x @ W + b``, both forward paths) against torchtt's TT-matrix times a
+    dense batch, ``W^T x``: torchtt's TT-matrix of ``W^T`` has the cores with the row and
+    column axes swapped."""
+    from unittest import mock
+
+    from tinytt import nn
+
+    row_shape = tuple(c.shape[1] for c in cores)
+    col_shape = tuple(c.shape[2] for c in cores)
+    n_in, n_out = int(numpy.prod(row_shape)), int(numpy.prod(col_shape))
+    rng = numpy.random.default_rng(seed)
+    layer = nn.TTLinear(n_in, n_out, rank=1, shape=(row_shape, col_shape), dtype="float64")
+    layer.cores = [nn.Parameter(tinytt.to_device(c)) for c in cores]
+    bias = rng.standard_normal(n_out)
+    layer.bias.data[...] = tinytt.to_device(bias)
+    x = rng.standard_normal((batch, n_in))
+    costs = (lambda self, b: (0, 1)) if path == "direct" else (lambda self, b: (1, 0))
+    with mock.patch.object(nn.TTLinear, "_costs", costs):
+        ours = tinytt.to_numpy(layer(tinytt.Tensor(tinytt.to_device(x))).data)
+    w_t = torchtt.TT([torch.from_numpy(numpy.ascontiguousarray(c.transpose(0, 2, 1, 3))) for c in cores])
+    theirs = (w_t @ torch.from_numpy(x.reshape((batch,) + row_shape))).numpy().reshape(batch, n_out) + bias
+    numpy.testing.assert_allclose(ours, theirs, rtol=1e-11, atol=1e-11 * max(1.0, numpy.abs(theirs).max()))
