@@ -121,24 +121,29 @@ def test_adam_first_step_is_sign_times_lr():
 
 def test_against_torch():
     torch = pytest.importorskip("torch")
-    cases = [(SGD, torch.optim.SGD, dict(lr=0.1, **kw)) for kw in SGD_CASES if kw["momentum"] or not kw["nesterov"]]
-    cases += [(cls, getattr(torch.optim, cls.__name__), kw) for cls, kw in ADAM_CASES]
-    for ours_cls, torch_cls, kw in cases:
+    cases = [(SGD, dict(lr=0.1, **kw)) for kw in SGD_CASES if kw["momentum"] or not kw["nesterov"]]
+    cases += ADAM_CASES
+    for ours_cls, kw in cases:
         if ours_cls is AdamW and "weight_decay" not in kw:
             kw = dict(kw, weight_decay=1e-2)
-        params = [P(x.copy()) for x in init_values()]
-        tparams = [torch.tensor(x.copy(), requires_grad=True) for x in init_values()]
-        ours = ours_cls(params, **kw)
-        theirs = torch_cls(tparams, **kw)
-        for _ in range(5):
-            for p, tp in zip(params, tparams):
-                p.grad = grad_fn(p.data)
-                tp.grad = torch.from_numpy(np.asarray(grad_fn(tp.detach().numpy())))
-            ours.step()
-            theirs.step()
+        assert_steps_match_torch(torch, ours_cls, kw, init_values(), 5)
+
+
+def assert_steps_match_torch(torch, cls, kw, values, steps):
+    """``steps`` updates of ``cls(**kw)`` and of the PyTorch optimizer of the same name on the
+    same ``values`` (float64), fed the same ``grad_fn`` gradients, end at the same values."""
+    params = [P(v.copy()) for v in values]
+    tparams = [torch.tensor(v.copy(), requires_grad=True) for v in values]
+    ours, theirs = cls(params, **kw), getattr(torch.optim, cls.__name__)(tparams, **kw)
+    for _ in range(steps):
         for p, tp in zip(params, tparams):
-            np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-10, atol=1e-12,
-                                       err_msg=f"{ours_cls.__name__} {kw}")
+            p.grad = grad_fn(p.data)
+            tp.grad = torch.from_numpy(np.asarray(grad_fn(tp.detach().numpy())))
+        ours.step()
+        theirs.step()
+    for p, tp in zip(params, tparams):
+        np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-10, atol=1e-12,
+                                   err_msg=f"{cls.__name__} {kw}")
 
 
 @st.composite
@@ -162,19 +167,7 @@ def test_drawn_hyperparameters_match_torch(case, shapes, steps, seed):
     torch = pytest.importorskip("torch")
     cls, kw = case
     rng = np.random.default_rng(seed)
-    values = [rng.standard_normal(shape) for shape in shapes]
-    params = [P(v.copy()) for v in values]
-    tparams = [torch.tensor(v.copy(), requires_grad=True) for v in values]
-    ours, theirs = cls(params, **kw), getattr(torch.optim, cls.__name__)(tparams, **kw)
-    for _ in range(steps):
-        for p, tp in zip(params, tparams):
-            p.grad = grad_fn(p.data)
-            tp.grad = torch.from_numpy(np.asarray(grad_fn(tp.detach().numpy())))
-        ours.step()
-        theirs.step()
-    for p, tp in zip(params, tparams):
-        np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-10, atol=1e-12,
-                                   err_msg=f"{cls.__name__} {kw}")
+    assert_steps_match_torch(torch, cls, kw, [rng.standard_normal(shape) for shape in shapes], steps)
 
 
 # ----------------------------------------------------------------------------- dtypes, in place, skipping
