@@ -337,14 +337,65 @@ def test_clip_grad_norm_float32_shared_and_single_param():
 )
 def test_clip_grad_norm_property(grads, max_norm):
     params = [P(np.zeros_like(g), g.copy()) for g in grads]
-    dense = float(np.sqrt(sum(float(np.sum(g * g)) for g in grads)))
+    # math.hypot rescales: sqrt(sum(g * g)) would underflow to 0 for entries below ~1e-154
+    dense = math.hypot(*[float(v) for g in grads for v in g.reshape(-1)])
     total = clip_grad_norm(params, max_norm)
     assert total == pytest.approx(dense, rel=1e-9, abs=1e-12)
     after = float(np.sqrt(sum(float(np.sum(p.grad * p.grad)) for p in params)))
     assert after <= max(max_norm, dense) * (1 + 1e-9) + 1e-12
-    if dense <= max_norm:
+    if dense + 1e-6 <= max_norm:   # PyTorch's rule: scaled by max_norm / (total + 1e-6) when below 1
         for p, g in zip(params, grads):
             np.testing.assert_array_equal(p.grad, g)
+    else:
+        coef = max_norm / (total + 1e-6)
+        for p, g in zip(params, grads):
+            np.testing.assert_allclose(p.grad, g * coef, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e-160, 1e160, 1e200])
+def test_clip_grad_norm_true_norm_for_huge_and_tiny_gradients(scale):
+    # the squares of these overflow to inf or underflow to 0 in float64
+    grads = [np.array([3.0, 0.0]) * scale, np.array([[4.0]]) * scale, np.array([12.0]) * scale]
+    params = [P(np.zeros_like(g), g.copy()) for g in grads]
+    total = clip_grad_norm(params, 1.0)
+    assert total == pytest.approx(13.0 * scale, rel=1e-14)
+    coef = min(1.0, 1.0 / (total + 1e-6))   # tiny gradients stay as they are
+    for p, g in zip(params, grads):
+        np.testing.assert_allclose(p.grad, g * coef, rtol=1e-14, atol=0)
+    for bad, want in ((np.inf, math.inf), (np.nan, None)):
+        q = P(np.zeros(2), np.array([bad, 1e200]))
+        with np.errstate(invalid="ignore"):   # inf * 0 and nan: NaN gradients, as in PyTorch
+            got = clip_grad_norm([q], 1.0)
+        assert (math.isnan(got) if want is None else got == want)
+
+
+def test_clip_grad_norm_scales_at_the_threshold_like_torch():
+    p = P(np.zeros(1), np.array([1.0]))
+    assert clip_grad_norm([p], 1.0) == 1.0
+    np.testing.assert_allclose(p.grad, [1.0 / (1.0 + 1e-6)], rtol=1e-15)   # torch: min(1, 1 / (1 + 1e-6))
+
+
+@given(
+    grads=st.lists(hnp.arrays(np.float64, hnp.array_shapes(min_dims=0, max_dims=3, max_side=4),
+                              elements=st.floats(-1e3, 1e3)), min_size=1, max_size=4),
+    max_norm=st.floats(0.0, 100.0),
+)
+def test_clip_grad_norm_matches_torch(grads, max_norm):
+    """Against ``torch.nn.utils.clip_grad_norm_``. Its norm of the per-tensor norms is not
+    rescaled, so it underflows for totals below ~1e-154 (e.g. 0 for the gradients [0] and
+    [4e-283]); such totals are left to the property test above, against ``math.hypot``."""
+    torch = pytest.importorskip("torch")
+    if any(0 < abs(v) < 1e-100 for g in grads for v in g.reshape(-1)):
+        return
+    params = [P(np.zeros_like(g), g.copy()) for g in grads]
+    tparams = [torch.zeros(g.shape, dtype=torch.float64, requires_grad=True) for g in grads]
+    for tp, g in zip(tparams, grads):
+        tp.grad = torch.from_numpy(g.copy())
+    total = clip_grad_norm(params, max_norm)
+    t_total = float(torch.nn.utils.clip_grad_norm_(tparams, max_norm))
+    assert total == pytest.approx(t_total, rel=1e-12, abs=1e-300)
+    for p, tp in zip(params, tparams):
+        np.testing.assert_allclose(p.grad, tp.grad.numpy(), rtol=1e-12, atol=0)
 
 
 # ----------------------------------------------------------------------------- state dicts

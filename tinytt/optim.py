@@ -553,13 +553,41 @@ class AdamW(Adam):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
 
+#: below this sum of squares some squares may have underflowed (entries under ~1e-154 in
+#: float64); above it what underflowed is below float64 rounding of the sum
+_SAFE_SQUARE_SUM = 1e-280
+
+
+def _scaled_norm(params) -> float:
+    """Global L2 norm of the gradients without overflow or underflow: each gradient's norm
+    as ``a * ||g / a||`` with ``a = max |g|``, then the same rescaling over those norms.
+    Two more passes per gradient; only for sums of squares out of float64's safe range."""
+    norms = []
+    for p in params:
+        g = p.grad
+        xp = get_xp(g)
+        flat = g.reshape(-1).astype(xp.float64, copy=False)
+        a = float(xp.abs(flat).max()) if flat.size else 0.0
+        if a == 0.0 or not math.isfinite(a):
+            norms.append(a)
+            continue
+        scaled = flat / a
+        norms.append(a * math.sqrt(float(xp.dot(scaled, scaled))))
+    top = max(norms)
+    if top == 0.0 or not math.isfinite(top):
+        return top
+    return top * math.sqrt(math.fsum((n / top) ** 2 for n in norms))
+
+
 def clip_grad_norm(params, max_norm: float, error_if_nonfinite: bool = False) -> float:
     """Scale all gradients together so that their global L2 norm is at most ``max_norm``.
 
-    ``total = sqrt(sum over parameters with a gradient of sum(g**2))`` (accumulated in
-    float64). When ``total > max_norm`` every gradient is replaced by
-    ``g * (max_norm / (total + 1e-6))`` (same dtype; a gradient array shared by several
-    parameters is scaled once). Parameters whose ``.grad`` is None are skipped.
+    ``total = sqrt(sum over parameters with a gradient of sum(g**2))``, accumulated in
+    float64 and rescaled by the largest entry when the squares would overflow or underflow
+    (gradients of 1e-200 or 1e200 get their true norm). Like PyTorch, every gradient is then
+    multiplied by ``min(1, max_norm / (total + 1e-6))`` when that is below 1 (same dtype; a
+    gradient array shared by several parameters is scaled once). Parameters whose ``.grad``
+    is None are skipped.
 
     Args:
         params: an iterable of parameters (objects with ``.grad``), or a single one.
@@ -579,17 +607,22 @@ def clip_grad_norm(params, max_norm: float, error_if_nonfinite: bool = False) ->
     if not with_grad:
         return 0.0
     total_sq = None
-    for p in with_grad:
-        g = p.grad
-        xp = get_xp(g)
-        flat = g.reshape(-1).astype(xp.float64, copy=False)
-        sq = xp.dot(flat, flat)
-        total_sq = sq if total_sq is None else total_sq + sq
-    total = math.sqrt(float(total_sq))  # one device sync on CuPy
+    with numpy.errstate(over="ignore"):   # an overflow to inf is caught below
+        for p in with_grad:
+            g = p.grad
+            xp = get_xp(g)
+            flat = g.reshape(-1).astype(xp.float64, copy=False)
+            sq = xp.dot(flat, flat)
+            total_sq = sq if total_sq is None else total_sq + sq
+    total_sq = float(total_sq)  # one device sync on CuPy
+    if math.isinf(total_sq) or total_sq < _SAFE_SQUARE_SUM:
+        total = _scaled_norm(with_grad)   # squares overflowed or underflowed: rescale
+    else:
+        total = math.sqrt(total_sq)       # (NaN stays NaN)
     if error_if_nonfinite and not math.isfinite(total):
         raise ValueError(f"the total gradient norm is {total}; cannot clip non-finite gradients")
-    if total > max_norm or math.isnan(total):
-        coef = max_norm / (total + 1e-6)
+    coef = max_norm / (total + 1e-6)
+    if coef < 1.0 or math.isnan(coef):   # PyTorch's rule: scale by min(1, coef)
         scaled = {}
         for p in with_grad:
             g = p.grad
