@@ -5,6 +5,10 @@ meaningful, zero-size dimensions) on the backend under test; a float32 variant
 checks the dtype is kept and the values agree within the float32 tolerances.
 """
 
+import contextlib
+import os
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -541,3 +545,36 @@ def test_max_of_a_0d_tensor_is_a_new_array():
     out = tt.Tensor(a).max()
     out.data[...] = 7.0
     assert float(tt.to_numpy(a)) == 3.0
+
+
+@contextlib.contextmanager
+def _split_reductions(threads):
+    """ops' sums and means split over ``threads`` threads from 0 bytes on."""
+    from tinytt import ops
+
+    with mock.patch.object(ops, "_PARALLEL_REDUCE_BYTES", 0), \
+            mock.patch.dict(os.environ, {"TINYTT_NUM_THREADS": str(threads)}):
+        yield
+
+
+@given(shape=shapes(min_dims=2, max_dims=4, min_side=2, max_side=6), data=st.data(),
+       dtype=st.sampled_from([np.float32, np.float64]), threads=st.sampled_from([2, 3]),
+       keepdims=st.booleans())
+def test_split_reductions_are_bit_identical_to_numpy(shape, data, dtype, threads, keepdims):
+    """Large sums and means that keep axis 0 are split over the cores by blocks of axis 0
+    (forced here for small arrays): the same bits as NumPy's own call, and the same gradient."""
+    from tinytt import ops
+
+    a = data.draw(float_arrays(shape, dtype=dtype, bound=100.0), label="a")
+    axes = data.draw(st.lists(st.integers(1, len(shape) - 1), min_size=1, unique=True), label="axes")
+    axis = tuple(axes) if len(axes) > 1 else axes[0]
+    with _split_reductions(threads):
+        for name in ("sum", "mean"):
+            x = tt.Tensor(on_device(a), requires_grad=True)
+            out = getattr(ops, name)(x, axis=axis, keepdims=keepdims)
+            want = getattr(a, name)(axis=axis, keepdims=keepdims)
+            assert out.dtype == want.dtype and out.shape == want.shape
+            np.testing.assert_array_equal(tt.to_numpy(out.data), want)
+            out.sum().backward()
+            scale = 1.0 if name == "sum" else 1.0 / np.prod([shape[i] for i in axes])
+            assert_close(x.grad, np.full(shape, scale, dtype=dtype), rtol=1e-6, atol=0)

@@ -20,6 +20,7 @@ import numbers
 
 import numpy
 
+from . import parallel
 from .backend import get_xp, index_add, scatter_add
 from .tensor import Tensor, record
 
@@ -227,12 +228,35 @@ def _expand_reduced(g, axes: tuple, keepdims: bool, xp):
     return g
 
 
+#: NumPy reductions that keep axis 0 are split over the cores from this many input bytes
+#: (2 cores: mean over the 200 steps of a (64, 200, 256) float32 batch, 13 MB, 1.31 -> 0.86 ms)
+_PARALLEL_REDUCE_BYTES = 1 << 22
+_SPLIT_REDUCE_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
+
+
+def _reduce(data, method: str, axes: tuple, keepdims: bool):
+    """``data.sum`` or ``data.mean`` over ``axes``. On NumPy, a large float32/float64
+    reduction that keeps axis 0 is split into blocks of axis 0 reduced by all cores at once;
+    each output element is computed as in the whole call, so the result is the same bits."""
+    if (not isinstance(data, numpy.ndarray) or data.dtype not in _SPLIT_REDUCE_DTYPES or data.ndim < 2
+            or 0 in axes or data.shape[0] < 2 or data.nbytes < _PARALLEL_REDUCE_BYTES
+            or parallel.num_threads() < 2):
+        return getattr(data, method)(axis=axes, keepdims=keepdims)
+    inner = getattr(data[:1], method)(axis=axes, keepdims=keepdims).shape[1:]
+    out = numpy.empty((data.shape[0],) + inner, dtype=data.dtype)
+    # (blocks of at least a quarter of the threshold; ``max`` is this module's op)
+    rows_per_block = data.shape[0] * (_PARALLEL_REDUCE_BYTES // 4) // data.nbytes or 1
+    parallel.map_blocks(lambda a, b: getattr(data[a:b], method)(axis=axes, keepdims=keepdims, out=out[a:b]),
+                        data.shape[0], min_size=rows_per_block)
+    return out
+
+
 def sum(x, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001 - NumPy's name
     """Sum over ``axis`` (int, tuple or None for all). VJP: broadcast g back to x's shape."""
     x = as_tensor(x)
     xp = get_xp(x.data)
     axes = _normalize_axes(axis, x.ndim)
-    out = x.data.sum(axis=axes, keepdims=keepdims) if x.ndim else x.data.copy()
+    out = _reduce(x.data, "sum", axes, keepdims) if x.ndim else x.data.copy()
     return record("sum", out, (x,),
                   (lambda g: xp.broadcast_to(_expand_reduced(g, axes, keepdims, xp), x.shape),))
 
@@ -245,7 +269,7 @@ def mean(x, axis=None, keepdims: bool = False) -> Tensor:
     count = 1
     for ax in axes:
         count *= x.shape[ax] if x.ndim else 1
-    out = x.data.mean(axis=axes, keepdims=keepdims) if x.ndim else x.data.copy()
+    out = _reduce(x.data, "mean", axes, keepdims) if x.ndim else x.data.copy()
     scale = 1.0 / count if count else float("nan")
     return record("mean", out, (x,),
                   (lambda g: xp.broadcast_to(_expand_reduced(g * scale, axes, keepdims, xp), x.shape),))
