@@ -165,6 +165,7 @@ def test_narrow_and_unsigned_id_dtypes_give_the_int64_rows_and_gradients(dtype):
     row_shape, col_shape, ranks = (5, 6, 9), (2, 2, 2), (1, 2, 2, 1)
     cores = [rng.standard_normal((ranks[k], row_shape[k], col_shape[k], ranks[k + 1])) for k in range(3)]
     dense = dense_tt_matrix(cores)
+    dev_cores = [tt.to_device(c) for c in cores]
     high = min(int(numpy.iinfo(dtype).max) + 1, dense.shape[0])
     ids = rng.integers(0, high, 300)
     upstream = tt.to_device(rng.standard_normal((300, 8)))
@@ -345,11 +346,12 @@ def test_plan_cache_reuses_plans_only_for_equal_ids(monkeypatch):
     row_shape, col_shape, ranks = (3, 4, 5), (2, 2, 1), (1, 2, 3, 1)
     cores = [rng.standard_normal((ranks[k], row_shape[k], col_shape[k], ranks[k + 1])) for k in range(3)]
     dense = dense_tt_matrix(cores)
+    dev_cores = [tt.to_device(c) for c in cores]
     lookup_module.plan_cache_clear()
     counter = _PlanCounter(monkeypatch)
 
     def rows(ids):
-        return tt.to_numpy(tt_matrix_rows(cores, tt.to_device(ids), row_shape, col_shape).data)
+        return tt.to_numpy(tt_matrix_rows(dev_cores, tt.to_device(ids), row_shape, col_shape).data)
 
     ids = rng.integers(0, 60, (4, 9))
     first = rows(ids)
@@ -371,14 +373,15 @@ def test_plan_cache_reuses_plans_only_for_equal_ids(monkeypatch):
     assert_close(rows(ids), dense[ids], rtol=1e-12, atol=1e-14)
     # another layout or strategy never shares a plan
     calls = counter.calls
-    tt_matrix_rows(cores, tt.to_device(ids), row_shape, col_shape, strategy="gather")
+    tt_matrix_rows(dev_cores, tt.to_device(ids), row_shape, col_shape, strategy="gather")
     assert counter.calls == calls + 1
 
 
 def test_plan_cache_is_bounded_and_can_be_switched_off(monkeypatch):
     rng = numpy.random.default_rng(12)
     row_shape, col_shape, ranks = (4, 5), (2, 2), (1, 2, 1)
-    cores = [rng.standard_normal((ranks[k], row_shape[k], col_shape[k], ranks[k + 1])) for k in range(2)]
+    cores = [tt.to_device(rng.standard_normal((ranks[k], row_shape[k], col_shape[k], ranks[k + 1])))
+             for k in range(2)]
     lookup_module.plan_cache_clear()
     batches = [rng.integers(0, 20, 7) for _ in range(lookup_module.PLAN_CACHE_SIZE + 3)]
     for ids in batches:
