@@ -118,6 +118,7 @@ BAD = [
     ("ii->i", [(3, 3)], "repeats a letter"),                    # diagonal: unsupported
     ("...ij->ij", [(3,)], "fewer"),
     ("...i...,i->i", [(2, 3, 4), (4,)], "'...'"),               # two ellipses in one operand
+    ("...j,...j->...", [(2, 1, 3), (1, 4, 3)], "'...' dimensions"),  # no size-1 broadcasting
 ]
 
 

@@ -124,6 +124,10 @@ def _parse(equation: str, shapes: list) -> tuple:
     for i, (sub, shape) in enumerate(zip(expanded, shapes)):
         for c, n in zip(sub, shape):
             if sizes.setdefault(c, n) != n:
+                if c in ell:   # a letter standing for a '...' dimension: name it as the user wrote it
+                    raise ValueError(f"einsum: the '...' dimensions of the operands differ (sizes "
+                                     f"{sizes[c]} and {n}, shapes {[tuple(s) for s in shapes]}); they "
+                                     "must be equal, size-1 broadcasting is not supported")
                 raise ValueError(f"einsum: letter {c!r} has size {sizes[c]} in one operand and {n} in "
                                  f"operand {i} (shapes {[tuple(s) for s in shapes]})")
     missing = [c for c in out if c not in sizes]
