@@ -8,7 +8,7 @@ from hypothesis import given, strategies as st
 import tinytt
 from tinytt.testing import check_grads
 from tinytt.tensor import Tensor
-from tinytt.tt import TensorTrain, dot, hadamard, norm, random_tt
+from tinytt.tt import TensorTrain, dot, hadamard, norm, random_tt, scale
 from tinytt.tt.cores import full_cores
 
 DTYPES = [numpy.float32, numpy.float64]
@@ -174,6 +174,9 @@ def test_bad_inputs():
         _ = a * a
     with pytest.raises(ValueError, match="direction"):
         a.orthogonalize("up")
+    for bad_c in ("x", [1.0, 2.0], True, 1j):
+        with pytest.raises(TypeError, match="scale: c must be"):
+            scale(a, bad_c)
 
 
 @pytest.mark.parametrize("scale", [1e-300, 1e-200, 1e200, 1e300])

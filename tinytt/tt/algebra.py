@@ -72,7 +72,10 @@ def scale(a: TensorTrain, c) -> TensorTrain:
         if isinstance(c, bool) or not isinstance(c, numbers.Real):
             raise TypeError(f"scale: c must be a real scalar, got {c!r}")
     else:
-        c = as_tensor(c, like=a.cores[0])
+        try:
+            c = as_tensor(c, like=a.cores[0])
+        except TypeError:
+            raise TypeError(f"scale: c must be a real scalar or a 0-d Tensor, got {c!r}") from None
         if c.ndim != 0:
             raise TypeError(f"scale: c must be a scalar or a 0-d Tensor, got shape {c.shape}")
         if c.dtype.kind not in "fiu":
