@@ -46,6 +46,12 @@ def dense_tt_matrix(cores):
     return out
 
 
+def random_cores(rng, row_shape, col_shape, ranks):
+    """(host cores, their dense matrix, the cores on the backend under test) of a random TT-matrix."""
+    cores = [rng.standard_normal((ranks[k], row_shape[k], col_shape[k], ranks[k + 1])) for k in range(len(row_shape))]
+    return cores, dense_tt_matrix(cores), [tt.to_device(c) for c in cores]
+
+
 @st.composite
 def tt_matrix_and_ids(draw, max_cores=6):
     n = draw(st.integers(2, max_cores))
@@ -163,9 +169,7 @@ def test_narrow_and_unsigned_id_dtypes_give_the_int64_rows_and_gradients(dtype):
     # they must not wrap around in the ids' own dtype (they did under "gather")
     rng = numpy.random.default_rng(7)
     row_shape, col_shape, ranks = (5, 6, 9), (2, 2, 2), (1, 2, 2, 1)
-    cores = [rng.standard_normal((ranks[k], row_shape[k], col_shape[k], ranks[k + 1])) for k in range(3)]
-    dense = dense_tt_matrix(cores)
-    dev_cores = [tt.to_device(c) for c in cores]
+    cores, dense, dev_cores = random_cores(rng, row_shape, col_shape, ranks)
     high = min(int(numpy.iinfo(dtype).max) + 1, dense.shape[0])
     ids = rng.integers(0, high, 300)
     upstream = tt.to_device(rng.standard_normal((300, 8)))
@@ -344,9 +348,7 @@ class _PlanCounter:
 def test_plan_cache_reuses_plans_only_for_equal_ids(monkeypatch):
     rng = numpy.random.default_rng(11)
     row_shape, col_shape, ranks = (3, 4, 5), (2, 2, 1), (1, 2, 3, 1)
-    cores = [rng.standard_normal((ranks[k], row_shape[k], col_shape[k], ranks[k + 1])) for k in range(3)]
-    dense = dense_tt_matrix(cores)
-    dev_cores = [tt.to_device(c) for c in cores]
+    _, dense, dev_cores = random_cores(rng, row_shape, col_shape, ranks)
     lookup_module.plan_cache_clear()
     counter = _PlanCounter(monkeypatch)
 
@@ -380,8 +382,7 @@ def test_plan_cache_reuses_plans_only_for_equal_ids(monkeypatch):
 def test_plan_cache_is_bounded_and_can_be_switched_off(monkeypatch):
     rng = numpy.random.default_rng(12)
     row_shape, col_shape, ranks = (4, 5), (2, 2), (1, 2, 1)
-    cores = [tt.to_device(rng.standard_normal((ranks[k], row_shape[k], col_shape[k], ranks[k + 1])))
-             for k in range(2)]
+    _, _, cores = random_cores(rng, row_shape, col_shape, ranks)
     lookup_module.plan_cache_clear()
     batches = [rng.integers(0, 20, 7) for _ in range(lookup_module.PLAN_CACHE_SIZE + 3)]
     for ids in batches:
