@@ -242,8 +242,8 @@ def _reduce(data, method: str, axes: tuple, keepdims: bool):
             or 0 in axes or data.shape[0] < 2 or data.nbytes < _PARALLEL_REDUCE_BYTES
             or parallel.num_threads() < 2):
         return getattr(data, method)(axis=axes, keepdims=keepdims)
-    inner = getattr(data[:1], method)(axis=axes, keepdims=keepdims).shape[1:]
-    out = numpy.empty((data.shape[0],) + inner, dtype=data.dtype)
+    shape = tuple(1 if i in axes else n for i, n in enumerate(data.shape) if keepdims or i not in axes)
+    out = numpy.empty(shape, dtype=data.dtype)
     # (blocks of at least a quarter of the threshold; ``max`` is this module's op)
     rows_per_block = data.shape[0] * (_PARALLEL_REDUCE_BYTES // 4) // data.nbytes or 1
     parallel.map_blocks(lambda a, b: getattr(data[a:b], method)(axis=axes, keepdims=keepdims, out=out[a:b]),

@@ -28,7 +28,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tinytt as tt
-from tinytt import nn
+from tinytt import blas_threads, nn
 from tinytt.nn import lstm as lstm_mod
 from tinytt.testing import assert_close, check_grads
 from tinytt.testing.strategies import embedding_ids, lstm_problems, tt_matrix_cores, tt_matrix_shapes
@@ -48,10 +48,11 @@ def _lstm_model(problem):
     return m
 
 
-def _state(problem, requires_grad=False):
+def _state(problem):
+    """The problem's (h0, c0) as differentiable Tensors, or None."""
     if problem["h0"] is None:
         return None
-    return tuple(tt.Tensor(tt.to_device(problem[k]), requires_grad=requires_grad) for k in ("h0", "c0"))
+    return tuple(tt.Tensor(tt.to_device(problem[k]), requires_grad=True) for k in ("h0", "c0"))
 
 
 def _run_lstm(problem, fused: bool):
@@ -59,7 +60,7 @@ def _run_lstm(problem, fused: bool):
     m = _lstm_model(problem)
     m.fused = fused
     x = tt.Tensor(tt.to_device(problem["x"]), requires_grad=True)
-    state = _state(problem, requires_grad=True)
+    state = _state(problem)
     out, (h, c) = m(x, lengths=problem["lengths"], state=state)
     rng = numpy.random.default_rng(problem["x"].size)
     loss = sum(((t * tt.to_device(rng.standard_normal(t.shape))).sum() for t in (out, h, c)), tt.Tensor(0.0))
@@ -71,8 +72,6 @@ def _run_lstm(problem, fused: bool):
 @contextlib.contextmanager
 def _threaded_lstm(threads: int, chunk_rows: int):
     """Make small LSTMs take the threaded paths (row blocks, projection and weight pipelines)."""
-    from tinytt import blas_threads
-
     with mock.patch.object(blas_threads, "cooperative", lambda: True), \
             mock.patch.dict(os.environ, {"TINYTT_NUM_THREADS": str(threads)}), \
             mock.patch.object(lstm_mod, "MIN_BLOCK_ENTRIES", 1), \
@@ -83,8 +82,6 @@ def _threaded_lstm(threads: int, chunk_rows: int):
 
 @given(problem=lstm_problems(), threads=st.sampled_from([None, 2, 3]), chunk_rows=st.sampled_from([1, 7, 10 ** 6]))
 def test_fused_lstm_equals_step_by_step_reference(problem, threads, chunk_rows):
-    from tinytt import blas_threads
-
     if threads is not None and (tt.get_backend() != "numpy" or not blas_threads.available()):
         threads = None   # the threaded paths exist on NumPy with a settable BLAS only
     paths = _threaded_lstm(threads, chunk_rows) if threads else contextlib.nullcontext()

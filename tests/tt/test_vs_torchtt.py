@@ -17,11 +17,14 @@ Skipped when torchtt (and so torch) is not installed; CI installs neither, so th
 only where the machine already has them.
 """
 
+from unittest import mock
+
 import numpy
 import pytest
 from hypothesis import given, strategies as st
 
 import tinytt
+from tinytt import nn
 from tinytt.testing.strategies import tt_matrix_cores, tt_matrix_shapes, tt_ranks, tt_shapes
 from tinytt.tt import tt_svd
 from tinytt.tt.cores import full_cores
@@ -138,10 +141,6 @@ def test_tt_linear_matches_torchtt_matvec(cores, batch, path, seed):
     """``TTLinear`` (``x @ W + b``, both forward paths) against torchtt's TT-matrix times a
     dense batch, ``W^T x``: torchtt's TT-matrix of ``W^T`` has the cores with the row and
     column axes swapped."""
-    from unittest import mock
-
-    from tinytt import nn
-
     row_shape = tuple(c.shape[1] for c in cores)
     col_shape = tuple(c.shape[2] for c in cores)
     n_in, n_out = int(numpy.prod(row_shape)), int(numpy.prod(col_shape))

@@ -73,6 +73,7 @@ from dataclasses import dataclass
 import numpy
 
 from ..backend import get_xp, scatter_add, take_rows
+from ..einsum import CacheInfo   # (hits, misses, size), as for einsum's plan cache
 from ..ops import check_ids
 from ..parallel import run_jobs
 from ..tensor import Tensor, record
@@ -348,13 +349,12 @@ PLAN_CACHE_MAX_IDS = 1 << 20
 _plans = collections.OrderedDict()      # key -> (ids copy, plan), least recently used first
 _plans_lock = threading.Lock()
 _plan_stats = {"hits": 0, "misses": 0}
-PlanCacheInfo = collections.namedtuple("PlanCacheInfo", ["hits", "misses", "size"])
 
 
-def plan_cache_info() -> PlanCacheInfo:
+def plan_cache_info() -> CacheInfo:
     """Hits and misses of the lookup-plan cache, and the number of plans it holds."""
     with _plans_lock:
-        return PlanCacheInfo(_plan_stats["hits"], _plan_stats["misses"], len(_plans))
+        return CacheInfo(_plan_stats["hits"], _plan_stats["misses"], len(_plans))
 
 
 def plan_cache_clear() -> None:
