@@ -388,6 +388,9 @@ def check_ids(ids, num_rows: int, xp, name: str = "ids"):
             ids = ids.astype(xp.intp)
     if not hasattr(ids, "dtype") or not hasattr(ids, "shape"):
         raise TypeError(f"{name}: ids must be an integer array, got {type(ids).__name__}")
+    if not isinstance(ids.dtype, numpy.dtype):   # another library's tensor (torch: torch.dtype)
+        raise TypeError(f"{name}: ids must be a NumPy or CuPy integer array, a Tensor or a list of ints, "
+                        f"got {type(ids).__module__}.{type(ids).__name__} (convert it, e.g. with .numpy())")
     if ids.dtype.kind not in "iu":
         raise TypeError(f"{name}: ids must have an integer dtype, got {ids.dtype}")
     get_xp(ids, xp.zeros(0))  # raises on a NumPy/CuPy mix

@@ -156,6 +156,37 @@ def test_bad_input_errors():
             TTEmbedding.from_dense(tt.to_device(bad), eps=1e-3)
 
 
+def test_from_dense_shape_rank_and_dtype_arguments():
+    rng = numpy.random.default_rng(5)
+    w = rng.standard_normal((20, 12))
+    # either shape alone sets the number of cores; the other one follows the heuristic
+    only_cols = TTEmbedding.from_dense(w, eps=1e-12, col_shape=(3, 4))
+    assert only_cols.col_shape == (3, 4) and len(only_cols.row_shape) == 2
+    assert_close(only_cols.to_dense(), w, rtol=1e-9, atol=1e-10)
+    only_rows = TTEmbedding.from_dense(w, eps=1e-12, row_shape=(4, 5))
+    assert only_rows.row_shape == (4, 5) and len(only_rows.col_shape) == 2
+    # a rank list is checked as in the constructor: N + 1 caps starting and ending with 1
+    capped = TTEmbedding.from_dense(w, rank=[1, 2, 3, 1], row_shape=(2, 2, 5), col_shape=(2, 2, 3))
+    assert capped.ranks[1] <= 2 and capped.ranks[2] <= 3
+    for bad in ([2, 2, 3, 2], [1, 2, 1]):
+        with pytest.raises(ValueError, match="from_dense: rank .*starting and ending with 1"):
+            TTEmbedding.from_dense(w, rank=bad, row_shape=(2, 2, 5), col_shape=(2, 2, 3))
+    # the layer's dtypes only: float16 would silently come back as float32
+    with pytest.raises(TypeError, match="float32 or float64"):
+        TTEmbedding.from_dense(w.astype(numpy.float16), eps=1e-2)
+    assert TTEmbedding.from_dense(w.astype(numpy.float32), eps=1e-3).cores[0].dtype == numpy.float32
+
+
+def test_ids_from_another_library_get_a_type_error():
+    torch = pytest.importorskip("torch")
+    layer = TTEmbedding(20, 12, rank=3, seed=0)
+    for ids in (torch.tensor([1, 2]), torch.tensor([1.0, 2.0])):
+        with pytest.raises(TypeError, match="TTEmbedding: ids must be a NumPy or CuPy integer array"):
+            layer(ids)
+    with pytest.raises(TypeError, match="Embedding: ids"):
+        tt.nn.Embedding(5, 3)(torch.tensor([1]))
+
+
 @pytest.mark.parametrize("kind", ["dense", "tt"])
 def test_mean_pooled_lookup_gradient_equals_materialised_upstream(kind):
     # mean over the sequence hands the lookup a broadcast gradient, which the segment sum

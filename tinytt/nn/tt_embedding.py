@@ -16,7 +16,7 @@ from ..tensor import Tensor
 from ..tt.init import glorot_tt_matrix_cores
 from ..ops import check_ids
 from ..tt.lookup import STRATEGIES, rows_of_checked_ids
-from ..tt.shapes import auto_shape, matrix_shape_arg, suggest_shape, tt_matrix_num_params
+from ..tt.shapes import auto_shape, matrix_shape_arg, normalize_ranks, suggest_shape, tt_matrix_num_params
 from ..tt.tt_matrix import TTMatrix, tt_matrix_svd
 from .module import Module, Parameter
 
@@ -86,15 +86,15 @@ class TTEmbedding(Module):
         (the paper's entropy heuristic; V is padded up to the product of the row factors)."""
         return suggest_shape(num_embeddings, n_cores), auto_shape(embedding_dim, n_cores)
 
-    def _check_shape(self, shape):
-        row_shape, col_shape = matrix_shape_arg(shape, "shape")
+    def _check_shape(self, shape, name: str = "shape"):
+        row_shape, col_shape = matrix_shape_arg(shape, name)
         if len(row_shape) != len(col_shape) or not row_shape or min(row_shape + col_shape) < 1:
-            raise ValueError(f"shape must be two non-empty tuples of positive ints of equal length, got {shape!r}")
+            raise ValueError(f"{name} must be two non-empty tuples of positive ints of equal length, got {shape!r}")
         if math.prod(row_shape) < self.num_embeddings:
-            raise ValueError(f"shape: prod(row_shape) = {math.prod(row_shape)} must be >= num_embeddings = "
+            raise ValueError(f"{name}: prod(row_shape) = {math.prod(row_shape)} must be >= num_embeddings = "
                              f"{self.num_embeddings}")
         if math.prod(col_shape) != self.embedding_dim:
-            raise ValueError(f"shape: prod(col_shape) = {math.prod(col_shape)} must equal embedding_dim = "
+            raise ValueError(f"{name}: prod(col_shape) = {math.prod(col_shape)} must equal embedding_dim = "
                              f"{self.embedding_dim}")
         return row_shape, col_shape
 
@@ -113,9 +113,13 @@ class TTEmbedding(Module):
                    padding_idx=None) -> "TTEmbedding":
         """A TTEmbedding approximating a dense V x D matrix by TT-SVD (``tt_matrix_svd``).
 
-        Give ``rank`` (caps every TT rank), ``eps`` (relative Frobenius error bound of
-        the padded matrix), or both. Rows V..V'-1 of the padding are zero. The
-        result's dtype is the weight's. Cost: that of the TT-SVD of a V' x D matrix.
+        Give ``rank`` (an int capping every TT rank, or the full list
+        ``(1, r_1, ..., r_{N-1}, 1)`` of caps), ``eps`` (relative Frobenius error bound of
+        the padded matrix), or both. ``row_shape`` / ``col_shape`` default to
+        ``suggest_shape(V, N)`` / ``auto_shape(D, N)``, with N the length of whichever is
+        given, else ``n_cores``. Rows V..V'-1 of the padding are zero. The result's dtype
+        is the weight's: float32 or float64 (convert float16 weights first). Cost: that of
+        the TT-SVD of a V' x D matrix.
         """
         if rank is None and eps is None:
             raise ValueError("from_dense: give rank=..., eps=... or both")
@@ -129,16 +133,21 @@ class TTEmbedding(Module):
         if weight.ndim != 2 or weight.dtype.kind != "f":
             raise ValueError(f"from_dense: weight must be a 2-D float array (V, D), got shape "
                              f"{tuple(weight.shape)} and dtype {weight.dtype}")
+        if weight.dtype not in (xp.float32, xp.float64):
+            raise TypeError(f"from_dense: weight must be float32 or float64 (the layer's dtypes), got "
+                            f"{weight.dtype}; convert it first, e.g. weight.astype('float32')")
         if not bool(xp.isfinite(weight).all()):
             raise ValueError("from_dense: weight contains NaN or Inf; TT-SVD needs finite entries")
         n_rows, dim = (int(s) for s in weight.shape)
-        if row_shape is None or col_shape is None:
-            n_cores = _check_count(n_cores, "n_cores") if row_shape is None else len(tuple(row_shape))
+        given = row_shape if row_shape is not None else col_shape
+        n_cores = _check_count(n_cores, "n_cores") if given is None else len(tuple(given))
         row_shape = tuple(row_shape) if row_shape is not None else suggest_shape(n_rows, n_cores)
-        col_shape = tuple(col_shape) if col_shape is not None else auto_shape(dim, len(row_shape))
+        col_shape = tuple(col_shape) if col_shape is not None else auto_shape(dim, n_cores)
+        if rank is not None and not isinstance(rank, numbers.Integral):
+            rank = normalize_ranks(rank, len(row_shape), "from_dense: rank")
         layer = cls.__new__(cls)
         layer.num_embeddings, layer.embedding_dim = n_rows, dim
-        layer._check_shape((row_shape, col_shape))
+        layer._check_shape((row_shape, col_shape), name="from_dense: row_shape/col_shape")
         layer._check_padding(padding_idx)
         padded = xp.zeros((math.prod(row_shape), dim), dtype=weight.dtype)
         padded[:n_rows] = weight
