@@ -180,6 +180,13 @@ def test_cupy_arrays_are_saved_via_host(tmp_path):
 
 
 # ----------------------------------------------------------------------------- invalid input
+def _nested(depth: int):
+    x = 1
+    for _ in range(depth):
+        x = [x]
+    return x
+
+
 @pytest.mark.parametrize(
     "obj, exc, words",
     [
@@ -190,6 +197,10 @@ def test_cupy_arrays_are_saved_via_host(tmp_path):
         ({"a": [object()]}, TypeError, "obj['a'][0]"),
         ({"a": np.array([1, None], dtype=object)}, TypeError, "Python objects"),
         ({"a": b"bytes"}, TypeError, "unsupported type"),
+        ({"run\udcff": 1}, ValueError, "not valid Unicode"),              # os.fsdecode of b"run\xff"
+        ({"m": {"run\udcff": np.ones(2)}}, ValueError, "not valid Unicode"),
+        ({"k" * 70000: np.ones(2)}, ValueError, "too long for a zip entry name"),
+        (_nested(600), ValueError, "nested too deeply"),
     ],
 )
 def test_save_rejects_unsupported(tmp_path, obj, exc, words):
@@ -220,6 +231,14 @@ def test_save_to_a_directory_writes_nothing(tmp_path):
     with pytest.raises(IsADirectoryError, match="is a directory"):
         io.save({"a": 1}, target)
     assert list(tmp_path.iterdir()) == [target] and list(target.iterdir()) == []
+
+
+def test_save_to_the_longest_file_name(tmp_path):
+    # the temporary file's name adds 18 bytes: it is cut, the target keeps its full name
+    for name in ("c" * 251 + ".npz", "\u00e9" * 125 + ".npz"):     # 255 bytes of UTF-8 each
+        io.save({"w": np.arange(3.0)}, tmp_path / name)
+        assert np.array_equal(io.load(tmp_path / name)["w"], np.arange(3.0))
+    assert sorted(os.listdir(tmp_path)) == sorted(["c" * 251 + ".npz", "\u00e9" * 125 + ".npz"])
 
 
 def test_load_missing_file(tmp_path):

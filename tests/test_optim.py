@@ -312,6 +312,19 @@ def test_clip_grad_norm_below_threshold_leaves_grads_alone():
     assert clip_grad_norm([P(np.zeros(2))], 1.0) == 0.0
 
 
+def test_clip_grad_norm_with_infinite_max_norm_only_measures():
+    # PyTorch's idiom for logging the norm: max_norm=inf scales nothing (an infinite norm
+    # gives inf / inf = NaN gradients there, and here)
+    g = np.array([3.0, 4.0])
+    p = P(np.zeros(2), g)
+    assert clip_grad_norm([p], math.inf) == 5.0 and p.grad is g
+    q = P(np.zeros(2), np.array([np.inf, 4.0]))
+    assert clip_grad_norm([q], math.inf) == math.inf and np.isnan(q.grad).all()
+    for bad in (-math.inf, math.nan, -1.0):
+        with pytest.raises(ValueError, match="max_norm"):
+            clip_grad_norm([p], bad)
+
+
 def test_clip_grad_norm_float32_shared_and_single_param():
     g = np.full(4, 3.0, np.float32)
     a, b = P(np.zeros(4, np.float32), g), P(np.zeros(4, np.float32), g)

@@ -54,6 +54,21 @@ _ARRAYS = "arrays"
 _SCALARS = (bool, int, float, str, type(None))
 
 
+#: a zip entry name holds at most 65,535 bytes; the member adds ".npy"
+_MAX_MEMBER_BYTES = 65535 - 4
+#: the temporary file's name is ".<name>.<12 hex digits>.tmp": the name part is cut so the
+#: whole stays within the 255-byte file-name limit of common file systems
+_TMP_NAME_BYTES = 255 - 18
+
+
+def _utf8_ok(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _where(path: tuple) -> str:
     """Human-readable location of a node, e.g. ``obj['model']['w'][2]``."""
     return "obj" + "".join(f"[{p!r}]" for p in path)
@@ -74,6 +89,11 @@ def _encode(obj, path: tuple, arrays: dict, active: set):
                 "(it never pickles)"
             )
         name = _member(path)
+        if len(name.encode("utf-8")) > _MAX_MEMBER_BYTES:
+            where = _where(path)
+            where = where if len(where) <= 200 else where[:200] + "..."
+            raise ValueError(f"{where}: the keys leading to this array are too long for a zip entry name "
+                             f"({len(name.encode('utf-8'))} bytes of UTF-8, at most {_MAX_MEMBER_BYTES})")
         arrays[name] = numpy.asarray(arr)
         return {"scalar" if isinstance(obj, numpy.generic) else "array": name}
     if isinstance(obj, _SCALARS):
@@ -90,6 +110,11 @@ def _encode(obj, path: tuple, arrays: dict, active: set):
                         raise TypeError(
                             f"dict keys must be str, got {type(key).__name__} key {key!r} "
                             f"in {_where(path)}"
+                        )
+                    if not _utf8_ok(key):
+                        raise ValueError(
+                            f"dict key {key!r} in {_where(path)} is not valid Unicode (a lone surrogate, "
+                            "as os.fsdecode gives for bytes that are not UTF-8); keys must encode as UTF-8"
                         )
                     if SEPARATOR in key or "\x00" in key:
                         raise ValueError(
@@ -123,7 +148,9 @@ def save(obj, path) -> None:
     Raises:
         TypeError: an unsupported value, a non-``str`` dict key, or an object array
             (the message names where in ``obj`` it is).
-        ValueError: a dict key containing ``"/"`` or NUL, or a structure containing itself.
+        ValueError: a dict key containing ``"/"`` or NUL or that is not valid Unicode, keys
+            too long for a zip entry name (64 KiB), a structure containing itself, or one
+            nested deeper than Python's recursion limit.
         FileNotFoundError: the directory of ``path`` does not exist.
         IsADirectoryError: ``path`` is a directory (nothing is written).
 
@@ -138,12 +165,16 @@ def save(obj, path) -> None:
     if isinstance(path, bytes):
         path = os.fsdecode(path)
     arrays: dict = {}
-    tree = _encode(obj, (), arrays, set())  # all validation happens before touching the disk
-    meta = json.dumps(
-        {"format": FORMAT_NAME, "version": FORMAT_VERSION, "tree": tree},
-        ensure_ascii=True,
-        allow_nan=True,
-    ).encode("ascii")
+    try:
+        tree = _encode(obj, (), arrays, set())  # all validation happens before touching the disk
+        meta = json.dumps(
+            {"format": FORMAT_NAME, "version": FORMAT_VERSION, "tree": tree},
+            ensure_ascii=True,
+            allow_nan=True,
+        ).encode("ascii")
+    except RecursionError:
+        raise ValueError("obj is nested too deeply for tinytt.io.save (Python's recursion limit); "
+                         "flatten the structure") from None
 
     if os.path.isdir(path):
         raise IsADirectoryError(f"cannot save to {path!r}: it is a directory; give a file path such as "
@@ -152,6 +183,9 @@ def save(obj, path) -> None:
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"cannot save to {path!r}: directory {directory!r} does not exist")
     base = os.path.basename(path)
+    # (cut by bytes; os.fsdecode keeps a cut multi-byte character as surrogate escapes,
+    # which os.open turns back into the same bytes)
+    base = os.fsdecode(os.fsencode(base)[:_TMP_NAME_BYTES])
     while True:
         tmp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
         try:

@@ -591,7 +591,8 @@ def clip_grad_norm(params, max_norm: float, error_if_nonfinite: bool = False) ->
 
     Args:
         params: an iterable of parameters (objects with ``.grad``), or a single one.
-        max_norm: >= 0.
+        max_norm: >= 0; ``math.inf`` only measures the norm (nothing is scaled, unless the
+            norm is itself infinite: then, as in PyTorch, inf / inf makes the gradients NaN).
         error_if_nonfinite: raise ValueError when the total norm is NaN or infinite
             (otherwise the scaling is applied as computed, like PyTorch).
 
@@ -599,7 +600,8 @@ def clip_grad_norm(params, max_norm: float, error_if_nonfinite: bool = False) ->
         the total norm before clipping, as a Python float. On CuPy, converting it to a
         float waits for the GPU (one synchronisation per call).
     """
-    max_norm = _check_number("max_norm", max_norm, low=0.0)
+    if not (isinstance(max_norm, numbers.Real) and not isinstance(max_norm, bool) and max_norm == math.inf):
+        max_norm = _check_number("max_norm", max_norm, low=0.0)
     if hasattr(params, "grad"):
         params = [params]
     params = list(params)

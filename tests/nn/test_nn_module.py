@@ -151,6 +151,39 @@ def test_sequential():
     with pytest.raises(TypeError):
         nn.Sequential(nn.ReLU(), 3)
     assert "Linear" in repr(seq)
+    # a slice is a Sequential of the same modules (renumbered from 0), like a list slice
+    head = seq[:2]
+    assert isinstance(head, nn.Sequential) and len(head) == 2 and head[0] is seq[0] and head[1] is seq[1]
+    numpy.testing.assert_array_equal(seq[2](head(tt.Tensor(x))).data, y.data)
+    assert [type(m) for m in seq[::-1]] == [type(m) for m in reversed(list(seq))]
+    assert len(seq[5:]) == 0
+    with pytest.raises(IndexError, match="out of range"):
+        seq[3]
+    with pytest.raises(TypeError, match="ints or slices"):
+        seq["0"]
+
+
+def test_two_parameters_with_one_name_are_an_error():
+    # a dict key with a dot can spell a child's dotted name: state_dict() would silently keep
+    # one of the two parameters, and a strict load would not notice the other
+    class Inner(nn.Module):
+        def __init__(self):
+            self.c = nn.Parameter(numpy.zeros(2, dtype=numpy.float32))
+
+    class Model(nn.Module):
+        def __init__(self):
+            self.q = {"b.c": nn.Parameter(numpy.ones(2, dtype=numpy.float32)), "b": Inner()}
+
+    with pytest.raises(ValueError, match="two different parameters are both named 'q.b.c'"):
+        Model().state_dict()
+    shared = nn.Parameter(numpy.ones(2, dtype=numpy.float32))
+
+    class Shared(nn.Module):       # one parameter reached under two names is fine (listed once)
+        def __init__(self):
+            self.a = shared
+            self.group = {"a": shared}
+
+    assert [n for n, _ in Shared().named_parameters()] == ["a"]
 
 
 def test_loss_modules():

@@ -16,6 +16,8 @@ recursion.
 
 from __future__ import annotations
 
+import numbers
+
 from collections import namedtuple
 
 import numpy
@@ -102,14 +104,24 @@ class Module:
 
     def named_parameters(self, prefix: str = ""):
         """(dotted name, Parameter) pairs in deterministic attribute-assignment order,
-        each parameter once (under the first name that reaches it)."""
+        each parameter once (under the first name that reaches it).
+
+        Raises ValueError when two different parameters get the same name (a dict key
+        with a dot can spell a child's dotted name): ``state_dict`` would keep only one.
+        """
         seen = set()
+        names = set()
         stack = [(prefix, self)]
         while stack:
             name, obj = stack.pop()
             if isinstance(obj, Parameter):
                 if id(obj) not in seen:
+                    if name in names:
+                        raise ValueError(f"{type(self).__name__}: two different parameters are both named "
+                                         f"{name!r} (a dict key containing '.' can spell a child's dotted "
+                                         f"name); rename one, or state_dict() would keep only one of them")
                     seen.add(id(obj))
+                    names.add(name)
                     yield name, obj
                 continue
             kids = [(f"{name}.{n}" if name else n, c) for n, c in _children(obj)]
@@ -220,7 +232,8 @@ class Module:
 class Sequential(Module):
     """Modules applied one after another; children are named ``"0"``, ``"1"``, ...
 
-    ``Sequential(a, b)(x) == b(a(x))``; indexing and ``len`` work like a list.
+    ``Sequential(a, b)(x) == b(a(x))``; indexing and ``len`` work like a list, and a slice
+    is a new ``Sequential`` of the same (shared, not copied) modules.
     """
 
     def __init__(self, *modules):
@@ -236,6 +249,10 @@ class Sequential(Module):
         return self._n
 
     def __getitem__(self, i):
+        if isinstance(i, slice):
+            return Sequential(*[getattr(self, str(k)) for k in range(*i.indices(self._n))])
+        if isinstance(i, bool) or not isinstance(i, numbers.Integral):
+            raise TypeError(f"Sequential indices must be ints or slices, got {type(i).__name__}")
         if not -self._n <= i < self._n:
             raise IndexError(f"Sequential index {i} out of range for {self._n} modules")
         return getattr(self, str(i % self._n))
