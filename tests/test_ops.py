@@ -578,3 +578,93 @@ def test_split_reductions_are_bit_identical_to_numpy(shape, data, dtype, threads
             out.sum().backward()
             scale = 1.0 if name == "sum" else 1.0 / np.prod([shape[i] for i in axes])
             assert_close(x.grad, np.full(shape, scale, dtype=dtype), rtol=1e-6, atol=0)
+
+
+# --- cases from a black-box review (session 12) ---------------------------------------------
+def test_tuple_inside_an_index_is_an_integer_array_and_accumulates():
+    # NumPy reads x[:, (0, 0)] and x[((0, 0), (1, 1))] as integer-array indices: the
+    # gradient of a repeated position must add up, as for a list
+    a = np.arange(6.0).reshape(2, 3)
+    for index in [(slice(None), (0, 0)), ((0, 0), (1, 1)), (0, (2, 2, 1)), (Ellipsis, [2, 2, 0])]:
+        x = T(a, requires_grad=True)
+        y = x[index]
+        assert_close(y.data, a[index])
+        y.sum().backward()
+        want = np.zeros_like(a)
+        np.add.at(want, index, 1.0)
+        assert_close(x.grad, want)
+    for empty in [(slice(None), ()), []]:     # an empty index array is an int array in NumPy
+        assert T(a)[empty].shape == a[empty].shape
+
+
+def test_a_scalar_takes_the_other_operands_dtype_on_either_side():
+    a32 = np.ones(3, np.float32)
+    m = np.array([True, False, True])
+    for out in (tt.sub(1.0, a32), tt.mul(2, a32), tt.where(m, 0.0, a32), tt.where(m, a32, 0.0),
+                tt.sub(a32, 1.0), 1.0 - T(a32), T(a32) * 2):
+        assert out.dtype == np.float32
+    # complex operands and scalars, and int true division, as NumPy does
+    z64 = T(np.ones(2, np.complex64))
+    assert (z64 * 2.0).dtype == np.complex64 and (2.0 * z64).dtype == np.complex64
+    assert (T(a32) * 1j).dtype == np.complex64 == (1j * a32).dtype
+    assert (T(np.ones(2)) * 1j).dtype == np.complex128
+    i8 = T(np.array([1, 2], np.int8))
+    assert (i8 / 300).dtype == np.float64 and (i8 + 1).dtype == np.int8
+    assert_close((i8 / 300).data, np.array([1, 2]) / 300)
+
+
+def test_clip_with_array_bounds_that_broadcast_x():
+    x_np = np.array([0.5, 2.0, -1.0])
+    lo = np.array([[0.0, 0.0, 0.0], [1.0, 1.0, -2.0]])
+    x = T(x_np, requires_grad=True)
+    y = tt.clip(x, on_device(lo), 1.5)
+    assert_close(y.data, np.clip(x_np, lo, 1.5))
+    weights = np.arange(6.0).reshape(2, 3)
+    (y * T(weights)).sum().backward()
+    inside = (x_np >= lo) & (x_np <= 1.5)
+    assert_close(x.grad, (weights * inside).sum(axis=0))
+
+
+def test_iterating_tensors_follows_numpy():
+    with pytest.raises(TypeError, match="0-d"):
+        list(T(np.array(3.0)))
+    rows = list(T(np.arange(6.0).reshape(2, 3)))
+    assert len(rows) == 2 and all(isinstance(r, tt.Tensor) for r in rows)
+    assert_close(rows[1].data, np.array([3.0, 4.0, 5.0]))
+
+
+def test_max_of_a_zero_size_tensor_over_a_non_empty_axis():
+    x = T(np.zeros((0, 3)), requires_grad=True)
+    y = tt.max(x, axis=1)
+    assert y.shape == (0,)
+    y.sum().backward()
+    assert x.grad.shape == (0, 3)
+    with pytest.raises(ValueError, match="empty axis"):
+        tt.max(x, axis=0)
+    with pytest.raises(ValueError, match="empty axis"):
+        tt.max(x)
+
+
+def test_a_bool_axis_is_a_type_error():
+    for reduce in (tt.sum, tt.mean, tt.max):
+        with pytest.raises(TypeError, match="axis must be an int"):
+            reduce(T(np.ones((2, 3))), axis=True)
+
+
+def test_backward_from_two_threads_into_one_leaf_loses_nothing():
+    # NumPy releases the GIL inside the add that accumulates a leaf's gradient
+    import threading
+
+    w = T(np.ones(200_000), requires_grad=True)
+    seed = on_device(np.ones(200_000))
+
+    def work():
+        for _ in range(30):
+            (w * 2.0).backward(seed)
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert float(w.grad[0]) == 120.0 and float(w.grad.min()) == 120.0

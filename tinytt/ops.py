@@ -37,9 +37,12 @@ __all__ = [
 def as_tensor(x, like: Tensor | None = None) -> Tensor:
     """Return ``x`` as a Tensor without copying (Tensors pass through).
 
-    A Python scalar takes the dtype of ``like`` when ``like`` is floating point, so
-    ``float32_tensor * 2.0`` stays float32 (an int scalar also takes an int ``like``'s
-    dtype; with a bool ``like`` NumPy's promotion applies: ``bool_tensor + 1`` is int).
+    A Python scalar takes the dtype of ``like`` when ``like`` is floating point or
+    complex, so ``float32_tensor * 2.0`` stays float32 (a complex scalar with a float
+    ``like`` gives the complex dtype of the same precision: ``float32 * 1j`` is
+    complex64). An int scalar also takes an int ``like``'s dtype when it fits there (else
+    NumPy's default int, so ``int8_tensor / 300`` is float64 as in NumPy); with a bool
+    ``like`` NumPy's promotion applies: ``bool_tensor + 1`` is int.
     NumPy scalars (``numpy.float64(2.0)``) are treated the same way, unlike NumPy 2's
     NEP 50 rules: a float64 constant must not silently turn a float32 model into float64.
     """
@@ -47,24 +50,33 @@ def as_tensor(x, like: Tensor | None = None) -> Tensor:
         return x
     if isinstance(x, numbers.Number) and like is not None:
         xp = get_xp(like.data)
-        if like.dtype.kind == "f" or (like.dtype.kind in "iu" and isinstance(x, numbers.Integral)
-                                      and not isinstance(x, bool)):
+        kind = like.dtype.kind
+        if kind in "fc" and not isinstance(x, bool):
+            if isinstance(x, numbers.Complex) and not isinstance(x, numbers.Real) and kind == "f":
+                return Tensor(xp.asarray(x, dtype=numpy.result_type(like.dtype, numpy.complex64)))
             return Tensor(xp.asarray(x, dtype=like.dtype))
+        if kind in "iu" and isinstance(x, numbers.Integral) and not isinstance(x, bool):
+            info = numpy.iinfo(like.dtype)
+            if info.min <= int(x) <= info.max:
+                return Tensor(xp.asarray(x, dtype=like.dtype))
         return Tensor(xp.asarray(x))
     return Tensor(x)
 
 
 def _lift(a, b):
+    """Both operands as Tensors on one backend; a scalar takes the other operand's dtype
+    (``as_tensor``), whichever side it is on."""
     if isinstance(a, Tensor) and isinstance(b, Tensor):
         if type(a.data) is not type(b.data):
             get_xp(a.data, b.data)  # raises on a NumPy/CuPy mix
         return a, b
-    if isinstance(a, Tensor) or not isinstance(b, Tensor):
-        a = as_tensor(a)
-        b = as_tensor(b, like=a)
-    else:
+    a_scalar = not isinstance(a, Tensor) and isinstance(a, numbers.Number)
+    if isinstance(b, Tensor) or (a_scalar and not isinstance(b, numbers.Number)):
         b = as_tensor(b)
         a = as_tensor(a, like=b)
+    else:
+        a = as_tensor(a)
+        b = as_tensor(b, like=a)
     get_xp(a.data, b.data)
     return a, b
 
@@ -97,6 +109,8 @@ def _normalize_axes(axis, ndim: int) -> tuple:
     axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
     out = []
     for a in axes:
+        if isinstance(a, bool):     # an int to Python, not to NumPy
+            raise TypeError(f"axis must be an int or a tuple of ints, got {axis!r}")
         # a 0-d tensor has no axes (as in NumPy): any integer axis is out of range for it
         if not isinstance(a, numbers.Integral) or not -ndim <= a < ndim:
             raise ValueError(f"axis {a!r} is out of range for a tensor with {ndim} dimensions")
@@ -279,9 +293,10 @@ def max(x, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001 - NumPy's
     """Maximum over ``axis``. The gradient is shared equally among tied maxima."""
     x = as_tensor(x)
     xp = get_xp(x.data)
-    if x.size == 0:
-        raise ValueError(f"max: cannot reduce a zero-size tensor of shape {x.shape}")
     axes = _normalize_axes(axis, x.ndim)
+    if any(x.shape[a] == 0 for a in axes):
+        raise ValueError(f"max: cannot reduce a zero-size tensor of shape {x.shape} over an empty axis "
+                         f"(axis={axis!r}): the maximum of no values is undefined")
     out_keep = x.data.max(axis=axes, keepdims=True) if x.ndim else x.data.copy()
     out = out_keep if keepdims or not x.ndim else xp.squeeze(out_keep, axis=axes)
 
@@ -323,15 +338,17 @@ def transpose(x, *axes) -> Tensor:
 
 
 def _check_index(index, xp):
-    """Convert Tensor/list parts of an index to arrays; reject float index arrays."""
+    """Convert Tensor/list/tuple parts of an index to arrays; reject float index arrays."""
     parts = index if isinstance(index, tuple) else (index,)
     out = []
     advanced = False
     for p in parts:
         if isinstance(p, Tensor):
             p = p.data
-        if isinstance(p, list):
+        if isinstance(p, (list, tuple)):   # inside an index NumPy reads a tuple as an array too
             p = xp.asarray(p)
+            if p.size == 0 and p.dtype.kind == "f":   # [] or (): no values to have a dtype
+                p = p.astype(xp.intp)
         if hasattr(p, "dtype") and hasattr(p, "shape"):
             if p.dtype.kind not in "iub":
                 raise TypeError(
@@ -570,12 +587,12 @@ def clip(x, a_min=None, a_max=None) -> Tensor:
     out = xp.clip(x.data, a_min, a_max)
     if x.dtype.kind == "f":  # float32 stays float32; int inputs with float bounds become float
         out = out.astype(x.dtype, copy=False)
-    inside = xp.ones(x.shape, dtype=bool)
+    inside = xp.ones(out.shape, dtype=bool)   # array bounds may broadcast x to a larger shape
     if a_min is not None:
         inside &= x.data >= a_min
     if a_max is not None:
         inside &= x.data <= a_max
-    return record("clip", out, (x,), (lambda g: g * inside,))
+    return record("clip", out, (x,), (lambda g: unbroadcast(g * inside, x.shape),))
 
 
 # --- operator methods on Tensor ----------------------------------------------------------------

@@ -147,6 +147,12 @@ class Tensor:
             raise TypeError("len() of a 0-d tensor")
         return self.data.shape[0]
 
+    def __iter__(self):
+        """The sub-tensors along axis 0 (``self[0]``, ``self[1]``, ...), as NumPy iterates."""
+        if self.data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.data.shape[0]))
+
     def __repr__(self) -> str:
         grad = ", requires_grad=True" if self.requires_grad else ""
         op = f", op={self._op}" if self._op else ""
@@ -328,14 +334,21 @@ def _checked_gradient(node: Tensor, parent: Tensor, pg, xp):
     return pg
 
 
+#: leaf gradients are read, added to and replaced under this lock: two threads running
+#: ``backward`` into one shared parameter would otherwise lose updates (NumPy releases the
+#: GIL inside the add)
+_LEAF_LOCK = threading.Lock()
+
+
 def _accumulate_leaf(node: Tensor, g, claimed: set) -> None:
-    if node.grad is not None:
-        node.grad = node.grad + g
-        return
-    if id(g) in claimed or getattr(g, "base", None) is not None or g is node.data:
-        g = g.copy()
-    claimed.add(id(g))
-    node.grad = g
+    with _LEAF_LOCK:
+        if node.grad is not None:
+            node.grad = node.grad + g
+            return
+        if id(g) in claimed or getattr(g, "base", None) is not None or g is node.data:
+            g = g.copy()
+        claimed.add(id(g))
+        node.grad = g
 
 
 def _topological_order(root: Tensor) -> list:
