@@ -201,6 +201,7 @@ def _nested(depth: int):
         ({"m": {"run\udcff": np.ones(2)}}, ValueError, "not valid Unicode"),
         ({"k" * 70000: np.ones(2)}, ValueError, "too long for a zip entry name"),
         (_nested(600), ValueError, "nested too deeply"),
+        ({"a": np.ma.masked_array([1.0, 2.0], mask=[0, 1])}, TypeError, "masked array"),
     ],
 )
 def test_save_rejects_unsupported(tmp_path, obj, exc, words):
@@ -239,6 +240,16 @@ def test_save_to_the_longest_file_name(tmp_path):
         io.save({"w": np.arange(3.0)}, tmp_path / name)
         assert np.array_equal(io.load(tmp_path / name)["w"], np.arange(3.0))
     assert sorted(os.listdir(tmp_path)) == sorted(["c" * 251 + ".npz", "\u00e9" * 125 + ".npz"])
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symbolic links here")
+def test_save_through_a_symbolic_link_replaces_its_target(tmp_path):
+    io.save({"a": 1}, tmp_path / "real.npz")
+    (tmp_path / "link.npz").symlink_to("real.npz")
+    io.save({"a": 2}, tmp_path / "link.npz")
+    assert (tmp_path / "link.npz").is_symlink()
+    assert io.load(tmp_path / "real.npz") == {"a": 2} == io.load(tmp_path / "link.npz")
+    assert sorted(os.listdir(tmp_path)) == ["link.npz", "real.npz"]
 
 
 def test_load_missing_file(tmp_path):

@@ -27,7 +27,8 @@ The write is atomic: the archive goes to a temporary file in the target's
 directory, is flushed and ``fsync``-ed, then ``os.replace``-d onto ``path``, so a
 crash leaves either the old file or the new one, never half a checkpoint; the
 temporary file is removed when anything fails. ``path`` is used exactly as given
-(no ``.npz`` is appended).
+(no ``.npz`` is appended); when it is a symbolic link, the file it points to is replaced
+and the link kept.
 """
 
 from __future__ import annotations
@@ -80,6 +81,9 @@ def _member(path: tuple) -> str:
 
 def _encode(obj, path: tuple, arrays: dict, active: set):
     """Turn ``obj`` into a JSON-able tree, collecting arrays into ``arrays`` (member -> ndarray)."""
+    if isinstance(obj, numpy.ma.MaskedArray):
+        raise TypeError(f"{_where(path)} is a masked array; tinytt.io.save would lose its mask: save "
+                        "its .data and numpy.ma.getmaskarray(...) as two arrays instead")
     if isinstance(obj, numpy.generic) or isinstance(obj, numpy.ndarray) or is_cupy_array(obj):
         arr = to_numpy(obj)
         if arr.dtype.hasobject:
@@ -164,6 +168,9 @@ def save(obj, path) -> None:
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}") from None
     if isinstance(path, bytes):
         path = os.fsdecode(path)
+    if os.path.islink(path):
+        # a link to a checkpoint stays a link: the new file replaces the link's target
+        path = os.path.realpath(path)
     arrays: dict = {}
     try:
         tree = _encode(obj, (), arrays, set())  # all validation happens before touching the disk

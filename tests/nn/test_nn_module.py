@@ -37,6 +37,8 @@ def test_parameter_is_tensor_with_grad():
     assert isinstance(p, tt.Tensor) and p.requires_grad and p.is_leaf
     with pytest.raises(TypeError):
         nn.Parameter(numpy.ones(3, dtype=numpy.int64))
+    with pytest.raises(TypeError, match="floating point"):
+        nn.Parameter(numpy.ones(3, dtype=numpy.complex64))
 
 
 def test_named_parameters_order_and_names():

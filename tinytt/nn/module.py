@@ -42,6 +42,9 @@ class Parameter(Tensor):
 
     def __init__(self, data, dtype=None):
         super().__init__(data, requires_grad=True, dtype=dtype)
+        if self.dtype.kind != "f":
+            raise TypeError(f"Parameter: data must be floating point (float16, float32 or float64), got "
+                            f"{self.dtype}; the optimizers and layers update real parameters")
 
     def __repr__(self) -> str:
         return f"Parameter(shape={self.shape}, dtype={self.dtype})"
