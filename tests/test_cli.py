@@ -1,9 +1,11 @@
 """The ``tinytt`` command line: argument errors, train/save/resume/eval round trip, interrupts, info, demo."""
 
+import gzip
 import json
 import os
 import subprocess
 import sys
+import threading
 
 import numpy
 import pytest
@@ -54,6 +56,7 @@ REQUIRED = {"valid_accuracy", "test_accuracy", "embedding_parameters", "compress
     (["train", "--train", "X", "--cores", "1"], "--cores"),
     (["train", "--train", "X", "--dropout", "1.5"], "--dropout"),
     (["train", "--train", "X", "--tt-shape", "2,2x3"], "--tt-shape"),
+    (["train", "--train", "X", "--tt-shape", "10x4"], "at least 2 cores"),   # as --cores 1 (built 1 core)
     (["train", "--train", "X", "--epochs", "two"], "--epochs"),
     (["train", "--model", "cnn"], "--model"),
     (["train"], "--dataset NAME or --train PATH"),
@@ -208,7 +211,7 @@ def test_flags_that_would_be_ignored_or_crash_are_argument_errors(tsv, tmp_path,
 
 def test_download_of_a_dataset_without_a_source_is_an_argument_error(tmp_path, capsys):
     code, _, err = run(["train", "--dataset", "sst2", "--download", "--data-dir", str(tmp_path)], capsys)
-    assert code == 2 and "download" in err
+    assert code == 2 and "no download source" in err and "instead" not in err
 
 
 def test_language_model_splits_that_are_too_short(tmp_path, capsys):
@@ -264,3 +267,159 @@ def test_demo_runs_and_perplexity_falls(capsys):
     assert tt_["compression"] > 10
     assert tt_["valid_perplexity"] < 2.0 * dense["valid_perplexity"]
     assert res["seconds"] < 180
+
+
+# ----------------------------------------------------------------------------- reviewer's bugs
+T_TSV = "0\tgood movie\n1\tbad movie\n0\tgreat film\n1\tawful film\n0\tnice one\n1\tdull one\n"
+TINY = ["--emb-dim", "8", "--hidden", "8", "--batch-size", "4", "--no-progress"]
+
+
+def _trained_epochs(err):
+    return [ln for ln in err.splitlines() if ln.startswith("epoch ")]
+
+
+def test_save_to_a_directory_is_refused_before_training(tmp_path, capsys):
+    # trained a whole epoch, then IsADirectoryError (exit 1)
+    (tmp_path / "t.tsv").write_text(T_TSV)
+    code, _, err = run(["train", "--train", str(tmp_path / "t.tsv"), "--epochs", "1", "--save", str(tmp_path)]
+                       + TINY, capsys)
+    assert code == 2 and "--save" in err and "is a directory" in err
+    assert not _trained_epochs(err)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo (POSIX)")
+@pytest.mark.parametrize("gz", [False, True])
+def test_train_and_eval_read_fifos(tmp_path, capsys, gz):
+    # a FIFO (or <(cat t.tsv), /dev/stdin from a pipe) was refused: "does not exist"
+    payload = gzip.compress(T_TSV.encode()) if gz else T_TSV.encode()
+
+    def fifo(name):
+        path = tmp_path / name
+        os.mkfifo(path)
+        threading.Thread(target=path.write_bytes, args=(payload,), daemon=True).start()
+        return str(path)
+
+    ck = str(tmp_path / "ck.npz")
+    code, out, err = run(["train", "--train", fifo("train"), "--epochs", "1", "--save", ck, "--json"] + TINY,
+                         capsys)
+    assert code == 0, err
+    assert json.loads(out)["num_train"] == 5    # 6 examples, 1 carved for validation
+    code, out, err = run(["eval", "--checkpoint", ck, "--test", fifo("test"), "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["n"] == 6
+    os.mkfifo(tmp_path / "ck_fifo")   # a checkpoint (a zip, read with seeks) must be a regular file
+    code, _, err = run(["eval", "--checkpoint", str(tmp_path / "ck_fifo"), "--test", ck], capsys)
+    assert code == 2 and "not a regular file" in err
+
+
+def test_resume_on_data_with_another_class_count(tmp_path, capsys):
+    # the file gained a class: load_state_dict's shape-mismatch traceback (exit 1)
+    data = tmp_path / "t.tsv"
+    data.write_text(T_TSV + "2\tso-so film\n")
+    ck = str(tmp_path / "ck.npz")
+    code, _, err = run(["train", "--train", str(data), "--epochs", "1", "--save", ck] + TINY, capsys)
+    assert code == 0, err
+    data.write_text(T_TSV + "2\tso-so film\n3\tmixed film\n")
+    code, _, err = run(["train", "--resume", ck, "--epochs", "2", "--no-progress"], capsys)
+    assert code == 2 and "trained with 3 classes" in err and "(4 classes)" in err
+    assert not _trained_epochs(err)
+    data.write_text(T_TSV)   # fewer classes than the checkpoint: its 3 outputs still fit the labels
+    code, out, err = run(["train", "--resume", ck, "--epochs", "2", "--json", "--no-progress"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["config"]["num_classes"] == 3
+
+
+def test_training_split_empty_after_carving(tmp_path, capsys):
+    # 3 examples, --valid-fraction 0.9: 0 steps and "training loss is nan ... try a smaller --lr"
+    data = tmp_path / "three.tsv"
+    data.write_text(T_TSV[:T_TSV.index("0\tgreat")] + "0\tgreat film\n")
+    code, _, err = run(["train", "--train", str(data), "--valid-fraction", "0.9", "--epochs", "1"] + TINY, capsys)
+    assert code == 2 and "--valid-fraction 0.9" in err and "training split is empty" in err
+    text = tmp_path / "lm.txt"
+    text.write_text("a b c d e\n" * 5)   # 30 tokens, 27 carved for validation
+    code, _, err = run(["train", "--task", "lm", "--train", str(text), "--valid-fraction", "0.9", "--epochs", "1"]
+                       + TINY, capsys)
+    assert code == 2 and "--valid-fraction 0.9" in err
+
+
+def test_cr_line_ends_and_byte_order_mark_via_the_cli(tmp_path, capsys):
+    cr = tmp_path / "cr.tsv"
+    cr.write_bytes(T_TSV.replace("\n", "\r").encode())   # every example merged into one before
+    bom = tmp_path / "bom.tsv"
+    bom.write_bytes(b"\xef\xbb\xbf" + T_TSV.encode())      # "label must be an integer, got '\ufeff0'"
+    for path in (cr, bom):
+        code, out, err = run(["train", "--train", str(path), "--epochs", "1", "--json"] + TINY, capsys)
+        assert code == 0, err
+        assert json.loads(out)["num_train"] == 5
+
+
+def test_resume_with_a_relative_path_of_the_same_file_is_no_change(tmp_path, capsys, monkeypatch):
+    (tmp_path / "t.tsv").write_text(T_TSV)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(["train", "--train", "t.tsv", "--epochs", "1", "--save", "ck.npz"] + TINY, capsys)
+    assert code == 0, err
+    code, _, err = run(["train", "--resume", "ck.npz", "--train", "./t.tsv", "--epochs", "2", "--no-progress"],
+                       capsys)
+    assert code == 0, err
+    assert "ignoring" not in err   # was "note: ... ignoring --train" (the checkpoint stores the absolute path)
+    (tmp_path / "other.tsv").write_text(T_TSV)
+    code, _, err = run(["train", "--resume", "ck.npz", "--train", "other.tsv", "--epochs", "2", "--no-progress"],
+                       capsys)
+    assert code == 0 and "ignoring --train" in err
+
+
+def test_resume_with_fewer_epochs_than_already_run(tmp_path, capsys):
+    # was accepted: "resuming ... after epoch 2 of 1" and contradictory JSON
+    (tmp_path / "t.tsv").write_text(T_TSV)
+    ck = str(tmp_path / "ck.npz")
+    code, _, err = run(["train", "--train", str(tmp_path / "t.tsv"), "--epochs", "2", "--save", ck] + TINY, capsys)
+    assert code == 0, err
+    code, _, err = run(["train", "--resume", ck, "--epochs", "1", "--no-progress"], capsys)
+    assert code == 2 and "--epochs 1" in err and "already run 2 epochs" in err
+    assert not _trained_epochs(err) and "resuming" not in err
+    code, out, err = run(["train", "--resume", ck, "--epochs", "2", "--json", "--no-progress"], capsys)
+    assert code == 0 and json.loads(out)["epochs_run"] == 2   # nothing left to run is fine
+
+
+def test_download_uses_present_files(tmp_path, capsys, monkeypatch):
+    # --download failed for sst2/sst5/mr even with the data present and TINYTT_DATA set
+    for split in ("train", "dev", "test"):
+        path = tmp_path / "sst2" / f"{split}.tsv"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(T_TSV)
+    monkeypatch.setenv("TINYTT_DATA", str(tmp_path))
+    code, out, err = run(["train", "--dataset", "sst2", "--download", "--epochs", "1", "--json"] + TINY, capsys)
+    assert code == 0, err
+    assert json.loads(out)["num_train"] == 6
+
+
+def test_invalid_environment_variables(tsv, capsys, monkeypatch):
+    # TINYTT_NUM_THREADS=two: the data was loaded, then a traceback at the first step
+    monkeypatch.setenv("TINYTT_NUM_THREADS", "two")
+    for argv in (["train", "--train", tsv["train"], "--epochs", "1"] + SMALL, ["demo", "--steps", "1"]):
+        code, _, err = run(argv, capsys)
+        assert code == 2 and "TINYTT_NUM_THREADS" in err and "'two'" in err
+        assert not _trained_epochs(err)
+    # info, the diagnostic command, reported it with a traceback of its own
+    monkeypatch.setenv("TINYTT_NUM_THREADS", "0")
+    code, out, _ = run(["info"], capsys)
+    assert code == 0 and "TINYTT_NUM_THREADS must be a positive integer, got '0'" in out
+    code, out, _ = run(["info", "--json"], capsys)
+    info = json.loads(out)
+    assert code == 0 and info["cpu_threads"]["workers"] is None and "TINYTT_NUM_THREADS" in info["env_errors"][0]
+    monkeypatch.delenv("TINYTT_NUM_THREADS")
+    # a TINYTT_BACKEND that is not the backend in use (tinytt.backend applies it at import)
+    monkeypatch.setenv("TINYTT_BACKEND", "bogus")
+    code, _, err = run(["train", "--train", tsv["train"], "--epochs", "1"] + SMALL, capsys)
+    assert code == 2 and "TINYTT_BACKEND='bogus'" in err
+    code, out, _ = run(["info"], capsys)
+    assert code == 0 and "TINYTT_BACKEND='bogus'" in out
+
+
+def test_labels_above_the_class_limit(tmp_path, capsys):
+    # 10**20: OverflowError traceback; 1000000: silently a 1,000,001-class model
+    for label in ("1000000", str(10 ** 20)):
+        data = tmp_path / "big.tsv"
+        data.write_text(T_TSV + f"{label}\tstray\n")
+        code, _, err = run(["train", "--train", str(data), "--epochs", "1"] + TINY, capsys)
+        assert code == 2 and str(data) in err and "line 7" in err and "MAX_CLASSES" in err

@@ -207,3 +207,19 @@ def test_lstm_dropout_stream_differs_from_the_models_other_dropout_streams():
     states = random_states(model)
     assert len(states) == 2
     assert states["lstm._rng"]["state"] != states["drop.rng"]["state"]
+
+
+def test_fit_refuses_an_empty_training_split(tmp_path):
+    # it ran 0 steps and raised "training loss is nan ... try a smaller --lr"
+    vocab, data, cfg = _setup(tmp_path)
+    model = build_model(cfg, len(vocab), 2)
+    data["train"] = ClassificationData.from_tokens([], [], vocab)
+    task = ClassificationTask(data, show_progress=False)
+    with pytest.raises(ValueError, match="training split is empty"):
+        fit(model, tt.optim.Adam(model.parameters()), task, 1)
+    short = LanguageModelTask({"train": numpy.arange(30) % 5, "valid": numpy.arange(10) % 5}, batch_size=20,
+                              show_progress=False)
+    lm = build_model({"task": "lm", "emb_dim": 8, "hidden": 8, "dropout": 0.0}, 5)
+    with pytest.raises(ValueError, match="training split is empty"):
+        fit(lm, tt.optim.Adam(lm.parameters()), short, 1)
+    assert fit(model, tt.optim.Adam(model.parameters()), task, 1, start_epoch=1).history == []  # nothing to run

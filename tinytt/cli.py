@@ -13,8 +13,10 @@
   checkpoint and evaluates a file.
 - ``tinytt info``: versions, backend, BLAS, GPU.
 
-Bad arguments give an argparse-style message and exit code 2. Ctrl-C during training
-exits with code 130 and leaves the last checkpoint intact.
+Bad arguments give an argparse-style message and exit code 2 before training starts;
+so do invalid ``TINYTT_NUM_THREADS`` / ``TINYTT_BACKEND`` values (``info`` lists them in
+its output instead). Ctrl-C during training exits with code 130 and leaves the last
+checkpoint intact.
 """
 
 from __future__ import annotations
@@ -90,9 +92,13 @@ def _tt_shape(text):
     from .models import parse_tt_shape
 
     try:
-        return parse_tt_shape(text)
+        rows, cols = parse_tt_shape(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    if len(rows) < 2:  # as --cores: one core is just the dense matrix
+        raise argparse.ArgumentTypeError(f"a TT embedding needs at least 2 cores (factors on each side of "
+                                         f"the x), got {text!r}")
+    return rows, cols
 
 
 def _cores(text):
@@ -195,10 +201,33 @@ def _err(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _check_file(parser, flag: str, path) -> None:
-    if path is not None and not os.path.isfile(path):
+def _check_file(parser, flag: str, path, regular: bool = False) -> None:
+    """Exit 2 unless ``path`` exists and is not a directory (data files may be pipes, FIFOs or
+    /dev/stdin); with ``regular`` it must be a regular file (checkpoints are zip archives,
+    read with seeks)."""
+    if path is not None and (os.path.isdir(path) or not os.path.exists(path)):
         what = "is a directory, not a file" if os.path.isdir(path) else "does not exist"
         parser.error(f"{flag}: {path} {what}")
+    if path is not None and regular and not os.path.isfile(path):
+        parser.error(f"{flag}: {path} is not a regular file (a checkpoint cannot be read from a pipe)")
+
+
+def _env_errors() -> list:
+    """What is wrong with ``TINYTT_NUM_THREADS`` and ``TINYTT_BACKEND`` (read by
+    tinytt.parallel and tinytt.backend), as messages naming the variable; empty when fine."""
+    from .backend import get_backend
+    from .parallel import num_threads
+
+    errors = []
+    try:
+        num_threads()
+    except ValueError as exc:
+        errors.append(str(exc))
+    backend = os.environ.get("TINYTT_BACKEND", "").strip()
+    if backend and backend.lower() != get_backend():
+        errors.append(f"TINYTT_BACKEND={backend!r} is not in effect (the backend is {get_backend()!r}); "
+                      f"it must be 'numpy' or 'cupy'")
+    return errors
 
 
 def _fmt_int(n) -> str:
@@ -266,6 +295,12 @@ def _load_classify(cfg: dict, args, parser, show_progress: bool):
         parser.error(f"labels must be integers 0..K-1, found {min(all_labels)}")
     if num_classes is None:
         num_classes = max(2, max(all_labels) + 1)
+        trained = cfg.get("num_classes")  # present when resuming a checkpoint
+        if trained is not None:
+            if num_classes > trained:
+                parser.error(f"--resume: the data no longer matches the checkpoint: it was trained with {trained} "
+                             f"classes but the data now has labels up to {max(all_labels)} ({num_classes} classes)")
+            num_classes = trained
     elif max(all_labels) >= num_classes:
         parser.error(f"dataset {cfg['dataset']} has labels up to {max(all_labels)}, expected < {num_classes}")
     if splits.get("valid") is None:
@@ -275,6 +310,10 @@ def _load_classify(cfg: dict, args, parser, show_progress: bool):
         if len(toks) < 2:
             parser.error("need at least 2 training examples to carve a validation split (or pass --valid)")
         tr, va = carve_validation(len(toks), cfg["valid_fraction"], cfg["seed"])
+        if len(tr) == 0:
+            parser.error(f"--valid-fraction {cfg['valid_fraction']}: the training split is empty after carving "
+                         f"{len(va)} of the {len(toks)} training examples for validation; use a smaller "
+                         f"--valid-fraction or pass --valid")
         splits["valid"] = ([toks[i] for i in va], [labels[i] for i in va])
         splits["train"] = ([toks[i] for i in tr], [labels[i] for i in tr])
     return splits, num_classes
@@ -357,7 +396,7 @@ def _train_config(args, parser, resumed: dict | None) -> dict:
     if resumed is not None:
         cfg = dict(resumed)
         ignored = [k for k in _MODEL_KEYS if given.get(k) is not None and k not in ("epochs",)
-                   and _norm(given[k]) != _norm(cfg.get(k))]
+                   and not _same_setting(k, given[k], cfg.get(k))]
         if ignored:
             _err("note: --resume keeps the checkpoint's settings; ignoring "
                  + ", ".join(f"--{k.replace('_', '-')}" for k in ignored))
@@ -413,6 +452,14 @@ def _norm(v):
     return v
 
 
+def _same_setting(key: str, given, stored) -> bool:
+    """Whether a flag given with --resume equals the checkpoint's value (data files compared
+    as resolved paths: the checkpoint stores them absolute)."""
+    if key in ("train", "valid", "test") and stored is not None:
+        return os.path.realpath(given) == os.path.realpath(stored)
+    return _norm(given) == _norm(stored)
+
+
 def cmd_train(args, parser) -> int:
     """``tinytt train``: read the data, build the model (or resume a checkpoint), train with
     Adam, evaluate, optionally save; returns the exit code. Bad arguments go to
@@ -428,7 +475,7 @@ def cmd_train(args, parser) -> int:
         _check_file(parser, f"--{flag}", getattr(args, flag))
     resumed = None
     if args.resume is not None:
-        _check_file(parser, "--resume", args.resume)
+        _check_file(parser, "--resume", args.resume, regular=True)
         try:
             resumed = load_checkpoint(args.resume)
         except ValueError as exc:
@@ -436,13 +483,19 @@ def cmd_train(args, parser) -> int:
     cfg = _train_config(args, parser, None if resumed is None else resumed["config"])
     if resumed is not None:
         for flag in ("train", "valid", "test"):
-            if cfg.get(flag) is not None and not os.path.isfile(cfg[flag]):
+            if cfg.get(flag) is not None and (os.path.isdir(cfg[flag]) or not os.path.exists(cfg[flag])):
                 parser.error(f"--resume: the checkpoint's --{flag} file {cfg[flag]} no longer exists")
+        if cfg["epochs"] < resumed["epoch"]:
+            parser.error(f"--epochs {cfg['epochs']}: the checkpoint {args.resume} has already run {resumed['epoch']} "
+                         f"epochs; --epochs is the total, so give {resumed['epoch']} or more")
     save_path = args.save or args.resume
     if save_path is not None:
         d = os.path.dirname(os.path.abspath(save_path))
         if not os.path.isdir(d):
             parser.error(f"--save: directory {d} does not exist")
+        if os.path.isdir(save_path):
+            parser.error(f"--save: {save_path} is a directory; give the checkpoint's file name "
+                         f"(e.g. {os.path.join(save_path, 'model.npz')})")
 
     t_data = time.perf_counter()
     if cfg["task"] == "classify":
@@ -459,8 +512,10 @@ def cmd_train(args, parser) -> int:
         vocab = resumed["vocab"] if resumed else Vocab.build([corpus["train"]], max_size=cfg["vocab_size"])
         streams = {k: (None if v is None else lm_stream(v, vocab)) for k, v in corpus.items()}
         if len(streams["train"]) < 2 * cfg["batch_size"] + 2:
-            parser.error(f"the training text has {len(streams['train'])} tokens; need at least "
-                         f"{2 * cfg['batch_size'] + 2} for --batch-size {cfg['batch_size']}")
+            carved = cfg.get("dataset") is None and cfg.get("valid") is None
+            parser.error(f"the training text has {len(streams['train'])} tokens"
+                         + (f" after carving --valid-fraction {cfg['valid_fraction']} for validation" if carved else "")
+                         + f"; need at least {2 * cfg['batch_size'] + 2} for --batch-size {cfg['batch_size']}")
         for split in ("valid", "test"):
             if streams.get(split) is not None and len(streams[split]) < 4:
                 parser.error(f"the {split} text has {len(streams[split])} tokens; need at least 4")
@@ -478,10 +533,13 @@ def cmd_train(args, parser) -> int:
     optimizer = Adam(model.parameters(), lr=cfg["lr"])
     start_epoch, history, best_state = 0, [], None
     if resumed is not None:
-        model.load_state_dict(resumed["model"])
+        try:
+            model.load_state_dict(resumed["model"])
+            if resumed["optim"]:
+                optimizer.load_state_dict(resumed["optim"])
+        except (KeyError, ValueError, TypeError) as exc:
+            parser.error(f"--resume: the data no longer matches the checkpoint {args.resume}: {exc}")
         set_random_states(model, resumed["random"])
-        if resumed["optim"]:
-            optimizer.load_state_dict(resumed["optim"])
         start_epoch, history, best_state = resumed["epoch"], resumed["history"], resumed["best_model"]
         _err(f"resuming from {args.resume} after epoch {start_epoch} of {cfg['epochs']}")
     info = models.describe(model)
@@ -546,7 +604,7 @@ def cmd_eval(args, parser) -> int:
     from .data import read_lm_tokens, read_tsv, tokenize
     from .train import ClassificationData, ClassificationTask, LanguageModelTask, load_checkpoint, lm_stream
 
-    _check_file(parser, "--checkpoint", args.checkpoint)
+    _check_file(parser, "--checkpoint", args.checkpoint, regular=True)
     _check_file(parser, "--test", args.test)
     try:
         ck = load_checkpoint(args.checkpoint)
@@ -637,7 +695,10 @@ def _gpu_info() -> dict:
 
 
 def collect_info() -> dict:
-    """Versions, backend, BLAS, thread settings, GPU and optional packages, as a JSON-able dict."""
+    """Versions, backend, BLAS, thread settings, GPU and optional packages, as a JSON-able dict.
+
+    Invalid ``TINYTT_NUM_THREADS``/``TINYTT_BACKEND`` values are listed under ``env_errors``
+    (``cpu_threads["workers"]`` is then None) instead of raised."""
     import tinytt
 
     from .backend import get_backend
@@ -665,6 +726,7 @@ def collect_info() -> dict:
         "opt_einsum": oe,
         "backend": get_backend(),
         "backend_env": os.environ.get("TINYTT_BACKEND"),
+        "env_errors": _env_errors(),
         "data_env": os.environ.get("TINYTT_DATA"),
         "blas": _blas_info(),
         "threads_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
@@ -681,7 +743,11 @@ def _cpu_threads_info() -> dict:
     from . import blas_threads
     from .parallel import num_threads
 
-    return {"workers": num_threads(), "blas_spin_log2": blas_threads.spin_log2(),
+    try:
+        workers = num_threads()
+    except ValueError:  # an invalid TINYTT_NUM_THREADS: collect_info lists it under env_errors
+        workers = None
+    return {"workers": workers, "blas_spin_log2": blas_threads.spin_log2(),
             "blas_work_in_threads": blas_threads.cooperative()}
 
 
@@ -712,7 +778,8 @@ def cmd_info(args, parser) -> int:
     if info["threads_env"]:
         lines.append("threads env " + " ".join(f"{k}={v}" for k, v in info["threads_env"].items()))
     ct = info["cpu_threads"]
-    lines.append(f"workers     {ct['workers']}; BLAS work in worker threads (LSTM pipelines): "
+    lines.append(f"workers     {ct['workers'] or 'unknown (invalid TINYTT_NUM_THREADS)'}; "
+                 f"BLAS work in worker threads (LSTM pipelines): "
                  + ("yes" if ct["blas_work_in_threads"] else
                     f"no (OpenBLAS spin 2**{ct['blas_spin_log2']} cycles: import tinytt before NumPy"
                     " or set OPENBLAS_THREAD_TIMEOUT=20)" if ct["blas_spin_log2"] else
@@ -725,6 +792,7 @@ def cmd_info(args, parser) -> int:
         lines.append(f"cupy        not available ({gpu.get('reason', '')})")
     lines.append(f"data        TINYTT_DATA={info['data_env'] or '(not set)'}")
     lines.append("optional    " + ", ".join(f"{k} {v or 'absent'}" for k, v in info["optional"].items()))
+    lines += [f"error       {msg}" for msg in info["env_errors"]]
     print("\n".join(lines))
     return 0
 
@@ -859,6 +927,9 @@ def main(argv=None) -> int:
         return 2
     sub = parser._subparsers._group_actions[0].choices[args.command]  # the sub-command's parser
     handler = {"demo": cmd_demo, "train": cmd_train, "eval": cmd_eval, "info": cmd_info}[args.command]
+    env_errors = [] if args.command == "info" else _env_errors()  # (info reports them in its output)
+    if env_errors:
+        sub.error(env_errors[0])
     if args.command in ("demo", "train") and os.environ.get("TINYTT_KEEP_FREED_MEMORY", "1") != "0":
         keep_freed_memory()  # steady-state steps reuse mapped pages (tinytt/allocator.py)
     try:

@@ -433,7 +433,11 @@ def fit(model, optimizer, task, epochs: int, *, start_epoch: int = 0, history: l
 
     ``max_steps``/``time_budget`` (seconds, per epoch) cut epochs short (demos, smoke
     tests). ``log(str)`` receives one line per epoch. Returns a :class:`FitResult`.
+    Raises ValueError when there are epochs to run but the training split gives no step
+    (it is empty, or an LM stream is shorter than two rows of ``batch_size``).
     """
+    if start_epoch < epochs and task.steps_per_epoch() == 0:
+        raise ValueError("fit: the training split is empty (0 steps per epoch); there is nothing to train on")
     log = log or (lambda s: None)
     history = history if history is not None else []   # appended to in place (callers see progress)
     res = FitResult(history=history, best_state=best_state)

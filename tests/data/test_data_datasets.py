@@ -122,10 +122,20 @@ def test_bad_names_and_arguments(fake_root):
         load_dataset("wikitext2", data_dir=fake_root)
     with pytest.raises(ValueError, match="load_ptb"):
         load_dataset("ptb", data_dir=fake_root)
-    with pytest.raises(ValueError, match="download=True is not supported"):
-        load_dataset("sst2", data_dir=fake_root, download=True)
     with pytest.raises(TypeError, match="data_dir"):
         load_dataset("sst2", data_dir=42)
+
+
+def test_download_means_download_when_missing(fake_root, tmp_path, monkeypatch):
+    # download=True failed for sst2/sst5/mr even with the files present ("not supported ...
+    # set TINYTT_DATA instead"); present files are now used, missing ones say there is no source
+    monkeypatch.setenv(DATA_ENV_VAR, str(fake_root))
+    assert load_dataset("sst2", download=True) == load_dataset("sst2")
+    assert load_dataset("mr", download=True) == load_dataset("mr")
+    for name in ("sst5", "mr"):
+        with pytest.raises(FileNotFoundError, match="no download source") as info:
+            load_dataset(name, data_dir=tmp_path / "empty", download=True)
+        assert "instead" not in str(info.value) and "--data-dir" in str(info.value)
 
 
 def test_imdb_from_original_tarball(tmp_path):

@@ -2,11 +2,14 @@
 
 import gzip
 import io
+import os
 import tarfile
+import threading
 
 import pytest
 
 from tinytt.data import read_aclimdb, read_lm_tokens, read_tsv
+from tinytt.data.readers import MAX_CLASSES
 
 
 def _write(path, data: bytes, gz: bool):
@@ -163,3 +166,61 @@ def test_read_aclimdb_bad_utf8_names_the_review(tmp_path):
     (acl / "test" / "neg" / "7_1.txt").write_bytes(b"caf\xe9")
     with pytest.raises(ValueError, match=r"7_1\.txt.*invalid UTF-8"):
         read_aclimdb(acl)
+
+
+# ------------------------------------------------------------------ line ends, BOM, pipes, label range
+@pytest.mark.parametrize("gz", [False, True])
+def test_cr_only_and_mixed_line_ends_are_line_ends(tmp_path, gz):
+    # old-Mac "\r" line ends merged the whole file into one example before
+    p = _write(tmp_path / "cr.tsv", b"1\tgood movie\r0\tbad movie\r\n1\tgreat\n0\tdull\r", gz)
+    assert read_tsv(p) == (["good movie", "bad movie", "great", "dull"], [1, 0, 1, 0])
+    q = _write(tmp_path / "cr.txt", b"a b\rc\r\rd\r\n", gz)
+    assert read_lm_tokens(q) == ["a", "b", "<eos>", "c", "<eos>", "<eos>", "d", "<eos>"]
+
+
+def test_line_numbers_count_cr_line_ends(tmp_path):
+    p = _write(tmp_path / "cr.tsv", b"1\ta\r0\tb\rx\tc\r", gz=False)
+    with pytest.raises(ValueError, match="line 3: label must be an integer"):
+        read_tsv(p)
+    q = _write(tmp_path / "cr_utf8.tsv", b"1\ta\r0\tb \xff\r1\tc\r", gz=False)
+    with pytest.raises(ValueError, match=r"line 2: invalid UTF-8 \(invalid start byte at byte 4\)"):
+        read_tsv(q)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_leading_byte_order_mark_is_dropped(tmp_path, gz):
+    # the TSV reader rejected line 1 ("label must be an integer, got '\ufeff1'") and the LM
+    # reader kept the mark in the first token
+    p = _write(tmp_path / "bom.tsv", "\ufeff1\tgood\n0\tbad \ufeff inside\n".encode(), gz)
+    assert read_tsv(p) == (["good", "bad \ufeff inside"], [1, 0])   # only the leading one
+    assert read_lm_tokens(p, eos=None) == ["1", "good", "0", "bad", "\ufeff", "inside"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo (POSIX)")
+@pytest.mark.parametrize("gz", [False, True])
+def test_reads_non_seekable_files(tmp_path, gz):
+    # the gzip sniffing did raw.seek(0): a FIFO / pipe / /dev/stdin raised io.UnsupportedOperation
+    data = b"1\tgood movie\n0\tbad movie\n"
+    payload = gzip.compress(data) if gz else data
+    for reader, want in ((read_tsv, (["good movie", "bad movie"], [1, 0])),
+                         (read_lm_tokens, ["1", "good", "movie", "<eos>", "0", "bad", "movie", "<eos>"])):
+        fifo = tmp_path / f"fifo_{reader.__name__}"
+        os.mkfifo(fifo)
+        writer = threading.Thread(target=fifo.write_bytes, args=(payload,), daemon=True)
+        writer.start()
+        try:
+            assert reader(fifo) == want
+        finally:
+            writer.join(timeout=10)
+
+
+def test_labels_are_bounded_by_max_classes(tmp_path):
+    # 10**20 gave an OverflowError later and one stray 1000000 built a 1,000,001-class model
+    assert MAX_CLASSES == 10_000
+    ok = _write(tmp_path / "ok.tsv", f"0\ta\n{MAX_CLASSES - 1}\tb\n+1\tc\n".encode(), gz=False)
+    assert read_tsv(ok)[1] == [0, MAX_CLASSES - 1, 1]
+    for label in (str(MAX_CLASSES), "1000000", str(10 ** 20), "9" * 5000, "-1"):
+        p = _write(tmp_path / "big.tsv", f"0\ta\n1\tb\n{label}\tc\n".encode(), gz=False)
+        with pytest.raises(ValueError, match=r"line 3: label must be an integer in 0\.\.9999") as info:
+            read_tsv(p)
+        assert str(p) in str(info.value)

@@ -1,6 +1,8 @@
 """Tests for tinytt.data.tokenizer."""
 
 import re
+import sys
+import unicodedata
 
 import pytest
 from hypothesis import given
@@ -54,8 +56,28 @@ def test_tokens_nonempty_without_whitespace(text):
 @given(st.text(max_size=200))
 def test_chunked_fast_path_equals_plain_regex(text):
     # tokenize() splits on whitespace first for speed; that must not change the result
-    cleaned = tok_mod._HTML_TAG.sub(" ", text).lower().replace("\u2019", "'").replace("\u2018", "'")
-    assert tokenize(text) == [m.group(0) for m in tok_mod._TOKEN.finditer(cleaned)]
+    cleaned = unicodedata.normalize("NFC", tok_mod._HTML_TAG.sub(" ", text).lower())
+    cleaned = cleaned.replace("\u2019", "'").replace("\u2018", "'")
+    assert tokenize(text) == [m.group(0) for m in tok_mod._token_pattern(True).finditer(cleaned)]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("İstanbul", ["i\u0307stanbul"]),                     # 'İ'.lower() is 'i' + U+0307: was ['i', '̇', 'stanbul']
+    ("cafe\u0301 nai\u0308ve", ["café", "naïve"]),        # NFD input: was ['cafe', '́', 'nai', '̈', 've']
+    ("CAFÉ café", ["café", "café"]),
+    ("हिन्दी, ok", ["हिन्दी", ",", "ok"]),                    # vowel signs and virama (Mc, Mn)
+    ("do\u0301n't", ["dó", "n't"]),
+    ("x\U0001d165y 😀", ["x\U0001d165y", "😀"]),          # a mark above U+FFFF
+])
+def test_words_keep_their_combining_marks(text, expected):
+    assert tokenize(text) == expected
+
+
+def test_every_combining_mark_stays_in_its_word():
+    marks = [chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c))[0] == "M"]
+    bmp = "".join(m for m in marks if m <= "\uffff")
+    assert len(tokenize("a" + bmp + "b")) == 1
+    assert len(tokenize("a" + "".join(marks) + "b")) == 1
 
 
 _ascii = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=120)

@@ -66,13 +66,17 @@ def split_indices(n: int, valid_fraction: float = 0.1, test_fraction: float = 0.
     return train, valid, test
 
 
-def _missing(what: str, looked: list[Path], root: Path, data_dir, downloadable: bool) -> FileNotFoundError:
+def _missing(what: str, looked: list[Path], root: Path, data_dir, downloadable: bool,
+             download: bool = False) -> FileNotFoundError:
     source = "data_dir argument" if data_dir is not None else (
         f"${DATA_ENV_VAR}" if os.environ.get(DATA_ENV_VAR) else f"default (${DATA_ENV_VAR} is not set)")
     hint = (f"Set {DATA_ENV_VAR} to the directory that holds the dataset folders "
             f"(e.g. export {DATA_ENV_VAR}=/work/shared/data) or pass data_dir (CLI: --data-dir)")
     if downloadable:
         hint += ", or pass download=True (CLI: --download) to fetch it"
+    elif download:
+        hint = (f"download=True (CLI: --download) cannot fetch it: tinytt has no download source for it "
+                f"(only for {', '.join(sorted(SOURCES))}). " + hint)
     paths = "\n  ".join(str(p) for p in looked)
     return FileNotFoundError(f"{what} not found under data root {root} ({source}). Looked for:\n  {paths}\n{hint}.")
 
@@ -106,7 +110,9 @@ def load_dataset(
     data_dir : path or None
         Data root (default ``$TINYTT_DATA``, else the user cache dir).
     download : bool
-        IMDB only: fetch ``aclImdb_v1.tar.gz`` if no copy is found.
+        Download when missing: IMDB's ``aclImdb_v1.tar.gz`` is fetched if no copy
+        is found. SST and MR have no download source: files that are present are
+        used, missing ones raise ``FileNotFoundError`` saying so.
     seed, valid_fraction, test_fraction
         MR only (it has no official split): the splits are carved from
         ``mr/all.tsv.gz`` by :func:`split_indices` (default 80/10/10, seed 0).
@@ -130,15 +136,12 @@ def load_dataset(
     if name not in DATASETS:
         raise ValueError(f"load_dataset: name must be one of {sorted(DATASETS)}, got {name!r} "
                          f"(for Penn Treebank use load_ptb)")
-    if download and name not in SOURCES:
-        raise ValueError(f"load_dataset: download=True is not supported for {name!r} "
-                         f"(only {sorted(set(SOURCES) & set(DATASETS))}); set {DATA_ENV_VAR} instead")
     root = data_root(data_dir)
     if name == "mr":
         fns = ["all.tsv.gz", "all.tsv"]
         path = _find(root, name, fns)
         if path is None:
-            raise _missing("dataset 'mr'", [root / name / f for f in fns], root, data_dir, False)
+            raise _missing("dataset 'mr'", [root / name / f for f in fns], root, data_dir, False, download)
         texts, labels = read_tsv(path)
         tr, va, te = split_indices(len(texts), valid_fraction, test_fraction, seed)
         return {"train": _subset(texts, labels, tr), "valid": _subset(texts, labels, va),
@@ -171,7 +174,7 @@ def load_dataset(
             p = _download("imdb", root) / "aclImdb_v1.tar.gz"
         acl = read_aclimdb(p)
         return {"train": acl["train"], "valid": None, "test": acl["test"]}
-    raise _missing(f"dataset {name!r}", looked, root, data_dir, False)
+    raise _missing(f"dataset {name!r}", looked, root, data_dir, False, download)
 
 
 def load_ptb(

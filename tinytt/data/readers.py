@@ -7,9 +7,11 @@
 * :func:`read_aclimdb` -- the original IMDB ``aclImdb`` directory tree, or the
   ``aclImdb_v1.tar.gz`` tarball read in place with :mod:`tarfile`.
 
-Gzip is detected from the file's magic bytes (``1f 8b``), not its name.
-Malformed input raises ``ValueError`` naming the file and the 1-based line
-number; nothing is skipped silently.
+Gzip is detected from the file's magic bytes (``1f 8b``), not its name, without
+seeking, so pipes and ``/dev/stdin`` can be read. Line ends are ``\\n``, ``\\r\\n``
+or ``\\r`` (as in Python's text mode) and a UTF-8 byte-order mark at the start is
+dropped. Malformed input raises ``ValueError`` naming the file and the 1-based
+line number; nothing is skipped silently.
 """
 
 from __future__ import annotations
@@ -22,7 +24,11 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["read_tsv", "read_lm_tokens", "read_aclimdb"]
+__all__ = ["read_tsv", "read_lm_tokens", "read_aclimdb", "MAX_CLASSES"]
+
+#: :func:`read_tsv` accepts labels ``0 .. MAX_CLASSES - 1``: a stray huge label would
+#: otherwise build a classifier with that many outputs (or overflow int64)
+MAX_CLASSES = 10_000
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _LABEL = re.compile(r"[+-]?\d+")
@@ -35,24 +41,34 @@ def _as_path(path, where: str) -> Path:
 
 
 def _iter_lines(path: Path, where: str) -> Iterator[tuple[int, str]]:
-    """Yield ``(line_number, decoded_line_without_newline)``; errors name file and line."""
+    """Yield ``(line_number, decoded_line_without_line_end)``; errors name file and line.
+
+    Line ends are ``\\r\\n``, ``\\r`` or ``\\n`` (Python's universal newlines); a UTF-8
+    byte-order mark at the start of the file is dropped. Gzip is sniffed with ``peek``, so
+    non-seekable files (pipes, ``/dev/stdin``) work too.
+    """
     raw = open(path, "rb")
     try:
-        stream = gzip.GzipFile(fileobj=raw, mode="rb") if raw.read(2) == _GZIP_MAGIC else raw
-        raw.seek(0)
+        stream = gzip.GzipFile(fileobj=raw, mode="rb") if raw.peek(2)[:2] == _GZIP_MAGIC else raw
         lineno = 0
         try:
-            for lineno, line in enumerate(stream, start=1):
+            for line in stream:  # split at b"\n" only: a "\r" inside is a line end of its own
                 try:
                     text = line.decode("utf-8")
                 except UnicodeDecodeError as e:
-                    raise ValueError(
-                        f"{where}: {path}, line {lineno}: invalid UTF-8 ({e.reason} at byte {e.start})") from None
+                    start = line.rfind(b"\r", 0, e.start) + 1  # of the line (a CR-only file is one chunk)
+                    bad = lineno + 1 + line.count(b"\r", 0, start)
+                    raise ValueError(f"{where}: {path}, line {bad}: "
+                                     f"invalid UTF-8 ({e.reason} at byte {e.start - start})") from None
+                if lineno == 0 and text.startswith("\ufeff"):
+                    text = text[1:]
                 if text.endswith("\n"):
                     text = text[:-1]
                 if text.endswith("\r"):
                     text = text[:-1]
-                yield lineno, text
+                for part in text.split("\r") if "\r" in text else (text,):
+                    lineno += 1
+                    yield lineno, part
         except (OSError, EOFError, zlib.error) as e:
             raise ValueError(f"{where}: {path}: corrupt or truncated gzip data after line {lineno} ({e})") from e
     finally:
@@ -65,9 +81,11 @@ def read_tsv(path: str | os.PathLike) -> tuple[list[str], list[int]]:
     Parameters
     ----------
     path : str or PathLike
-        UTF-8 file with one example per line: an integer label, one tab, the
-        text (which is kept as is, tabs after the first one included). Line
-        endings ``\\n`` or ``\\r\\n``; blank lines at the end are ignored.
+        UTF-8 file with one example per line: an integer label in
+        ``0 .. MAX_CLASSES - 1`` (``MAX_CLASSES`` = 10,000), one tab, the text
+        (which is kept as is, tabs after the first one included). Line endings
+        ``\\n``, ``\\r\\n`` or ``\\r``; a leading UTF-8 byte-order mark is dropped;
+        blank lines at the end are ignored. Pipes and other non-seekable files work.
 
     Returns
     -------
@@ -78,9 +96,10 @@ def read_tsv(path: str | os.PathLike) -> tuple[list[str], list[int]]:
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        For a line without a tab, a non-integer label, invalid UTF-8, a blank
-        line followed by more data, or corrupt gzip data; the message names
-        the file and the 1-based line number.
+        For a line without a tab, a label that is not an integer in
+        ``0 .. MAX_CLASSES - 1``, invalid UTF-8, a blank line followed by more
+        data, or corrupt gzip data; the message names the file and the 1-based
+        line number.
     """
     path = _as_path(path, "read_tsv")
     texts: list[str] = []
@@ -98,9 +117,15 @@ def read_tsv(path: str | os.PathLike) -> tuple[list[str], list[int]]:
         if not sep:
             raise ValueError(f"read_tsv: {path}, line {lineno}: no tab character (expected 'label<TAB>text'), "
                              f"got {line[:60]!r}")
-        if not _LABEL.fullmatch(label.strip()):
+        label = label.strip()
+        if not _LABEL.fullmatch(label):
             raise ValueError(f"read_tsv: {path}, line {lineno}: label must be an integer, got {label[:30]!r}")
-        labels.append(int(label))
+        # (int() of a digit string longer than 4300 characters is itself a ValueError)
+        value = int(label) if len(label.lstrip("+-0")) <= len(str(MAX_CLASSES)) else MAX_CLASSES
+        if not 0 <= value < MAX_CLASSES:
+            raise ValueError(f"read_tsv: {path}, line {lineno}: label must be an integer in 0..{MAX_CLASSES - 1} "
+                             f"(at most MAX_CLASSES = {MAX_CLASSES:,} classes), got {label[:30]!r}")
+        labels.append(value)
         texts.append(text)
     return texts, labels
 
@@ -110,8 +135,9 @@ def read_lm_tokens(path: str | os.PathLike, eos: str | None = "<eos>") -> list[s
 
     Each line is split on whitespace and followed by ``eos`` (the standard PTB
     convention: the line end is a token; an empty line contributes just
-    ``eos``). ``eos=None`` adds nothing. Tokens are not lowercased. Invalid
-    UTF-8 raises ``ValueError`` naming the file and line.
+    ``eos``). ``eos=None`` adds nothing. Tokens are not lowercased. Line ends
+    ``\\n``, ``\\r\\n`` or ``\\r``; a leading UTF-8 byte-order mark is dropped.
+    Invalid UTF-8 raises ``ValueError`` naming the file and line.
     """
     path = _as_path(path, "read_lm_tokens")
     tokens: list[str] = []
