@@ -192,6 +192,18 @@ def test_mse(a, data):
         tt.mse(T(np.ones((2, 3))), T(np.ones((3, 2))))
 
 
+def test_mse_reads_an_array_target_in_the_predictions_dtype():
+    # as binary_cross_entropy_with_logits: a float64 target array keeps a float32 loss
+    p = T(np.array([1.0, 1.0, 1.0], np.float32), True)
+    loss = tt.mse(p, on_device(np.array([0.5, 1.0, 2.0])))
+    loss.backward()
+    assert loss.dtype == np.float32 and p.grad.dtype == np.float32
+    assert_close(loss, (0.25 + 0 + 1.0) / 3, dtype=np.float32)
+    assert_close(p.grad, [1 / 3, 0.0, -2 / 3], dtype=np.float32)
+    # a Tensor target follows the promotion rules (it may itself need a float64 gradient)
+    assert tt.mse(p, T(np.zeros(3))).dtype == np.float64
+
+
 # --- dropout ---------------------------------------------------------------------------------
 def test_dropout_eval_and_p0_are_identity():
     x = T(np.ones((3, 4)), True)

@@ -161,8 +161,15 @@ def binary_cross_entropy_with_logits(logits, targets) -> Tensor:
 
 
 def mse(prediction, target) -> Tensor:
-    """Mean squared error ``mean((prediction - target)^2)``; shapes must match."""
+    """Mean squared error ``mean((prediction - target)^2)``; shapes must match.
+
+    A target given as an array (not a Tensor) is read in the prediction's float dtype, as
+    ``binary_cross_entropy_with_logits`` reads its targets: a float64 target array does not
+    turn a float32 model's loss into float64.
+    """
     prediction = as_tensor(prediction)
+    if not isinstance(target, Tensor) and prediction.dtype.kind == "f":
+        target = Tensor(get_xp(prediction.data).asarray(target, dtype=prediction.dtype))
     target = as_tensor(target, like=prediction)
     if prediction.shape != target.shape:
         raise ValueError(f"mse: prediction shape {prediction.shape} must equal target shape {target.shape}")
