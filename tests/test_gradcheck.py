@@ -115,6 +115,23 @@ def test_float_arrays_strategy(a, b):
     assert b.dtype == np.float32 and np.all(np.isfinite(b)) and np.all(np.abs(b) <= 5.0)
 
 
+@given(small=float_arrays((4,), dtype=np.float16, bound=1e-3), big=float_arrays((4,), dtype=np.float16, bound=1e5))
+def test_float_arrays_strategy_float16_bounds(small, big):
+    # the bound is rounded down to a float16 value (0.001 is 0.0010004 in float16), and
+    # clipped to float16's largest finite value
+    assert small.dtype == big.dtype == np.float16
+    assert np.all(small.astype(np.float64) <= 1e-3) and np.all(small.astype(np.float64) >= -1e-3)
+    assert np.all(np.isfinite(big))
+
+
+def test_float_arrays_strategy_checks_its_dtype():
+    for bad in (np.int32, np.complex64):
+        with pytest.raises(ValueError, match="dtype"):
+            float_arrays((2,), dtype=bad)
+    with pytest.raises(ValueError, match="rounds to 0"):
+        float_arrays((2,), dtype=np.float16, bound=1e-10)
+
+
 @given(modes=tt_shapes(max_order=4), matrix=tt_matrix_shapes())
 def test_tt_strategies(modes, matrix):
     assert 1 <= len(modes) <= 4
@@ -146,6 +163,12 @@ def test_embedding_ids_strategy_checks_its_arguments():
 
     with pytest.raises(ValueError, match="padding_idx"):
         find(embedding_ids(5, padding_idx=5), lambda ids: True)
+    with pytest.raises(ValueError, match="padding_idx"):
+        find(embedding_ids(5, padding_idx=True), lambda ids: True)
+    # a NumPy integer or a 0-d integer array (as the reference file stores it) is an id
+    for pad in (np.int64(3), np.array(3)):
+        found = find(embedding_ids(5, padding_idx=pad), lambda ids: bool((ids == 3).any()))
+        assert (found == 3).any()
     with pytest.raises(ValueError, match="num_embeddings"):
         find(embedding_ids(0), lambda ids: True)
     with_padding = find(embedding_ids(50, padding_idx=7), lambda ids: bool((ids == 7).any()))

@@ -319,7 +319,10 @@ def reference_cases(path, seed: int = 0) -> dict:
       any correct TT-SVD reproduces ``ranks`` exactly and ``full`` to rounding.
     - ``tt_rows/<c>/``: ``cores/<k>`` (r_{k-1}, v_k, d_k, r_k), ``row_shape`` (N,),
       ``col_shape`` (N,), ``ids`` (integer, any shape S, with repeats), ``padding_idx``
-      (0-d, -1 = none), ``rows`` (S + (D,)) = ``full()[ids]`` with the padding rows zero,
+      (0-d, -1 = none), ``rows`` (S + (D,)) = ``full()[ids]`` with the padding rows zero
+      (``W[i, j] = G_1[0, i_1, j_1, :] G_2[:, i_2, j_2, :] ... G_N[:, i_N, j_N, 0]`` with
+      ``(i_1..i_N)`` the C-order digits of ``i`` over ``row_shape``, ``i_1`` most
+      significant, and ``(j_1..j_N)`` those of ``j`` over ``col_shape``),
       ``grad_rows`` (S + (D,)) an upstream gradient, and ``grad_cores/<k>``: the gradient
       of ``sum(rows * grad_rows)`` with respect to core k (padding positions send none).
     - ``lstm/<c>/``: ``input_size``, ``hidden_size``, ``num_layers``, ``bidirectional``

@@ -15,6 +15,8 @@ All arrays are NumPy arrays on the host; move them to a device yourself.
 
 from __future__ import annotations
 
+import operator
+
 import numpy
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -39,15 +41,24 @@ def broadcastable_shapes(num_shapes: int = 2, min_dims: int = 0, max_dims: int =
 def float_arrays(shape, dtype=numpy.float64, bound: float = 5.0):
     """Strategy for arrays of ``shape`` (a tuple or a strategy) with finite values in [-bound, bound].
 
-    For float32 the bound is rounded down to a float32 value (hypothesis needs bounds that
-    the element width represents exactly).
+    ``dtype``: float16, float32 or float64. Below float64 the bound is first rounded down to
+    a value of the dtype (hypothesis needs bounds that the element width represents exactly;
+    float16's largest finite value is 65504).
     """
     if not bound > 0 or not numpy.isfinite(bound):
         raise ValueError(f"float_arrays: bound must be a positive finite number, got {bound!r}")
-    width = 32 if numpy.dtype(dtype) == numpy.float32 else 64
-    if width == 32:
-        b32 = numpy.float32(bound)
-        bound = float(b32 if b32 <= bound else numpy.nextafter(b32, numpy.float32(0)))
+    dtype = numpy.dtype(dtype)
+    if dtype.kind != "f" or dtype.itemsize not in (2, 4, 8):
+        raise ValueError(f"float_arrays: dtype must be float16, float32 or float64, got {dtype}")
+    width = 8 * dtype.itemsize
+    if width < 64:
+        kind = dtype.type
+        rounded = kind(min(bound, float(numpy.finfo(dtype).max)))
+        if float(rounded) > bound:      # (compared in float64: NumPy would compare in the dtype)
+            rounded = numpy.nextafter(rounded, kind(0))
+        if rounded == 0:
+            raise ValueError(f"float_arrays: bound {bound!r} rounds to 0 in {dtype}")
+        bound = float(rounded)
     elements = st.floats(-bound, bound, allow_nan=False, allow_infinity=False, width=width)
     return hnp.arrays(dtype=dtype, shape=shape, elements=elements)
 
@@ -108,9 +119,17 @@ def embedding_ids(draw, num_embeddings: int, max_dims: int = 3, max_side: int = 
     ``[0, num_embeddings)``: small id ranges make repeats common (the deduplication paths);
     with ``padding_idx`` the padding id is written at a drawn position in about half the draws."""
     _check_at_least_one(num_embeddings=num_embeddings, max_dims=max_dims, max_side=max_side)
-    if padding_idx is not None and not (isinstance(padding_idx, int) and 0 <= padding_idx < num_embeddings):
-        raise ValueError(f"embedding_ids: padding_idx must be None or an int in [0, {num_embeddings}), "
-                         f"got {padding_idx!r}")
+    if padding_idx is not None:
+        pad = None
+        if not isinstance(padding_idx, (bool, numpy.bool_)):
+            try:
+                pad = operator.index(padding_idx)  # int, NumPy integer, 0-d integer array
+            except TypeError:
+                pass
+        if pad is None or not 0 <= pad < num_embeddings:
+            raise ValueError(f"embedding_ids: padding_idx must be None or an int in [0, {num_embeddings}), "
+                             f"got {padding_idx!r}")
+        padding_idx = pad
     shape = draw(shapes(min_dims=1, max_dims=max_dims, min_side=1, max_side=max_side))
     size = int(numpy.prod(shape))
     ids = numpy.array(draw(st.lists(st.integers(0, num_embeddings - 1), min_size=size, max_size=size)),
