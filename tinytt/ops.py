@@ -249,12 +249,14 @@ _SPLIT_REDUCE_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 
 
 def _reduce(data, method: str, axes: tuple, keepdims: bool):
-    """``data.sum`` or ``data.mean`` over ``axes``. On NumPy, a large float32/float64
-    reduction that keeps axis 0 is split into blocks of axis 0 reduced by all cores at once;
-    each output element is computed as in the whole call, so the result is the same bits."""
+    """``data.sum`` or ``data.mean`` over ``axes``. On NumPy, a large C-contiguous
+    float32/float64 reduction that keeps axis 0 is split into blocks of axis 0 reduced by all
+    cores at once; each output element is computed as in the whole call, so the result is
+    the same bits. (Not for other layouts: there NumPy may merge axes of the whole array
+    that it cannot merge in a block, and sum in another order.)"""
     if (not isinstance(data, numpy.ndarray) or data.dtype not in _SPLIT_REDUCE_DTYPES or data.ndim < 2
             or 0 in axes or data.shape[0] < 2 or data.nbytes < _PARALLEL_REDUCE_BYTES
-            or parallel.num_threads() < 2):
+            or not data.flags.c_contiguous or parallel.num_threads() < 2):
         return getattr(data, method)(axis=axes, keepdims=keepdims)
     shape = tuple(1 if i in axes else n for i, n in enumerate(data.shape) if keepdims or i not in axes)
     out = numpy.empty(shape, dtype=data.dtype)
