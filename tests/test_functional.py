@@ -298,3 +298,34 @@ def test_losses_match_torch(case, smoothing, data):
     tloss.backward()
     assert_close(loss, tloss.item(), dtype=np.float64)
     assert_close(tt.to_numpy(x.grad), tx.grad.numpy(), dtype=np.float64)
+
+
+def test_float16_softmax_family_sums_in_float32():
+    # a float16 sum passes 65504 long before its mean or log does: the sums run in float32
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((3000, 200)).astype(np.float16)
+    t = rng.integers(0, 200, 3000)
+    for smoothing in (0.0, 0.1):
+        got = tt.cross_entropy(T(logits), on_device(t), label_smoothing=smoothing)
+        want = tt.cross_entropy(T(logits.astype(np.float32)), on_device(t), label_smoothing=smoothing)
+        assert got.dtype == np.float16 and np.isfinite(float(got.data))
+        assert abs(float(got.data) - float(want.data)) < 2e-3 * float(want.data)
+    zeros = T(np.zeros((1, 70000), np.float16))
+    expect = -np.log(70000.0)
+    for got, want in ((tt.log_softmax(zeros).data[0, :3], np.full(3, expect)),
+                      (tt.logsumexp(zeros).data, np.array([-expect]))):
+        assert got.dtype == np.float16
+        np.testing.assert_allclose(tt.to_numpy(got).astype(np.float64), want, rtol=2e-3)
+    s = tt.softmax(zeros)
+    assert s.dtype == np.float16 and abs(float(tt.to_numpy(s.data).astype(np.float64).sum()) - 1) < 0.05
+
+
+def test_cross_entropy_ignored_positions_send_zero_gradient_even_for_nan_logits():
+    logits = np.array([[1.0, 2.0, 3.0], [np.nan, 0.0, 0.0], [np.inf, 0.0, 0.0]])
+    x = T(logits, True)
+    with np.errstate(invalid="ignore"):
+        loss = tt.cross_entropy(x, on_device(np.array([2, -100, -100])), ignore_index=-100)
+        loss.backward()
+    want = tt.cross_entropy(T(logits[:1]), on_device(np.array([2])))
+    assert_close(loss, float(want.data))
+    assert np.all(tt.to_numpy(x.grad)[1:] == 0) and np.all(np.isfinite(tt.to_numpy(x.grad)))

@@ -30,9 +30,16 @@ def _axis(axis: int, ndim: int, name: str) -> int:
     return int(axis) % ndim
 
 
+def _sum_dtype(dtype):
+    """dtype sums of ``dtype`` values run in: float32 for float16 (a float16 sum passes
+    65504, the largest float16, long before its mean or log would), else ``dtype``."""
+    return numpy.float32 if numpy.dtype(dtype) == numpy.float16 else dtype
+
+
 def _log_softmax_array(a, axis: int, xp):
     shifted = a - a.max(axis=axis, keepdims=True)
-    return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+    total = xp.exp(shifted).sum(axis=axis, keepdims=True, dtype=_sum_dtype(a.dtype))
+    return shifted - xp.log(total).astype(a.dtype, copy=False)
 
 
 def logsumexp(x, axis: int = -1, keepdims: bool = False) -> Tensor:
@@ -46,13 +53,13 @@ def logsumexp(x, axis: int = -1, keepdims: bool = False) -> Tensor:
     m = xp.where(xp.isfinite(m), m, 0).astype(x.dtype, copy=False)
     with numpy.errstate(divide="ignore", invalid="ignore"):
         e = xp.exp(x.data - m)
-        s = e.sum(axis=axis, keepdims=True)
-        out_keep = m + xp.log(s)
+        s = e.sum(axis=axis, keepdims=True, dtype=_sum_dtype(x.dtype))
+        out_keep = (m + xp.log(s)).astype(x.dtype, copy=False)
     out = out_keep if keepdims else xp.squeeze(out_keep, axis=axis)
 
     def vjp(g):
         gk = g if keepdims else xp.expand_dims(g, axis)
-        return gk * (e / s)
+        return gk * (e / s).astype(x.dtype, copy=False)
 
     return record("logsumexp", out, (x,), (vjp,))
 
@@ -63,7 +70,7 @@ def softmax(x, axis: int = -1) -> Tensor:
     xp = get_xp(x.data)
     axis = _axis(axis, x.ndim, "softmax")
     e = xp.exp(x.data - x.data.max(axis=axis, keepdims=True))
-    s = e / e.sum(axis=axis, keepdims=True)
+    s = (e / e.sum(axis=axis, keepdims=True, dtype=_sum_dtype(x.dtype))).astype(x.dtype, copy=False)
     return record("softmax", s, (x,), (lambda g: s * (g - (g * s).sum(axis=axis, keepdims=True)),))
 
 
@@ -117,10 +124,10 @@ def cross_entropy(logits, targets, ignore_index: int | None = None, label_smooth
     picked = xp.take_along_axis(logp, safe_t[..., None], axis=-1)[..., 0]
     per_item = -(1.0 - label_smoothing) * picked
     if label_smoothing:
-        per_item = per_item - (label_smoothing / n_classes) * logp.sum(axis=-1)
+        per_item = per_item - (label_smoothing / n_classes) * logp.sum(axis=-1, dtype=_sum_dtype(logp.dtype))
     count = int(keep.sum())
     scale = 1.0 / count if count else 0.0
-    loss = (xp.where(keep, per_item, 0).sum() * scale).astype(logits.dtype)
+    loss = (xp.where(keep, per_item, 0).sum(dtype=_sum_dtype(logp.dtype)) * scale).astype(logits.dtype)
 
     def vjp(g):
         # (softmax - q) * keep * g / count, written in place on one fresh (N, C) array
@@ -131,6 +138,8 @@ def cross_entropy(logits, targets, ignore_index: int | None = None, label_smooth
         flat[xp.arange(flat.shape[0]), safe_t.reshape(-1)] -= 1.0 - label_smoothing
         factor = (keep * (g * scale)).astype(grad.dtype)
         grad *= factor[..., None]
+        if ignore_index is not None:   # NaN or inf logits at ignored positions: zero, not 0 * NaN
+            grad = xp.where(keep[..., None], grad, 0).astype(grad.dtype, copy=False)
         return grad
 
     return record("cross_entropy", loss, (logits,), (vjp,))
