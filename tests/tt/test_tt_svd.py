@@ -232,6 +232,22 @@ def test_svd_and_round_are_scale_equivariant(dtype, scales):
         assert numpy.linalg.norm(back - 1.5 * dense) <= 1.5 * numpy.linalg.norm(dense) * (eps + 1e-5), s
 
 
+def test_float32_tensors_whose_norm_exceeds_float32_are_decomposed():
+    # finite float32 entries of 1e38: the norm (8e38) does not fit float32, so it cannot sit
+    # in one core; TT-SVD and rounding spread it over the cores (they returned NaN cores /
+    # raised "NaN or Inf entries")
+    full = numpy.full((4, 4, 4), 1e38, dtype=numpy.float32)
+    for got in (tt_svd(tinytt.to_device(full), eps=1e-6),
+                round_tt(TensorTrain([tinytt.to_device(numpy.full((1, 4, 1), v, numpy.float32))
+                                      for v in (1e13, 1e12, 1e13)]), eps=1e-6)):
+        assert got.ranks == (1, 1, 1, 1)
+        assert all(numpy.isfinite(tinytt.to_numpy(c.data)).all() for c in got.cores)
+        back = tinytt.to_numpy(got.full().data).astype(numpy.float64)
+        assert numpy.abs(back / 1e38 - 1).max() < 1e-5
+    m = tinytt.tt_matrix_svd(tinytt.to_device(numpy.full((8, 8), 1e38, numpy.float32)), (2, 4), (4, 2), eps=1e-6)
+    assert numpy.isfinite(tinytt.to_numpy(m.full().data)).all()
+
+
 def test_single_core_results_are_new_arrays():
     v = numpy.arange(4.0)
     a = tt_svd(tinytt.to_device(v))

@@ -166,16 +166,54 @@ def _norm(a):
         return scale * float(xp.linalg.norm((a / a.dtype.type(scale)).reshape(-1)))
 
 
-def _unit_scale(nrm: float, dtype) -> float:
-    """1.0 when a tensor of norm ``nrm`` can be decomposed as is, else ``nrm``: the factor to
-    divide it by first (and to multiply the result by after), so SVD thresholds and sums of
-    squared singular values neither underflow nor overflow."""
+def _unit_scale(nrm: float, dtype) -> int:
+    """0 when a tensor of norm ``nrm`` can be decomposed as is, else the exponent ``e`` of the
+    power of two ``2**e`` (``nrm / 2**e`` in [0.5, 1)) to divide it by first and multiply the
+    result by after (both exact, ``ldexp``), so SVD thresholds and sums of squared singular
+    values neither underflow nor overflow."""
     low, high = _safe_norm_range(dtype)
-    return 1.0 if low <= nrm <= high else nrm
+    return 0 if low <= nrm <= high else math.frexp(nrm)[1]
+
+
+def _times_pow2(cores: list, e: int, xp) -> list:
+    """The TT times ``2**e`` (exact): in the last core, or, when its entries would leave the
+    dtype's normal range there (a float32 tensor of norm above 3.4e38), an equal share of
+    the exponent in every core. One host read of the last core's largest entry."""
+    if e == 0:
+        return cores
+    info = numpy.finfo(cores[-1].dtype)
+    peak = float(xp.abs(cores[-1]).max())
+    try:
+        moved = math.ldexp(peak, e)
+    except OverflowError:
+        moved = math.inf
+    if peak == 0.0 or float(info.tiny) <= moved <= float(info.max):
+        return cores[:-1] + [xp.ldexp(cores[-1], e)]
+    n = len(cores)
+    shares = [e // n + (1 if k < e % n else 0) for k in range(n)]   # sums to e
+    return [xp.ldexp(c, s) for c, s in zip(cores, shares)]
+
+
+def _pow2_normalized(cores: list, xp) -> tuple:
+    """``(scaled cores, E)``: each core times a power of two that brings its largest entry into
+    [0.5, 1) (exact), so the TT is ``2**E`` times the scaled one and no product of cores can
+    overflow or underflow the dtype on the way."""
+    out, total = [], 0
+    for c in cores:
+        peak = float(xp.abs(c).max()) if c.size else 0.0
+        if peak == 0.0 or not math.isfinite(peak):
+            out.append(c)
+            continue
+        e = math.frexp(peak)[1]
+        out.append(xp.ldexp(c, -e))
+        total += e
+    return out, total
 
 
 def tt_svd_cores(a, eps: float = 1e-12, max_rank=None, name: str = "a") -> list:
-    """TT-SVD of a dense tensor: list of N cores ``(r_{k-1}, n_k, r_k)``, left-orthogonal but the last.
+    """TT-SVD of a dense tensor: list of N cores ``(r_{k-1}, n_k, r_k)``, left-orthogonal but the last
+    (except when the norm does not fit the dtype's range in one core, e.g. a float32 tensor
+    of norm above 3.4e38: then every core carries an equal power-of-two share of it).
 
     Guarantee: ``||a - full(cores)||_F <= eps ||a||_F`` when ``max_rank`` does not bind; ranks
     never exceed ``max_rank`` (an int or a list of N+1 caps). A tensor of TT ranks ``r`` is
@@ -201,11 +239,11 @@ def tt_svd_cores(a, eps: float = 1e-12, max_rank=None, name: str = "a") -> list:
         raise ValueError(f"{name} contains NaN or Inf; TT-SVD needs finite entries")
     if nrm == 0.0:
         return [xp.zeros((1, n, 1), dtype=a.dtype) for n in shape]
-    scale = _unit_scale(nrm, a.dtype)
-    rest = a / a.dtype.type(scale) if scale != 1.0 else a
+    e = _unit_scale(nrm, a.dtype)
+    rest = xp.ldexp(a, -e) if e else a
     if nd == 1 and rest is a:
         rest = a.copy()  # the only core would be a view of the input (longer TTs get new arrays)
-    delta = eps * (nrm / scale) / math.sqrt(max(nd - 1, 1))
+    delta = eps * math.ldexp(nrm, -e) / math.sqrt(max(nd - 1, 1))
     cores = []
     r_prev = 1
     for k in range(nd - 1):
@@ -214,9 +252,8 @@ def tt_svd_cores(a, eps: float = 1e-12, max_rank=None, name: str = "a") -> list:
         r = u.shape[1]
         cores.append(u.reshape(r_prev, shape[k], r))
         r_prev = r
-    last = rest.reshape(r_prev, shape[-1], 1)
-    cores.append(last * last.dtype.type(scale) if scale != 1.0 else last)
-    return cores
+    cores.append(rest.reshape(r_prev, shape[-1], 1))
+    return _times_pow2(cores, e, xp)
 
 
 def orthogonalize_cores(cores, direction: str = "left") -> list:
@@ -267,6 +304,16 @@ def core_norm(cores) -> float:
     return _norm(cores[0])
 
 
+def _right_sweep(cores: list) -> list:
+    """Right-to-left QR sweep: new list, cores 1..N-1 right-orthogonal, the norm in core 0."""
+    cores = list(cores)
+    for k in range(len(cores) - 1, 0, -1):
+        cores[k], rt = _right_qr(cores[k])
+        prv = cores[k - 1]
+        cores[k - 1] = (prv.reshape(-1, prv.shape[2]) @ rt).reshape(prv.shape[0], prv.shape[1], rt.shape[1])
+    return cores
+
+
 def round_cores(cores, eps: float = 1e-12, max_rank=None) -> list:
     """TT rounding: new cores with ``||A - round(A)||_F <= eps ||A||_F`` and ranks <= ``max_rank``.
 
@@ -281,22 +328,31 @@ def round_cores(cores, eps: float = 1e-12, max_rank=None) -> list:
     caps = _bond_caps(max_rank, nd)
     xp = backend.get_xp(*cores)
     cores = list(cores)
-    for k in range(nd - 1, 0, -1):
-        cores[k], rt = _right_qr(cores[k])
-        prv = cores[k - 1]
-        cores[k - 1] = (prv.reshape(-1, prv.shape[2]) @ rt).reshape(prv.shape[0], prv.shape[1], rt.shape[1])
-    nrm = _norm(cores[0])
+    if not all(bool(xp.isfinite(c).all()) for c in cores):
+        raise ValueError("the TT has NaN or Inf entries; rounding needs finite cores")
+    # the right sweep gathers the norm in core 0: with finite cores whose product overflows
+    # the dtype there (float32 entries of 1e38 spread over three cores), sweep a copy scaled
+    # by powers of two and put the factor back at the end
+    spread = 0
+    with numpy.errstate(over="ignore", invalid="ignore"):   # an overflow is retried below
+        swept = _right_sweep(cores)
+        nrm = _norm(swept[0])
+    if not math.isfinite(nrm):
+        scaled, spread = _pow2_normalized(cores, xp)
+        swept = _right_sweep(scaled)
+        nrm = _norm(swept[0])
+    cores = swept
     if not math.isfinite(nrm):
         raise ValueError("the TT has NaN or Inf entries; rounding needs finite cores")
     if nrm == 0.0:
         return [xp.zeros((1, c.shape[1], 1), dtype=c.dtype) for c in cores]
-    scale = _unit_scale(nrm, cores[0].dtype)
+    e = _unit_scale(nrm, cores[0].dtype)
     # cores 1..N-1 are orthonormal now, so the norm sits in core 0: unit-norm it when needed
-    if scale != 1.0:
-        cores[0] = cores[0] / cores[0].dtype.type(scale)
+    if e:
+        cores[0] = xp.ldexp(cores[0], -e)
     elif nd == 1:
         cores[0] = cores[0].copy()  # the right sweep made new arrays only when there are two cores
-    delta = eps * (nrm / scale) / math.sqrt(max(nd - 1, 1))
+    delta = eps * math.ldexp(nrm, -e) / math.sqrt(max(nd - 1, 1))
     for k in range(nd - 1):
         r0, n, r1 = cores[k].shape
         u, s, vt = backend.svd(cores[k].reshape(r0 * n, r1))
@@ -305,6 +361,4 @@ def round_cores(cores, eps: float = 1e-12, max_rank=None) -> list:
         nxt = cores[k + 1]
         sv = s[:r, None] * vt[:r]
         cores[k + 1] = (sv @ nxt.reshape(nxt.shape[0], -1)).reshape(r, nxt.shape[1], nxt.shape[2])
-    if scale != 1.0:
-        cores[-1] = cores[-1] * cores[-1].dtype.type(scale)
-    return cores
+    return _times_pow2(cores, e + spread, xp)
