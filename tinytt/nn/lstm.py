@@ -1010,8 +1010,14 @@ def reference_lstm_layer(x, W_ih, W_hh, b, h0=None, c0=None, lengths=None, rever
     outs = [None] * T
     zero = Tensor(xp.zeros((B, H), dtype=W_hh.dtype))
     order = range(T - 1, -1, -1) if reverse else range(T)
+    zero_x = None if lengths_np is None else Tensor(xp.zeros((B, x.shape[2]), dtype=x.dtype))
     for t in order:
-        z = x[:, t] @ W_ih + h @ W_hh + b
+        x_t = x[:, t]
+        if lengths_np is not None:
+            # padded inputs are zeroed first, as in the fused kernel: NaN or inf padding
+            # would otherwise reach dW_ih through x_t^T dz (0 * NaN) although dz is 0 there
+            x_t = ops.where(xp.asarray((t < lengths_np)[:, None]), x_t, zero_x)
+        z = x_t @ W_ih + h @ W_hh + b
         i = ops.sigmoid(z[:, :H])
         f = ops.sigmoid(z[:, H:2 * H])
         g = ops.tanh(z[:, 2 * H:3 * H])
