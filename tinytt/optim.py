@@ -522,8 +522,10 @@ class Adam(Optimizer):
         xp.multiply(g, 1.0 - b1, out=s)
         xp.add(m, s, out=m)
         xp.multiply(v, b2, out=v)
-        xp.multiply(g, g, out=s)
-        xp.multiply(s, 1.0 - b2, out=s)
+        # (1 - b2) g first, then times g (PyTorch's addcmul order): g * g overflowed float32
+        # for |g| > 1.8e19, making v inf and the step silently 0
+        xp.multiply(g, 1.0 - b2, out=s)
+        xp.multiply(s, g, out=s)
         xp.add(v, s, out=v)
         bc1 = 1.0 - b1 ** t
         bc2_sqrt = math.sqrt(1.0 - b2 ** t)
