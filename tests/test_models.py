@@ -103,3 +103,14 @@ def test_tiny_language_model_learns(embedding):
             losses.append(loss.item())
     assert numpy.mean(losses[-5:]) < 0.5 * numpy.mean(losses[:5])
     assert numpy.mean(losses[-5:]) < 1.0
+
+
+@pytest.mark.parametrize("bad", [((5, 0), (2, 4)), ((-5, -10), (2, 4)), ((5, 10), (2,)), ((5.7, 10), (2, 4)),
+                                 ((5, 10),), "5,0x2,4"])
+def test_parse_tt_shape_checks_tuples_as_strings(bad):
+    # the tuple form was passed through unchecked (5.7 silently became 5)
+    from tinytt.models import parse_tt_shape
+
+    with pytest.raises(ValueError, match="TT shape"):
+        parse_tt_shape(bad)
+    assert parse_tt_shape([[5, 10], (2, 4)]) == ((5, 10), (2, 4))

@@ -223,3 +223,46 @@ def test_fit_refuses_an_empty_training_split(tmp_path):
     with pytest.raises(ValueError, match="training split is empty"):
         fit(lm, tt.optim.Adam(lm.parameters()), short, 1)
     assert fit(model, tt.optim.Adam(model.parameters()), task, 1, start_epoch=1).history == []  # nothing to run
+
+
+def test_fit_refuses_a_validation_split_it_cannot_evaluate_and_a_zero_step_cap(tmp_path):
+    # an empty validation split never gave a best epoch: fit trained, skipped the test split,
+    # and train_classifier then crashed on res.best_valid = None
+    vocab, data, cfg = _setup(tmp_path)
+    model = build_model(cfg, len(vocab), 2)
+    empty = dict(data, valid=ClassificationData.from_tokens([], [], vocab))
+    with pytest.raises(ValueError, match="validation split"):
+        fit(model, tt.optim.Adam(model.parameters()), ClassificationTask(empty, show_progress=False), 1)
+    task = ClassificationTask(data, show_progress=False)
+    with pytest.raises(ValueError, match="max_steps"):
+        fit(model, tt.optim.Adam(model.parameters()), task, 1, max_steps=0)
+    # a language model's split of fewer than 2 tokens has nothing to predict: NaN, as an
+    # empty classification split (it raised inside bptt_batches after all the training)
+    rng = numpy.random.default_rng(0)
+    lm = build_model({"task": "lm", "emb_dim": 8, "hidden": 6, "dropout": 0.0}, 15)
+    streams = {"train": rng.integers(2, 15, size=100), "valid": rng.integers(2, 15, size=30),
+               "test": rng.integers(2, 15, size=1)}
+    lm_task = LanguageModelTask(streams, batch_size=4, bptt=5, show_progress=False)
+    assert numpy.isnan(lm_task.evaluate(lm, "test")["loss"]) and lm_task.evaluate(lm, "test")["n"] == 0
+    res = fit(lm, tt.optim.Adam(lm.parameters()), lm_task, 1)
+    assert res.best_epoch == 1 and numpy.isnan(res.test["perplexity"])
+    with pytest.raises(ValueError, match="validation split"):
+        fit(lm, tt.optim.Adam(lm.parameters()), LanguageModelTask(dict(streams, valid=streams["test"]),
+                                                                   batch_size=4, bptt=5, show_progress=False), 1)
+
+
+def test_train_classifier_with_no_epochs_reports_none():
+    from tinytt.train import train_classifier
+
+    toks, labels = _toy(40)
+    vocab = Vocab.build(toks)
+    data = {name: ClassificationData.from_tokens(toks, labels, vocab) for name in ("train", "valid", "test")}
+    out = train_classifier({"model": "mlp", "emb_dim": 8, "hidden": 6}, data, vocab, 2, epochs=0,
+                           show_progress=False)
+    assert out["valid_accuracy"] is None and out["test_accuracy"] is None and out["best_epoch"] is None
+
+
+@pytest.mark.parametrize("max_len", [0, -1, 2.5, True])
+def test_classification_data_rejects_bad_max_len(max_len):
+    with pytest.raises(ValueError, match="max_len"):
+        ClassificationData([[5, 6, 7]], [0], max_len=max_len)

@@ -18,6 +18,8 @@ checkpoints), so a checkpoint is enough to rebuild its model.
 
 from __future__ import annotations
 
+import operator
+
 import numpy
 
 from . import ops
@@ -39,15 +41,19 @@ EMBEDDINGS = ("dense", "tt")
 def parse_tt_shape(text):
     """``"25,30,40x4,8,8"`` -> ``((25, 30, 40), (4, 8, 8))``; raises ValueError with the reason."""
     if isinstance(text, (tuple, list)):
-        rows, cols = text
-        return tuple(int(v) for v in rows), tuple(int(v) for v in cols)
-    parts = str(text).lower().replace(" ", "").split("x")
-    if len(parts) != 2:
-        raise ValueError(f"TT shape must look like 'v1,v2,v3xd1,d2,d3' (e.g. 25,30,40x4,8,8), got {text!r}")
-    try:
-        rows, cols = (tuple(int(v) for v in p.split(",")) for p in parts)
-    except ValueError:
-        raise ValueError(f"TT shape must hold positive integers separated by commas, got {text!r}") from None
+        try:
+            rows, cols = text
+            rows, cols = (tuple(operator.index(v) for v in side) for side in (rows, cols))
+        except (TypeError, ValueError):
+            raise ValueError(f"TT shape must be (row_factors, col_factors), two sequences of ints, got {text!r}") from None
+    else:
+        parts = str(text).lower().replace(" ", "").split("x")
+        if len(parts) != 2:
+            raise ValueError(f"TT shape must look like 'v1,v2,v3xd1,d2,d3' (e.g. 25,30,40x4,8,8), got {text!r}")
+        try:
+            rows, cols = (tuple(int(v) for v in p.split(",")) for p in parts)
+        except ValueError:
+            raise ValueError(f"TT shape must hold positive integers separated by commas, got {text!r}") from None
     if len(rows) != len(cols) or len(rows) < 1 or min(rows + cols) < 1:
         raise ValueError(f"TT shape needs as many row factors as column factors, all >= 1, got {text!r}")
     return rows, cols

@@ -25,6 +25,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import numbers
 import time
 from dataclasses import dataclass, field
 
@@ -57,6 +58,9 @@ class ClassificationData:
     """
 
     def __init__(self, sequences, labels, max_len: int | None = None):
+        if max_len is not None and (isinstance(max_len, bool) or not isinstance(max_len, numbers.Integral)
+                                    or max_len < 1):
+            raise ValueError(f"ClassificationData: max_len must be None or an int >= 1, got {max_len!r}")
         seqs = [s if len(s) else [1] for s in sequences]
         if max_len is not None:
             seqs = [s[:max_len] for s in seqs]
@@ -225,6 +229,8 @@ class LanguageModelTask:
 
     metric = "perplexity"
     higher_is_better = False
+    #: a split shorter than this has no (input, target) pair: ``evaluate`` gives NaN
+    min_eval_length = 2
 
     def __init__(self, streams: dict, batch_size: int = 20, bptt: int = 35, clip: float = 1.0,
                  eval_batch_size: int = 10, show_progress: bool = True):
@@ -278,6 +284,8 @@ class LanguageModelTask:
         after the first are not predicted, so ``n`` is ``rows * (len // rows - 1)`` targets,
         not ``len - 1`` (on PTB's 82k-token test set with 10 rows: 10 fewer targets)."""
         stream = self.streams[split]
+        if len(stream) < self.min_eval_length:    # nothing to predict: as an empty classification split
+            return {"loss": float("nan"), "perplexity": float("nan"), "n": 0}
         model.eval()
         state = None
         loss_sum = None
@@ -436,8 +444,14 @@ def fit(model, optimizer, task, epochs: int, *, start_epoch: int = 0, history: l
     Raises ValueError when there are epochs to run but the training split gives no step
     (it is empty, or an LM stream is shorter than two rows of ``batch_size``).
     """
+    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, numbers.Integral)
+                                  or max_steps < 1):
+        raise ValueError(f"fit: max_steps must be None or an int >= 1, got {max_steps!r}")
     if start_epoch < epochs and task.steps_per_epoch() == 0:
         raise ValueError("fit: the training split is empty (0 steps per epoch); there is nothing to train on")
+    if start_epoch < epochs and not _split_present(task, "valid", getattr(task, "min_eval_length", 1)):
+        raise ValueError("fit: the validation split is missing or too short to evaluate (a language model needs "
+                         "at least 2 tokens); the best weights are chosen on it")
     log = log or (lambda s: None)
     history = history if history is not None else []   # appended to in place (callers see progress)
     res = FitResult(history=history, best_state=best_state)
@@ -458,6 +472,9 @@ def fit(model, optimizer, task, epochs: int, *, start_epoch: int = 0, history: l
         tr = task.train_epoch(model, optimizer, epoch, max_steps=max_steps, deadline=deadline,
                               desc=f"epoch {epoch + 1}/{epochs}")
         t1 = time.perf_counter()
+        if tr["steps"] == 0:
+            raise ValueError(f"fit: epoch {epoch + 1} ran no training step (time_budget={time_budget!r} s "
+                             f"ended it before the first batch)")
         if not math.isfinite(tr["train_loss"]):
             raise FloatingPointError(f"training loss is {tr['train_loss']} in epoch {epoch + 1}; "
                                      f"try a smaller --lr or gradient clipping")
@@ -498,10 +515,10 @@ def fit(model, optimizer, task, epochs: int, *, start_epoch: int = 0, history: l
     return res
 
 
-def _split_present(task, name: str) -> bool:
+def _split_present(task, name: str, min_length: int = 1) -> bool:
     store = getattr(task, "splits", None) or getattr(task, "streams", None) or {}
     split = store.get(name)
-    return split is not None and len(split) > 0
+    return split is not None and len(split) >= min_length
 
 
 # ----------------------------------------------------------------------------- conveniences for scripts
@@ -553,6 +570,6 @@ def train_classifier(config: dict, data: dict, vocab: Vocab, num_classes: int, e
     res = fit(model, Adam(model.parameters(), lr=lr), task, epochs, log=log)
     if res.best_state is not None:
         model.load_state_dict(res.best_state)
-    return {"model": model, "valid_accuracy": res.best_valid["accuracy"],
+    return {"model": model, "valid_accuracy": None if res.best_valid is None else res.best_valid["accuracy"],
             "test_accuracy": None if res.test is None else res.test["accuracy"], "best_epoch": res.best_epoch,
             **describe(model), "seconds": round(res.seconds, 2), "epoch_seconds": res.epoch_seconds}
