@@ -238,3 +238,41 @@ def test_norm_gradient_when_one_core_holds_an_extreme_scale(dtype, scale, core):
         assert numpy.all(numpy.isfinite(got))
         # (float32 gradients of a ~1e-39 norm are themselves subnormal: compare to their scale)
         numpy.testing.assert_allclose(got, want, rtol=10 * tol, atol=10 * tol * numpy.abs(want).max())
+
+
+@pytest.mark.parametrize("dtype,scales", [(numpy.float64, (1e-250, 1e200, 1e200)),
+                                          (numpy.float64, (1e200, 1e-250, 1e-250)),
+                                          (numpy.float32, (1e-30, 1e20, 1e20))])
+def test_norm_and_orthogonalize_when_partial_products_leave_the_dtype(dtype, scales):
+    # the norm fits the dtype but the right sweep's partial products do not: tt.norm gave
+    # NaN (overflow) or 0 (underflow), orthogonalize non-finite cores
+    rng = numpy.random.default_rng(0)
+    base = [rng.standard_normal(s) for s in [(1, 3, 2), (2, 3, 2), (2, 3, 1)]]
+    a = TensorTrain([tinytt.to_device((c * f).astype(dtype)) for c, f in zip(base, scales)])
+    dense = full_cores(base)
+    want = numpy.linalg.norm(dense) * numpy.prod(scales)
+    got = float(tinytt.to_numpy(norm(a).data))
+    assert got == pytest.approx(want, rel=1e-5 if dtype == numpy.float32 else 1e-12)
+    for direction in ("left", "right"):
+        o = a.orthogonalize(direction)
+        assert all(numpy.isfinite(tinytt.to_numpy(c.data)).all() for c in o.cores)
+        back = tinytt.to_numpy(o.full().data).astype(numpy.float64) / numpy.prod(scales)
+        numpy.testing.assert_allclose(back, dense, rtol=1e-4 if dtype == numpy.float32 else 1e-10, atol=0)
+
+
+def test_norm_that_overflows_is_inf_with_or_without_grad():
+    rng = numpy.random.default_rng(0)
+    cores = [rng.standard_normal((1, 3, 2)) * 1e200, rng.standard_normal((2, 3, 1)) * 1e200]   # ~1e400
+    for requires_grad in (False, True):
+        a = TensorTrain([Tensor(tinytt.to_device(c), requires_grad=requires_grad) for c in cores])
+        with numpy.errstate(over="ignore"):
+            n = norm(a)
+        assert float(tinytt.to_numpy(n.data)) == numpy.inf
+
+
+def test_float16_tts_get_a_type_error_from_qr_based_ops():
+    rng = numpy.random.default_rng(0)
+    a = TensorTrain([tinytt.to_device(rng.standard_normal(s).astype(numpy.float16)) for s in [(1, 3, 2), (2, 3, 1)]])
+    for op in (lambda: norm(a), lambda: a.round(1e-3), lambda: a.orthogonalize()):
+        with pytest.raises(TypeError, match="float32 or float64"):
+            op()

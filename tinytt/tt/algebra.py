@@ -122,8 +122,9 @@ def norm(a: TensorTrain) -> Tensor:
 
     Value: from a right-to-left QR sweep (``||A|| = ||G_1||`` once cores 2..N are
     right-orthogonal), so there is no cancellation and no overflow of ``<A, A>``.
-    Gradient: ``d||A|| = <A, dA> / ||A||`` through ``dot(A, A)``; at ``A = 0`` the gradient
-    is defined as 0 (no division by zero). Cost O(sum_k n_k r^3).
+    Gradient: ``d||A|| = <A, dA> / ||A||`` through ``dot(A, A)``; at ``A = 0`` (no division by
+    zero) and where the norm overflows the dtype (value inf) the gradient is defined as 0.
+    Cost O(sum_k n_k r^3).
     """
     if not isinstance(a, TensorTrain):
         raise TypeError(f"norm: a must be a TensorTrain, got {type(a).__name__}")
@@ -132,13 +133,12 @@ def norm(a: TensorTrain) -> Tensor:
     const = Tensor(xp.asarray(value, dtype=a.dtype))
     if not a.requires_grad:
         return const
-    if value == 0.0 or not math.isfinite(value):
-        sq = dot(a, a)
-        return const + (sq - sq.detach()) * 0.0
     # The gradient path is <S, S> with S = A / P: every core divided by its own Frobenius norm
     # (P = their product, held constant), so no partial contraction can overflow or underflow
     # whatever core holds the scale; it runs in float64 (float32 near its limits would
     # overflow the factors). Then d||A|| = <A, dA> / ||A|| = (v / (2 <S, S>)) d<S, S>.
+    # At A = 0, or where ||A|| itself overflows (inf), the gradient is 0: the same finite
+    # <S, S> times 0 keeps the forward value exact (<A, A> there is inf, and inf - inf NaN).
     scaled = []
     for c in (c if c.dtype == "float64" else ops.astype(c, "float64") for c in a.cores):
         # divide by 2**e with 2**e ~ ||core||, in two exact power-of-two steps (a subnormal
@@ -148,7 +148,8 @@ def norm(a: TensorTrain) -> Tensor:
     s_tt = TensorTrain(scaled)
     sq = dot(s_tt, s_tt)
     sq_value = float(sq.data)
-    factor = 0.5 * value / sq_value if sq_value > 0 and math.isfinite(sq_value) else 0.0
+    usable = value != 0.0 and math.isfinite(value) and sq_value > 0 and math.isfinite(sq_value)
+    factor = 0.5 * value / sq_value if usable else 0.0
     # value + (sq - sq) * factor: exactly ``value`` forward
     delta = (sq - sq.detach()) * factor
     return const + (delta if a.dtype == "float64" else ops.astype(delta, a.dtype))

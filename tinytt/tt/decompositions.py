@@ -175,20 +175,23 @@ def _unit_scale(nrm: float, dtype) -> int:
     return 0 if low <= nrm <= high else math.frexp(nrm)[1]
 
 
-def _times_pow2(cores: list, e: int, xp) -> list:
-    """The TT times ``2**e`` (exact): in the last core, or, when its entries would leave the
-    dtype's normal range there (a float32 tensor of norm above 3.4e38), an equal share of
-    the exponent in every core. One host read of the last core's largest entry."""
+def _times_pow2(cores: list, e: int, xp, into: int = -1) -> list:
+    """The TT times ``2**e`` (exact): in core ``into`` (the last by default), or, when its
+    entries would leave the dtype's normal range there (a float32 tensor of norm above
+    3.4e38), an equal share of the exponent in every core. One host read of that core's
+    largest entry."""
     if e == 0:
         return cores
-    info = numpy.finfo(cores[-1].dtype)
-    peak = float(xp.abs(cores[-1]).max())
+    info = numpy.finfo(cores[into].dtype)
+    peak = float(xp.abs(cores[into]).max())
     try:
         moved = math.ldexp(peak, e)
     except OverflowError:
         moved = math.inf
     if peak == 0.0 or float(info.tiny) <= moved <= float(info.max):
-        return cores[:-1] + [xp.ldexp(cores[-1], e)]
+        out = list(cores)
+        out[into] = xp.ldexp(cores[into], e)
+        return out
     n = len(cores)
     shares = [e // n + (1 if k < e % n else 0) for k in range(n)]   # sums to e
     return [xp.ldexp(c, s) for c, s in zip(cores, shares)]
@@ -264,28 +267,56 @@ def orthogonalize_cores(cores, direction: str = "left") -> list:
     ``"right"``: sweep right to left; cores 1..N-1 become right-orthogonal
     (``G.reshape(r_{k-1}, n_k r_k)`` has orthonormal rows) and the norm sits in the first core.
     Ranks may shrink to ``min(r_{k-1} n_k, r_k)`` (resp. ``min(r_{k-1}, n_k r_k)``).
-    Exact up to rounding; cost ``O(sum_k n_k r^3)``.
+    Exact up to rounding; cost ``O(sum_k n_k r^3)``. When the sweep's partial products leave
+    the dtype's range although the cores and the tensor do not (float64 cores of 1e-250 and
+    1e200), it is run again on cores scaled by exact powers of two and the factor is put back
+    into the norm's core (spread over all cores when the norm itself does not fit there).
     """
     cores = check_cores(cores)
     if direction not in ("left", "right"):
         raise ValueError(f"direction must be 'left' or 'right', got {direction!r}")
+    _check_lapack_dtype(cores, "orthogonalize")
     cores = list(cores)
-    nd = len(cores)
-    if nd == 1:
+    if len(cores) == 1:
         return [cores[0].copy()]  # new cores, never the caller's arrays
-    if direction == "left":
-        for k in range(nd - 1):
-            r0, n, r1 = cores[k].shape
-            q, r = backend.qr(cores[k].reshape(r0 * n, r1))
-            cores[k] = q.reshape(r0, n, q.shape[1])
-            nxt = cores[k + 1]
-            cores[k + 1] = (r @ nxt.reshape(nxt.shape[0], -1)).reshape(r.shape[0], nxt.shape[1], nxt.shape[2])
-    else:
-        for k in range(nd - 1, 0, -1):
-            cores[k], rt = _right_qr(cores[k])
-            prv = cores[k - 1]
-            cores[k - 1] = (prv.reshape(-1, prv.shape[2]) @ rt).reshape(prv.shape[0], prv.shape[1], rt.shape[1])
+    xp = backend.get_xp(*cores)
+    with numpy.errstate(over="ignore", under="ignore", invalid="ignore"):   # checked just below
+        out = _sweep(cores, direction)
+    if _lost_range(cores, out, xp):
+        scaled, e = _pow2_normalized(cores, xp)
+        out = _times_pow2(_sweep(scaled, direction), e, xp, into=-1 if direction == "left" else 0)
+    return out
+
+
+def _sweep(cores: list, direction: str) -> list:
+    """The QR sweep of ``orthogonalize_cores`` (no checks, no rescaling)."""
+    if direction == "right":
+        return _right_sweep(cores)
+    cores = list(cores)
+    for k in range(len(cores) - 1):
+        r0, n, r1 = cores[k].shape
+        q, r = backend.qr(cores[k].reshape(r0 * n, r1))
+        cores[k] = q.reshape(r0, n, q.shape[1])
+        nxt = cores[k + 1]
+        cores[k + 1] = (r @ nxt.reshape(nxt.shape[0], -1)).reshape(r.shape[0], nxt.shape[1], nxt.shape[2])
     return cores
+
+
+def _lost_range(before: list, after: list, xp) -> bool:
+    """Whether a sweep of finite cores, none all zero, gave a non-finite or an all-zero core
+    (a partial product overflowed or underflowed). A few host reads."""
+    def peak(c):
+        return float(xp.abs(c).max()) if c.size else 0.0
+    peaks = [peak(c) for c in before]
+    if not all(math.isfinite(v) for v in peaks) or min(peaks) == 0.0:
+        return False      # NaN/Inf input, or a zero TT: nothing to rescue
+    return any(not math.isfinite(v) or v == 0.0 for v in map(peak, after))
+
+
+def _check_lapack_dtype(cores, what: str) -> None:
+    if cores[0].dtype not in (numpy.float32, numpy.float64):
+        raise TypeError(f"{what}: needs float32 or float64 cores (QR and SVD), got {cores[0].dtype}; "
+                        "build the TT from float32 cores instead (e.g. core.astype('float32'))")
 
 
 def _right_qr(core):
@@ -300,8 +331,22 @@ def core_norm(cores) -> float:
 
     Cost: one right-to-left QR sweep, ``O(sum_k n_k r^3)``.
     """
-    cores = orthogonalize_cores(cores, "right")
-    return _norm(cores[0])
+    cores = check_cores(cores)
+    _check_lapack_dtype(cores, "norm")
+    cores = list(cores)
+    xp = backend.get_xp(*cores)
+    with numpy.errstate(over="ignore", under="ignore", invalid="ignore"):   # retried below
+        value = _norm(_sweep(cores, "right")[0]) if len(cores) > 1 else _norm(cores[0])
+    if value == 0.0 or not math.isfinite(value):
+        # a partial product of the sweep overflowed or underflowed (or the TT is zero, or
+        # holds NaN/Inf: the retry then gives the same): sweep cores scaled by powers of two
+        scaled, e = _pow2_normalized(cores, xp)
+        inner = _norm(_sweep(scaled, "right")[0]) if len(cores) > 1 else _norm(scaled[0])
+        try:
+            value = math.ldexp(inner, e)
+        except OverflowError:
+            value = math.inf
+    return value
 
 
 def _right_sweep(cores: list) -> list:
@@ -326,6 +371,7 @@ def round_cores(cores, eps: float = 1e-12, max_rank=None) -> list:
     cores = check_cores(cores)
     nd = len(cores)
     caps = _bond_caps(max_rank, nd)
+    _check_lapack_dtype(cores, "round")
     xp = backend.get_xp(*cores)
     cores = list(cores)
     if not all(bool(xp.isfinite(c).all()) for c in cores):
@@ -337,7 +383,7 @@ def round_cores(cores, eps: float = 1e-12, max_rank=None) -> list:
     with numpy.errstate(over="ignore", invalid="ignore"):   # an overflow is retried below
         swept = _right_sweep(cores)
         nrm = _norm(swept[0])
-    if not math.isfinite(nrm):
+    if nrm == 0.0 or not math.isfinite(nrm):   # (0: a partial product underflowed, or a zero TT)
         scaled, spread = _pow2_normalized(cores, xp)
         swept = _right_sweep(scaled)
         nrm = _norm(swept[0])
