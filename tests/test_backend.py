@@ -489,3 +489,21 @@ def test_scatter_add_reads_permuted_views_in_memory_order(batch, time, num_rows,
     if tt.get_backend() == "numpy" and batch > 1 and time > 1:
         assert segment_sum._memory_order(view, 2) == (1, 0)
         assert segment_sum._memory_order(np.ascontiguousarray(view), 2) is None
+
+
+def test_scatter_add_of_float16_sums_in_float32():
+    # 5,000 x 0.01 into one row: a float16 accumulator stalls at 32 (CuPy's atomic adds did)
+    values = on_device(np.full((5000, 2), 0.01, dtype=np.float16))
+    ids = on_device(np.zeros(5000, dtype=np.int64))
+    out = backend.scatter_add(ids, values, 3)
+    assert out.dtype == np.float16
+    assert abs(float(tt.to_numpy(out)[0, 0]) - 50.0) < 0.1 and not tt.to_numpy(out)[1:].any()
+
+
+def test_take_rows_refuses_a_numpy_cupy_mix():
+    if "cupy" not in available_backends():
+        pytest.skip("needs CuPy and a GPU to mix backends")
+    import cupy  # noqa: PLC0415
+
+    with pytest.raises(TypeError):
+        backend.take_rows(np.ones((3, 2)), cupy.asarray([0, 1]))

@@ -201,12 +201,15 @@ def scatter_add(indices, values, num_rows: int, skip=None):
                          f"indices' shape {lead}")
     rest = tuple(values.shape[len(lead):])
     if indices.size == 0 or xp is not numpy:
-        out = xp.zeros((num_rows,) + rest, dtype=values.dtype)
+        # float16 sums run in float32, as segment_sum's do (float16 atomic adds stall:
+        # 5,000 x 0.01 sums to 32)
+        acc = xp.float32 if values.dtype == xp.float16 else values.dtype
+        out = xp.zeros((num_rows,) + rest, dtype=acc)
         if indices.size:
-            index_add(out, indices.reshape(-1), values.reshape((-1,) + rest))
+            index_add(out, indices.reshape(-1), values.reshape((-1,) + rest).astype(acc, copy=False))
         if skip is not None:
             out[skip] = 0
-        return out
+        return out.astype(values.dtype, copy=False)
     return segment_sum(indices, values, num_rows, skip)
 
 
@@ -225,7 +228,7 @@ def take_rows(src, index, out=None):
     ``out``: an optional C-contiguous array of the result's shape and dtype to write into
     (returned). Cost: one read of each selected row and one write of the result.
     """
-    xp = get_xp(src)
+    xp = get_xp(src, index)   # (a NumPy/CuPy mix raises here, as everywhere)
     if out is not None:
         shape = tuple(numpy.shape(index)) + tuple(src.shape[1:])
         if not all(hasattr(out, a) for a in ("shape", "dtype", "flags")):

@@ -117,15 +117,16 @@ def cross_entropy(logits, targets, ignore_index: int | None = None, label_smooth
     n_classes = logits.shape[-1]
     keep = t != ignore_index if ignore_index is not None else xp.ones(t.shape, dtype=bool)
     safe_t = xp.where(keep, t, 0)
-    if safe_t.size and (int(safe_t.min()) < 0 or int(safe_t.max()) >= n_classes):
+    # the range check and the kept count in one host read (one device sync on CuPy)
+    lo, hi, count = xp.stack([safe_t.min(), safe_t.max(), keep.sum()]).tolist() if safe_t.size else (0, 0, 0)
+    if lo < 0 or hi >= n_classes:
         raise IndexError(f"cross_entropy: targets must lie in [0, {n_classes}) (or equal ignore_index), "
-                         f"got values in [{int(safe_t.min())}, {int(safe_t.max())}]")
+                         f"got values in [{lo}, {hi}]")
     logp = _log_softmax_array(logits.data, -1, xp)
     picked = xp.take_along_axis(logp, safe_t[..., None], axis=-1)[..., 0]
     per_item = -(1.0 - label_smoothing) * picked
     if label_smoothing:
         per_item = per_item - (label_smoothing / n_classes) * logp.sum(axis=-1, dtype=_sum_dtype(logp.dtype))
-    count = int(keep.sum())
     scale = 1.0 / count if count else 0.0
     loss = (xp.where(keep, per_item, 0).sum(dtype=_sum_dtype(logp.dtype)) * scale).astype(logits.dtype)
 

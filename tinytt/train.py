@@ -197,8 +197,7 @@ class ClassificationTask:
         data = self.splits[split]
         model.eval()
         order = numpy.argsort(data.lengths, kind="stable")
-        correct = 0
-        loss_sum = 0.0
+        correct = loss_sum = None     # device scalars: read once at the end
         with no_grad():
             for start in range(0, len(order), self.eval_batch_size):
                 idx = order[start:start + self.eval_batch_size]
@@ -207,12 +206,14 @@ class ClassificationTask:
                 lab = to_device(labels)
                 loss = cross_entropy(logits, lab)
                 xp = get_xp(logits.data)
-                correct += int((xp.argmax(logits.data, axis=-1) == lab).sum())
-                loss_sum += float(loss.data) * len(idx)
+                hits = (xp.argmax(logits.data, axis=-1) == lab).sum()
+                part = loss.data.astype(xp.float64) * len(idx)
+                correct = hits if correct is None else correct + hits
+                loss_sum = part if loss_sum is None else loss_sum + part
         n = len(order)
         if n == 0:
             return {"loss": float("nan"), "accuracy": float("nan"), "n": 0}
-        return {"loss": loss_sum / n, "accuracy": correct / n, "n": n}
+        return {"loss": float(loss_sum) / n, "accuracy": int(correct) / n, "n": n}
 
 
 class LanguageModelTask:

@@ -129,11 +129,15 @@ class LookupPlan:
     def row_of(self, idx: int):
         """Row of id ``idx``, or None when the batch does not contain it."""
         xp = get_xp(self.uniq)
-        # CuPy's searchsorted takes only arrays: search a one-element array (one sync)
-        pos = int(xp.searchsorted(self.uniq, xp.asarray([idx], dtype=self.uniq.dtype))[0])
-        if pos < self.uniq.shape[0] and int(self.uniq[pos]) == idx:
-            return int(self.row_of_uniq[pos])
-        return None
+        if self.uniq.shape[0] == 0:
+            return None
+        # CuPy's searchsorted takes only arrays: search a one-element array; then read the
+        # position, the id found there and its row at once (one sync on CuPy)
+        pos = xp.searchsorted(self.uniq, xp.asarray([idx], dtype=self.uniq.dtype))[0]
+        at = xp.minimum(pos, self.uniq.shape[0] - 1)
+        pos, found, row = (int(v) for v in xp.stack([pos, self.uniq[at].astype(pos.dtype),
+                                                     self.row_of_uniq[at].astype(pos.dtype)]).tolist())
+        return row if pos < self.uniq.shape[0] and found == idx else None
 
 
 def _strides(row_shape) -> list:
