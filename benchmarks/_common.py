@@ -5,8 +5,10 @@
   median, the minimum and the number of repeats. Repeats continue while the timed total
   stays under a budget (at least ``min_repeats``, at most ``max_repeats``).
 - ``emit(row)``: one JSON object per line to stdout, and appended to ``--out FILE`` when given.
-  Every row gets ``bench``, ``backend``, ``malloc`` ("default" or "retain", from glibc's
-  ``MALLOC_MMAP_THRESHOLD_``) and ``load1`` (1-minute load average when the row was written).
+  Every row gets ``backend``, ``malloc`` (``malloc_mode()``: "top_pad=N" after
+  ``tinytt.allocator.keep_freed_memory``, else "default", "retain" or "mmap>=N" from glibc's
+  ``MALLOC_MMAP_THRESHOLD_``) and ``load1`` (1-minute load average when the row was written);
+  the caller sets ``bench``.
 - Peak memory, two methods (each row states which):
   ``tracemalloc_peak(fn)``: the increase of the peak of NumPy/Python allocations during one
   call (NumPy reports its data buffers to tracemalloc; torch and CuPy do not);

@@ -22,9 +22,8 @@ import json
 import statistics
 import time
 
-import numpy
-
-import tinytt as tt
+import tinytt as tt   # before NumPy: it sets OpenBLAS's thread timeout (tinytt/_openblas.py)
+import numpy  # noqa: E402,I001
 from tinytt.backend import synchronize
 from tinytt.ops import stable_sigmoid
 

@@ -143,7 +143,14 @@ def main(argv=None) -> None:
     parser.add_argument("--imdb-batches", type=int, default=0, metavar="K",
                         help="also estimate the real bucketed IMDB epoch from K timed batches (needs TINYTT_DATA)")
     args = parser.parse_args(argv)
+    if args.imdb_batches and args.imdb_batches < 2:
+        parser.error("--imdb-batches must be at least 2 (a line is fitted)")
+    imdb_dir = os.path.join(os.environ.get("TINYTT_DATA", ""), "imdb")
+    if args.imdb_batches and not (os.environ.get("TINYTT_DATA") and os.path.isdir(imdb_dir)):
+        parser.error(f"--imdb-batches needs the IMDB data under $TINYTT_DATA/imdb (looked for {imdb_dir!r})")
     configure(args)
+    # freed heap pages stay mapped, as in `tinytt train` (cli.py) and train_step.py
+    tt.allocator.keep_freed_memory()
     rng = numpy.random.default_rng(0)
     ids = rng.integers(2, V, size=(B, T)).astype(numpy.int64)
     y = rng.integers(0, C, size=B).astype(numpy.int64)
@@ -159,7 +166,8 @@ def main(argv=None) -> None:
             emit({"bench": BENCH, "kind": "note", "note": "torch not importable: no PyTorch baseline"})
     emit({"bench": BENCH, "kind": "setup", "batch": B, "tokens": T, "vocab": V, "dim": D, "hidden": H,
           "numpy": numpy.__version__, "torch": getattr(torch, "__version__", None), "cpu_count": os.cpu_count(),
-          "torch_threads": torch.get_num_threads() if torch is not None else None, "torch_adam": "fused",
+          "torch_threads": torch.get_num_threads() if torch is not None else None,
+          "torch_adam": "fused" if torch is not None else None,
           "steps_per_epoch": STEPS, "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT")})
     torch_best = torch_mean = None
     if torch is not None:
@@ -182,8 +190,6 @@ def main(argv=None) -> None:
                 row["ratio_to_torch_fastest"] = med / torch_best
             emit(row)
     if args.imdb_batches:
-        if args.imdb_batches < 2:
-            parser.error("--imdb-batches must be at least 2 (a line is fitted)")
         for row in bucketed_epoch(args.imdb_batches):
             if torch_mean is not None:
                 # NOT equal work: tinytt runs length-bucketed batches, PyTorch is charged its

@@ -1,6 +1,6 @@
 """TT embedding lookup: tinytt's strategies against tinytt's dense Embedding and PyTorch (float32).
 
-Setup (docs/peer_bench.md section 3): V = 25000 -> TT-matrix (25,30,40) x (4,8,8), rank 16,
+Setup (../shared/research/peer_bench.md section 3): V = 25000 -> TT-matrix (25,30,40) x (4,8,8), rank 16,
 D = 256, cores (1,25,4,16), (16,30,8,16), (16,40,8,1). Batches:
 
 - ``imdb_64x200``: 64 IMDB training reviews (seeded draw) cut or padded to 200 tokens (padding
@@ -529,6 +529,8 @@ def main(argv=None) -> None:
                         help="torch intra-op threads (default: CPU count); NumPy's BLAS threads follow "
                              "OPENBLAS_NUM_THREADS, which must be set in the environment")
     args = parser.parse_args(argv)
+    if args.rounds < 1 or args.reps < 1:
+        parser.error("--rounds and --reps must be at least 1")
     configure(args)
     if not args.glibc_default_malloc:
         tinytt.allocator.keep_freed_memory()

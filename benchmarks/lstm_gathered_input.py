@@ -62,6 +62,13 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--reps", type=int, default=3)
     args = parser.parse_args(argv)
+    if args.rounds < 1 or args.reps < 1:
+        parser.error("--rounds and --reps must be at least 1")
+    for flag, value, allowed in (("--models", args.models, ("lstm-final", "lstm-mean")),
+                                 ("--embeddings", args.embeddings, ("dense", "tt"))):
+        unknown = sorted(set(value.split(",")) - set(allowed))
+        if unknown:
+            parser.error(f"{flag}: unknown {', '.join(unknown)} (choose from {', '.join(allowed)})")
     configure(args)
     tt.allocator.keep_freed_memory()
     default = lstm_mod.GATHERED_MAX_FRACTION

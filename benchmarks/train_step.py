@@ -285,6 +285,9 @@ def main(argv=None):
         rounds = args.rounds
     if reps < 1 or rounds < 1:
         parser.error("--reps and --rounds must be at least 1")
+    unknown = sorted(set(args.models.split(",")) - {"lstm-final", "lstm-mean", "mlp"})
+    if unknown:
+        parser.error(f"--models: unknown {', '.join(unknown)} (choose from lstm-final, lstm-mean, mlp)")
     rng = numpy.random.default_rng(0)
     ids = rng.integers(0, V, size=(B, T)).astype(numpy.int64)
     y = rng.integers(0, C, size=B).astype(numpy.int64)

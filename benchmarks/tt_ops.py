@@ -1,6 +1,6 @@
 """Benchmark TT-SVD and TT rounding (float64) against torchtt (and ttpy) in the same process.
 
-Cases (docs/peer_bench.md sections 1-2), all at eps 1e-10:
+Cases (../shared/research/peer_bench.md sections 1-2), all at eps 1e-10:
 
 - ``svd_8^6_r6``: TT-SVD of a (8,)^6 tensor of TT-rank 6, no rank cap;
 - ``svd_4^10_rmax16``: TT-SVD of a (4,)^10 Gaussian tensor, max_rank 16;
@@ -19,7 +19,7 @@ Prints one JSON object per line: case, library, median/min seconds and repeats, 
 Frobenius error (TT-SVD: against the dense input; rounding: computed in TT format by a QR sweep,
 never forming the 10^8-entry tensor), ranks; for tinytt, ``ratio_vs_<peer>`` (same run),
 ``ratio_vs_fastest_peer`` and ``ratio_vs_peer_bench`` (against the best peer figure measured
-earlier on this machine, docs/peer_bench.md).
+earlier on this machine, ../shared/research/peer_bench.md).
 
     python benchmarks/tt_ops.py [--quick] [--out FILE]
 """
@@ -31,6 +31,7 @@ import os
 import sys
 from pathlib import Path
 
+import tinytt  # noqa: F401,I001 - before NumPy: it sets OpenBLAS's thread timeout (tinytt/_openblas.py)
 import numpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -43,7 +44,7 @@ from tinytt.tt.decompositions import round_cores, tt_svd_cores  # noqa: E402
 BENCH = "tt_ops"
 EPS = 1e-10
 TORCH_THREADS = os.cpu_count() or 2   # the machine's default (2 here); --torch-threads overrides
-# Best peer medians (seconds) from docs/peer_bench.md, measured on this machine (ttpy, torchtt).
+# Best peer medians (seconds) from ../shared/research/peer_bench.md, measured on this machine (ttpy, torchtt).
 PEER_BENCH_BEST = {"svd_8^6_r6": ("ttpy", 11.6e-3), "svd_4^10_rmax16": ("torchtt", 84.4e-3),
                    "svd_32^4_r20": ("torchtt", 117.4e-3), "round_10^8_r20+r20": ("ttpy", 4.86e-3),
                    "round_10^8_r20+0.1z": ("ttpy", 5.06e-3)}
@@ -120,7 +121,7 @@ def load_peers(torch_threads=None) -> dict:
         emit({"bench": BENCH, "kind": "note", "library": "ttpy",
               "note": f"ttpy not importable ({type(exc).__name__}: {exc}); ttpy 1.2.1 is a 2017 "
                       "numpy.distutils + Fortran sdist that does not install here (needs setuptools<60, "
-                      "gfortran, LAPACK dev files); its figures from docs/peer_bench.md are used as "
+                      "gfortran, LAPACK dev files); its figures from ../shared/research/peer_bench.md are used as "
                       "ratio_vs_peer_bench"})
     try:
         import torch  # noqa: PLC0415
