@@ -37,12 +37,13 @@ def test_default_shape_follows_the_heuristic():
     ((25, 30, 40), (4, 8, 8)), ((10, 10, 15, 20), (4, 4, 4, 4)), ((5, 5, 5, 5, 6, 8), (2, 2, 2, 2, 4, 4)),
 ])
 def test_glorot_variance_of_the_full_matrix(shape):
-    """E[Var(W)] = 2 / (V' + D). One draw's variance fluctuates by several percent (the
-    entries share few parameters), so average 64 seeds, using the TT identities
-    sum(W) and ||W||_F^2 (checked against the dense matrix on the first two seeds)."""
+    """Var(W) = 2 / (V' + D) for every draw: i.i.d. cores vary it by 4-15% (std over seeds for
+    these shapes: the entries share few parameters), so the init rescales the cores; checked on
+    16 seeds with the TT identities sum(W) and ||W||_F^2 (against the dense matrix on the
+    first two seeds); the mean is ~0."""
     target = 2.0 / (30000 + 256)
     variances, means = [], []
-    for seed in range(64):
+    for seed in range(16):
         layer = TTEmbedding(25000, 256, rank=16, shape=shape, seed=seed, dtype="float64")
         cores = [tt.to_numpy(c) for c in layer.cores]
         total, squares = numpy.ones(1), numpy.ones((1, 1))
@@ -57,8 +58,8 @@ def test_glorot_variance_of_the_full_matrix(shape):
             assert mean == pytest.approx(w.mean(), rel=1e-9, abs=1e-15)
         variances.append(var)
         means.append(mean)
-    assert abs(numpy.mean(variances) / target - 1) < 0.03
-    assert abs(numpy.mean(means)) < 0.02 * numpy.sqrt(target)
+    assert max(abs(v / target - 1) for v in variances) < 1e-9     # each draw, not just on average
+    assert max(abs(m) for m in means) < 0.05 * numpy.sqrt(target)
 
 
 @pytest.mark.parametrize("strategy", ["auto", "gather", "prefix", "full"])

@@ -60,8 +60,9 @@ class TTEmbedding(Module):
         dtype: "float32" (default) or "float64".
         seed: seed of the Glorot initialisation.
 
-    The cores are initialised i.i.d. N(0, s^2) with ``s^2 = (sigma^2 / prod r_k)^(1/N)``
-    and ``sigma^2 = 2 / (V' + D)``, so every entry of W has variance exactly sigma^2.
+    The cores are drawn i.i.d. N(0, s^2) with ``s^2 = (sigma^2 / prod r_k)^(1/N)`` and
+    ``sigma^2 = 2 / (V' + D)`` (so ``E[Var(W)] = sigma^2``), then scaled by one common factor
+    that makes this draw's ``Var(W)`` exactly sigma^2 (``tinytt.tt.init``).
 
     Calling the layer on integer ids of shape S returns a Tensor S + (D,).
     Lookup cost: see ``tinytt.tt.lookup`` (deduplicated ids, no V' x D matrix).
