@@ -22,7 +22,8 @@ per line, plus the LSTM "GEMM floor" (the time NumPy's BLAS needs for just the m
 of one LSTM forward + backward, measured in the same run) and the ratios to it, to PyTorch's
 dense model, and to PyTorch's fastest formulation with the same kind of embedding
 (``ratio_to_torch_fastest``: for LSTMs the faster of the final/mean readouts, for TT the
-fastest of the TT lookups).
+fastest of the TT lookups), and to PyTorch's same model (``ratio_to_torch_same_model``: the
+same readout and kind of embedding; for TT the fastest PyTorch TT lookup).
 
 Timing is interleaved: every model is built first, then each of ``--rounds`` rounds (default 3)
 times every model in turn (1 warm-up step, ``--reps`` timed steps; the order reverses each round)
@@ -366,6 +367,10 @@ def main(argv=None):
                 row["ratio_to_gemm_floor"] = round(med / floor, 3)
             if torch is not None:
                 row["ratio_to_torch_dense"] = round(med / statistics.median(times["torch", model_name, "dense"]), 3)
+                # the same model (readout and kind of embedding; TT: PyTorch's fastest TT lookup)
+                same = min(statistics.median(t) for k, t in times.items()
+                           if k[0] == "torch" and k[1] == model_name and (k[2] == "dense") == (emb_kind == "dense"))
+                row["ratio_to_torch_same_model"] = round(med / same, 3)
                 row["ratio_to_torch_fastest"] = round(med / fastest_torch(model_name, emb_kind), 3)
                 per_round = [round_medians[key][i] / fastest_torch(model_name, emb_kind, i) for i in range(rounds)]
                 row["ratio_to_torch_fastest_by_round"] = [round(x, 3) for x in per_round]

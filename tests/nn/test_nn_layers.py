@@ -104,6 +104,7 @@ def test_activations():
     x = numpy.array([-1.0, 0.5])
     assert_close(nn.ReLU()(tt.Tensor(x)).data, [0.0, 0.5])
     check_grads(lambda t: nn.Tanh()(t), x)
+    check_grads(lambda t: nn.ReLU()(t), numpy.array([-1.0, 0.5, 2.0, -0.3]))   # away from the kink
 
 
 @pytest.mark.parametrize("make", [lambda: nn.Linear(8, 3, seed=0), lambda: nn.TTLinear(8, 8, 2, seed=0)])

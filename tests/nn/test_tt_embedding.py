@@ -76,6 +76,14 @@ def test_lookup_equals_full_rows_any_id_shape(strategy):
     assert_close(out, dense[ids], rtol=1e-10, atol=1e-13)
 
 
+def test_negative_padding_idx_counts_from_the_end_as_in_embedding():
+    layer = TTEmbedding(100, 8, rank=2, padding_idx=-1, seed=0)
+    assert layer.padding_idx == 99 == tt.nn.Embedding(100, 8, padding_idx=-1).padding_idx
+    assert not tt.to_numpy(layer(tt.to_device(numpy.array([99]))).data).any()
+    with pytest.raises(ValueError, match="padding_idx"):
+        TTEmbedding(100, 8, padding_idx=-101)
+
+
 def test_padding_idx_sends_no_gradient_and_matches_dense_gradients():
     layer = TTEmbedding(60, 6, rank=3, shape=((3, 4, 5), (1, 2, 3)), padding_idx=2, dtype="float64", seed=2)
     ids = tt.to_device(numpy.array([[2, 5, 59], [5, 2, 0]]))

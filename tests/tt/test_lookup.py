@@ -401,3 +401,33 @@ def test_plan_cache_is_bounded_and_can_be_switched_off(monkeypatch):
     assert counter.calls == 3
     lookup_module.plan_cache_clear()
     assert lookup_module.plan_cache_info() == (0, 0, 0)
+
+
+@pytest.mark.parametrize("n_cores", [5, 6])
+def test_five_and_six_cores_with_a_padding_id_against_the_dense_path(n_cores):
+    # the drawn tests above go to 6 cores without padding and to 4 cores for gradients:
+    # here 5 and 6 cores, repeated ids and the padding id, rows and core gradients
+    rng = numpy.random.default_rng(n_cores)
+    row_shape, col_shape = (2, 3, 2, 2, 3, 2)[:n_cores], (2, 1, 2, 2, 1, 2)[:n_cores]
+    ranks = [1] + [2, 3, 2, 3, 2][:n_cores - 1] + [1]
+    cores = [rng.standard_normal((ranks[k], row_shape[k], col_shape[k], ranks[k + 1])) for k in range(n_cores)]
+    n_rows = int(numpy.prod(row_shape))
+    pad = 5
+    ids = rng.integers(0, n_rows, size=(4, 6))
+    ids[0, :3] = pad
+    ids[1, 1] = ids[2, 4]
+    dense = dense_tt_matrix(cores)
+    want_rows = dense[ids] * (ids != pad)[..., None]
+    upstream = tt.to_device(rng.standard_normal(ids.shape + (int(numpy.prod(col_shape)),)))
+    keep = tt.to_device((ids != pad)[..., None].astype(numpy.float64))
+    leaves = [tt.Tensor(tt.to_device(c), requires_grad=True) for c in cores]
+    (tt.TTMatrix(leaves).full()[tt.to_device(ids)] * keep).backward(upstream)
+    expected = [leaf.grad for leaf in leaves]
+    for strategy, mode in VARIANTS:
+        leaves = [tt.Tensor(tt.to_device(c), requires_grad=True) for c in cores]
+        out = tt_matrix_rows(leaves, tt.to_device(ids), row_shape, col_shape, strategy=strategy, mode=mode,
+                             padding_idx=pad)
+        assert_close(out, want_rows, rtol=1e-10, atol=1e-12, err_msg=f"{strategy}/{mode}")
+        out.backward(upstream)
+        for k, (leaf, want) in enumerate(zip(leaves, expected)):
+            assert_close(leaf.grad, want, rtol=1e-9, atol=1e-10, err_msg=f"core {k}, {strategy}/{mode}")

@@ -100,10 +100,13 @@ class TTEmbedding(Module):
         return row_shape, col_shape
 
     def _check_padding(self, padding_idx) -> None:
+        """``padding_idx``: None or an int in [-V, V); a negative one counts from the end, as
+        in ``Embedding`` (and PyTorch)."""
+        v = self.num_embeddings
         if padding_idx is not None and (isinstance(padding_idx, bool) or not isinstance(padding_idx, numbers.Integral)
-                                        or not 0 <= padding_idx < self.num_embeddings):
-            raise ValueError(f"padding_idx must be None or an int in [0, {self.num_embeddings}), got {padding_idx!r}")
-        self.padding_idx = None if padding_idx is None else int(padding_idx)
+                                        or not -v <= padding_idx < v):
+            raise ValueError(f"padding_idx must be None or an int in [-{v}, {v}), got {padding_idx!r}")
+        self.padding_idx = None if padding_idx is None else int(padding_idx) % v
 
     def _init_from_cores(self, cores) -> None:
         self.cores = [Parameter(c) for c in cores]
