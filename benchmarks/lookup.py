@@ -76,7 +76,10 @@ BENCH = "lookup"
 
 # --- batches --------------------------------------------------------------------------------
 def imdb_batch(seed: int = 0):
-    """(64, 200) int64 ids of 64 seeded IMDB training reviews, or (None, note) when the file is absent."""
+    """(64, 200) int64 ids of 64 seeded IMDB training reviews, or (None, note) when the file is absent.
+
+    The vocabulary has V = 25,000 ids: ``<pad>`` (0), ``<unk>`` (1) and the 24,998 most
+    frequent lowercased tokens, so every id is a row of the 25,000-row table."""
     root = os.environ.get("TINYTT_DATA")
     path = Path(root).expanduser() / "imdb" / "train.tsv.gz" if root else None
     if path is None or not path.is_file():
