@@ -242,6 +242,8 @@ def test_norm_gradient_when_one_core_holds_an_extreme_scale(dtype, scale, core):
 
 @pytest.mark.parametrize("dtype,scales", [(numpy.float64, (1e-250, 1e200, 1e200)),
                                           (numpy.float64, (1e200, 1e-250, 1e-250)),
+                                          (numpy.float64, (1e200, 1e-123, 1e-200)),   # subnormal, not 0
+                                          (numpy.float64, (1e-200, 1e-123, 1e200)),
                                           (numpy.float32, (1e-30, 1e20, 1e20))])
 def test_norm_and_orthogonalize_when_partial_products_leave_the_dtype(dtype, scales):
     # the norm fits the dtype but the right sweep's partial products do not: tt.norm gave
@@ -250,13 +252,14 @@ def test_norm_and_orthogonalize_when_partial_products_leave_the_dtype(dtype, sca
     base = [rng.standard_normal(s) for s in [(1, 3, 2), (2, 3, 2), (2, 3, 1)]]
     a = TensorTrain([tinytt.to_device((c * f).astype(dtype)) for c, f in zip(base, scales)])
     dense = full_cores(base)
-    want = numpy.linalg.norm(dense) * numpy.prod(scales)
+    total_scale = math.exp(sum(math.log(f) for f in scales))   # (1e-200 * 1e-123 is subnormal)
+    want = numpy.linalg.norm(dense) * total_scale
     got = float(tinytt.to_numpy(norm(a).data))
     assert got == pytest.approx(want, rel=1e-5 if dtype == numpy.float32 else 1e-12)
     for direction in ("left", "right"):
         o = a.orthogonalize(direction)
         assert all(numpy.isfinite(tinytt.to_numpy(c.data)).all() for c in o.cores)
-        back = tinytt.to_numpy(o.full().data).astype(numpy.float64) / numpy.prod(scales)
+        back = tinytt.to_numpy(o.full().data).astype(numpy.float64) / total_scale
         numpy.testing.assert_allclose(back, dense, rtol=1e-4 if dtype == numpy.float32 else 1e-10, atol=0)
 
 
@@ -276,3 +279,12 @@ def test_float16_tts_get_a_type_error_from_qr_based_ops():
     for op in (lambda: norm(a), lambda: a.round(1e-3), lambda: a.orthogonalize()):
         with pytest.raises(TypeError, match="float32 or float64"):
             op()
+
+
+def test_orthogonalize_refuses_a_norm_beyond_the_dtype():
+    # a float32 TT of norm 8e38 has no orthogonal form in float32 (the norm sits in one core)
+    a = TensorTrain([tinytt.to_device(numpy.full((1, 4, 1), v, numpy.float32)) for v in (1e13, 1e12, 1e13)])
+    for direction in ("left", "right"):
+        with pytest.raises(OverflowError, match="orthogonal form"):
+            a.orthogonalize(direction)
+    assert float(tinytt.to_numpy(norm(a).data)) == numpy.inf    # float32 cannot hold 8e38 either

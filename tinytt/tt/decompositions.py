@@ -175,11 +175,11 @@ def _unit_scale(nrm: float, dtype) -> int:
     return 0 if low <= nrm <= high else math.frexp(nrm)[1]
 
 
-def _times_pow2(cores: list, e: int, xp, into: int = -1) -> list:
+def _times_pow2(cores: list, e: int, xp, into: int = -1, spread: bool = True) -> list:
     """The TT times ``2**e`` (exact): in core ``into`` (the last by default), or, when its
     entries would leave the dtype's normal range there (a float32 tensor of norm above
-    3.4e38), an equal share of the exponent in every core. One host read of that core's
-    largest entry."""
+    3.4e38), an equal share of the exponent in every core (with ``spread``; else
+    OverflowError). One host read of that core's largest entry."""
     if e == 0:
         return cores
     info = numpy.finfo(cores[into].dtype)
@@ -192,18 +192,24 @@ def _times_pow2(cores: list, e: int, xp, into: int = -1) -> list:
         out = list(cores)
         out[into] = xp.ldexp(cores[into], e)
         return out
+    if not spread:
+        raise OverflowError(f"the TT's norm does not fit {cores[into].dtype} in one core (2**{e} times "
+                            f"{peak:.3g}): it has no orthogonal form in this dtype; use float64 cores")
     n = len(cores)
     shares = [e // n + (1 if k < e % n else 0) for k in range(n)]   # sums to e
     return [xp.ldexp(c, s) for c, s in zip(cores, shares)]
 
 
-def _pow2_normalized(cores: list, xp) -> tuple:
+def _pow2_normalized(cores: list, xp, finite: bool = False) -> tuple:
     """``(scaled cores, E)``: each core times a power of two that brings its largest entry into
     [0.5, 1) (exact), so the TT is ``2**E`` times the scaled one and no product of cores can
-    overflow or underflow the dtype on the way."""
+    overflow or underflow the dtype on the way. One host read per core; with ``finite``, a
+    NaN or Inf entry raises ValueError (else such a core is left as is)."""
     out, total = [], 0
     for c in cores:
         peak = float(xp.abs(c).max()) if c.size else 0.0
+        if finite and not math.isfinite(peak):
+            raise ValueError("the TT has NaN or Inf entries; rounding needs finite cores")
         if peak == 0.0 or not math.isfinite(peak):
             out.append(c)
             continue
@@ -267,10 +273,11 @@ def orthogonalize_cores(cores, direction: str = "left") -> list:
     ``"right"``: sweep right to left; cores 1..N-1 become right-orthogonal
     (``G.reshape(r_{k-1}, n_k r_k)`` has orthonormal rows) and the norm sits in the first core.
     Ranks may shrink to ``min(r_{k-1} n_k, r_k)`` (resp. ``min(r_{k-1}, n_k r_k)``).
-    Exact up to rounding; cost ``O(sum_k n_k r^3)``. When the sweep's partial products leave
-    the dtype's range although the cores and the tensor do not (float64 cores of 1e-250 and
-    1e200), it is run again on cores scaled by exact powers of two and the factor is put back
-    into the norm's core (spread over all cores when the norm itself does not fit there).
+    Exact up to rounding; cost ``O(sum_k n_k r^3)`` plus one host read per core: the sweep
+    runs on cores scaled by exact powers of two (``_pow2_normalized``), so no partial product
+    overflows or underflows the dtype (float64 cores of 1e-250 and 1e200), and the factor goes
+    back into the norm's core. Raises OverflowError when the norm itself does not fit the
+    dtype (a float32 TT of norm above 3.4e38 has no orthogonal form in float32).
     """
     cores = check_cores(cores)
     if direction not in ("left", "right"):
@@ -280,16 +287,14 @@ def orthogonalize_cores(cores, direction: str = "left") -> list:
     if len(cores) == 1:
         return [cores[0].copy()]  # new cores, never the caller's arrays
     xp = backend.get_xp(*cores)
-    with numpy.errstate(over="ignore", under="ignore", invalid="ignore"):   # checked just below
-        out = _sweep(cores, direction)
-    if _lost_range(cores, out, xp):
-        scaled, e = _pow2_normalized(cores, xp)
-        out = _times_pow2(_sweep(scaled, direction), e, xp, into=-1 if direction == "left" else 0)
+    scaled, e = _pow2_normalized(cores, xp)
+    into = -1 if direction == "left" else 0
+    out = _times_pow2(_sweep(scaled, direction), e, xp, into=into, spread=False)
     return out
 
 
 def _sweep(cores: list, direction: str) -> list:
-    """The QR sweep of ``orthogonalize_cores`` (no checks, no rescaling)."""
+    """The QR sweep of ``orthogonalize_cores`` (no checks, no rescaling): a new list."""
     if direction == "right":
         return _right_sweep(cores)
     cores = list(cores)
@@ -300,17 +305,6 @@ def _sweep(cores: list, direction: str) -> list:
         nxt = cores[k + 1]
         cores[k + 1] = (r @ nxt.reshape(nxt.shape[0], -1)).reshape(r.shape[0], nxt.shape[1], nxt.shape[2])
     return cores
-
-
-def _lost_range(before: list, after: list, xp) -> bool:
-    """Whether a sweep of finite cores, none all zero, gave a non-finite or an all-zero core
-    (a partial product overflowed or underflowed). A few host reads."""
-    def peak(c):
-        return float(xp.abs(c).max()) if c.size else 0.0
-    peaks = [peak(c) for c in before]
-    if not all(math.isfinite(v) for v in peaks) or min(peaks) == 0.0:
-        return False      # NaN/Inf input, or a zero TT: nothing to rescue
-    return any(not math.isfinite(v) or v == 0.0 for v in map(peak, after))
 
 
 def _check_lapack_dtype(cores, what: str) -> None:
@@ -329,24 +323,17 @@ def _right_qr(core):
 def core_norm(cores) -> float:
     """Frobenius norm of a TT via right orthogonalisation (stable; no cancellation).
 
-    Cost: one right-to-left QR sweep, ``O(sum_k n_k r^3)``.
+    The sweep runs on cores scaled by exact powers of two, so no partial product overflows
+    or underflows; the result is a Python float (inf when the norm exceeds float64).
+    Cost: one right-to-left QR sweep, ``O(sum_k n_k r^3)``, and one host read per core.
     """
     cores = check_cores(cores)
     _check_lapack_dtype(cores, "norm")
-    cores = list(cores)
-    xp = backend.get_xp(*cores)
-    with numpy.errstate(over="ignore", under="ignore", invalid="ignore"):   # retried below
-        value = _norm(_sweep(cores, "right")[0]) if len(cores) > 1 else _norm(cores[0])
-    if value == 0.0 or not math.isfinite(value):
-        # a partial product of the sweep overflowed or underflowed (or the TT is zero, or
-        # holds NaN/Inf: the retry then gives the same): sweep cores scaled by powers of two
-        scaled, e = _pow2_normalized(cores, xp)
-        inner = _norm(_sweep(scaled, "right")[0]) if len(cores) > 1 else _norm(scaled[0])
-        try:
-            value = math.ldexp(inner, e)
-        except OverflowError:
-            value = math.inf
-    return value
+    scaled, e = _pow2_normalized(list(cores), backend.get_xp(*cores))
+    try:
+        return math.ldexp(_norm(_right_sweep(scaled)[0]), e)
+    except OverflowError:
+        return math.inf
 
 
 def _right_sweep(cores: list) -> list:
@@ -373,23 +360,12 @@ def round_cores(cores, eps: float = 1e-12, max_rank=None) -> list:
     caps = _bond_caps(max_rank, nd)
     _check_lapack_dtype(cores, "round")
     xp = backend.get_xp(*cores)
-    cores = list(cores)
-    if not all(bool(xp.isfinite(c).all()) for c in cores):
-        raise ValueError("the TT has NaN or Inf entries; rounding needs finite cores")
-    # the right sweep gathers the norm in core 0: with finite cores whose product overflows
-    # the dtype there (float32 entries of 1e38 spread over three cores), sweep a copy scaled
-    # by powers of two and put the factor back at the end
-    spread = 0
-    with numpy.errstate(over="ignore", invalid="ignore"):   # an overflow is retried below
-        swept = _right_sweep(cores)
-        nrm = _norm(swept[0])
-    if nrm == 0.0 or not math.isfinite(nrm):   # (0: a partial product underflowed, or a zero TT)
-        scaled, spread = _pow2_normalized(cores, xp)
-        swept = _right_sweep(scaled)
-        nrm = _norm(swept[0])
-    cores = swept
-    if not math.isfinite(nrm):
-        raise ValueError("the TT has NaN or Inf entries; rounding needs finite cores")
+    # the sweep runs on cores scaled by exact powers of two (no partial product can leave the
+    # dtype's range: float32 entries of 1e38 spread over three cores), the factor 2**spread
+    # goes back at the end
+    cores, spread = _pow2_normalized(list(cores), xp, finite=True)
+    cores = _right_sweep(cores)
+    nrm = _norm(cores[0])
     if nrm == 0.0:
         return [xp.zeros((1, c.shape[1], 1), dtype=c.dtype) for c in cores]
     e = _unit_scale(nrm, cores[0].dtype)
