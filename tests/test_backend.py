@@ -492,7 +492,8 @@ def test_scatter_add_reads_permuted_views_in_memory_order(batch, time, num_rows,
 
 
 def test_scatter_add_of_float16_sums_in_float32():
-    # 5,000 x 0.01 into one row: a float16 accumulator stalls at 32 (CuPy's atomic adds did)
+    # 5,000 x 0.01 into one row: a float16 accumulator stalls at 32. On NumPy this checks
+    # segment_sum; it is the CuPy atomic-add path (TINYTT_BACKEND=cupy) that summed in float16
     values = on_device(np.full((5000, 2), 0.01, dtype=np.float16))
     ids = on_device(np.zeros(5000, dtype=np.int64))
     out = backend.scatter_add(ids, values, 3)

@@ -674,11 +674,10 @@ def test_step_checks_every_gradient_before_updating_any():
     assert opt.state_dict()["state"]["0"] == {}
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_adam_first_step_with_huge_float32_gradients(dtype):
+def test_adam_first_step_with_huge_float32_gradients():
     # Adam's first step is lr * sign(g) for any finite g: with g * g formed first, float32
     # overflowed above |g| = 1.8e19 (v = inf, a silent zero step)
     for opt_cls in (Adam, AdamW):
-        p = P(np.ones(3, dtype), np.array([1e20, -1e20, 3e19], dtype))
+        p = P(np.ones(3, np.float32), np.array([1e20, -1e20, 3e19], np.float32))
         opt_cls([p], lr=1e-3, weight_decay=0.0).step()
         np.testing.assert_allclose(backend.to_numpy(p.data), [0.999, 1.001, 0.999], rtol=1e-6)

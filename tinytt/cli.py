@@ -14,8 +14,8 @@
 - ``tinytt info``: versions, backend, BLAS, GPU.
 
 Bad arguments give an argparse-style message and exit code 2 before training starts;
-so do invalid ``TINYTT_NUM_THREADS`` / ``TINYTT_BACKEND`` values (``info`` lists them in
-its output instead). Ctrl-C during training exits with code 130 and leaves the last
+so does an invalid ``TINYTT_NUM_THREADS`` (``info`` lists it in its output instead). An
+invalid ``TINYTT_BACKEND`` fails ``import tinytt`` itself, with a message naming it. Ctrl-C during training exits with code 130 and leaves the last
 checkpoint intact.
 """
 
@@ -213,21 +213,16 @@ def _check_file(parser, flag: str, path, regular: bool = False) -> None:
 
 
 def _env_errors() -> list:
-    """What is wrong with ``TINYTT_NUM_THREADS`` and ``TINYTT_BACKEND`` (read by
-    tinytt.parallel and tinytt.backend), as messages naming the variable; empty when fine."""
-    from .backend import get_backend
+    """What is wrong with ``TINYTT_NUM_THREADS`` (read by tinytt.parallel at each use), as
+    messages naming the variable; empty when fine. (A bad ``TINYTT_BACKEND`` already failed
+    ``import tinytt``, with a message naming it.)"""
     from .parallel import num_threads
 
-    errors = []
     try:
         num_threads()
     except ValueError as exc:
-        errors.append(str(exc))
-    backend = os.environ.get("TINYTT_BACKEND", "").strip()
-    if backend and backend.lower() != get_backend():
-        errors.append(f"TINYTT_BACKEND={backend!r} is not in effect (the backend is {get_backend()!r}); "
-                      f"it must be 'numpy' or 'cupy'")
-    return errors
+        return [str(exc)]
+    return []
 
 
 def _fmt_int(n) -> str:

@@ -11,7 +11,7 @@ import numbers
 
 import numpy
 
-from .backend import get_xp
+from .backend import get_xp, sum_dtype
 from .ops import as_tensor, stable_sigmoid
 from .tensor import Tensor, record
 
@@ -30,15 +30,9 @@ def _axis(axis: int, ndim: int, name: str) -> int:
     return int(axis) % ndim
 
 
-def _sum_dtype(dtype):
-    """dtype sums of ``dtype`` values run in: float32 for float16 (a float16 sum passes
-    65504, the largest float16, long before its mean or log would), else ``dtype``."""
-    return numpy.float32 if numpy.dtype(dtype) == numpy.float16 else dtype
-
-
 def _log_softmax_array(a, axis: int, xp):
     shifted = a - a.max(axis=axis, keepdims=True)
-    total = xp.exp(shifted).sum(axis=axis, keepdims=True, dtype=_sum_dtype(a.dtype))
+    total = xp.exp(shifted).sum(axis=axis, keepdims=True, dtype=sum_dtype(a.dtype))
     return shifted - xp.log(total).astype(a.dtype, copy=False)
 
 
@@ -53,7 +47,7 @@ def logsumexp(x, axis: int = -1, keepdims: bool = False) -> Tensor:
     m = xp.where(xp.isfinite(m), m, 0).astype(x.dtype, copy=False)
     with numpy.errstate(divide="ignore", invalid="ignore"):
         e = xp.exp(x.data - m)
-        s = e.sum(axis=axis, keepdims=True, dtype=_sum_dtype(x.dtype))
+        s = e.sum(axis=axis, keepdims=True, dtype=sum_dtype(x.dtype))
         out_keep = (m + xp.log(s)).astype(x.dtype, copy=False)
     out = out_keep if keepdims else xp.squeeze(out_keep, axis=axis)
 
@@ -70,7 +64,7 @@ def softmax(x, axis: int = -1) -> Tensor:
     xp = get_xp(x.data)
     axis = _axis(axis, x.ndim, "softmax")
     e = xp.exp(x.data - x.data.max(axis=axis, keepdims=True))
-    s = (e / e.sum(axis=axis, keepdims=True, dtype=_sum_dtype(x.dtype))).astype(x.dtype, copy=False)
+    s = (e / e.sum(axis=axis, keepdims=True, dtype=sum_dtype(x.dtype))).astype(x.dtype, copy=False)
     return record("softmax", s, (x,), (lambda g: s * (g - (g * s).sum(axis=axis, keepdims=True)),))
 
 
@@ -118,7 +112,8 @@ def cross_entropy(logits, targets, ignore_index: int | None = None, label_smooth
     keep = t != ignore_index if ignore_index is not None else xp.ones(t.shape, dtype=bool)
     safe_t = xp.where(keep, t, 0)
     # the range check and the kept count in one host read (one device sync on CuPy)
-    lo, hi, count = xp.stack([safe_t.min(), safe_t.max(), keep.sum()]).tolist() if safe_t.size else (0, 0, 0)
+    lo, hi, count = (xp.stack([safe_t.min().astype(xp.int64), safe_t.max().astype(xp.int64),
+                               keep.sum().astype(xp.int64)]).tolist() if safe_t.size else (0, 0, 0))
     if lo < 0 or hi >= n_classes:
         raise IndexError(f"cross_entropy: targets must lie in [0, {n_classes}) (or equal ignore_index), "
                          f"got values in [{lo}, {hi}]")
@@ -126,9 +121,9 @@ def cross_entropy(logits, targets, ignore_index: int | None = None, label_smooth
     picked = xp.take_along_axis(logp, safe_t[..., None], axis=-1)[..., 0]
     per_item = -(1.0 - label_smoothing) * picked
     if label_smoothing:
-        per_item = per_item - (label_smoothing / n_classes) * logp.sum(axis=-1, dtype=_sum_dtype(logp.dtype))
+        per_item = per_item - (label_smoothing / n_classes) * logp.sum(axis=-1, dtype=sum_dtype(logp.dtype))
     scale = 1.0 / count if count else 0.0
-    loss = (xp.where(keep, per_item, 0).sum(dtype=_sum_dtype(logp.dtype)) * scale).astype(logits.dtype)
+    loss = (xp.where(keep, per_item, 0).sum(dtype=sum_dtype(logp.dtype)) * scale).astype(logits.dtype)
 
     def vjp(g):
         # (softmax - q) * keep * g / count, written in place on one fresh (N, C) array
@@ -139,8 +134,8 @@ def cross_entropy(logits, targets, ignore_index: int | None = None, label_smooth
         flat[xp.arange(flat.shape[0]), safe_t.reshape(-1)] -= 1.0 - label_smoothing
         factor = (keep * (g * scale)).astype(grad.dtype)
         grad *= factor[..., None]
-        if ignore_index is not None:   # NaN or inf logits at ignored positions: zero, not 0 * NaN
-            grad = xp.where(keep[..., None], grad, 0).astype(grad.dtype, copy=False)
+        if count < keep.size:   # ignored positions: exactly 0, also for NaN or inf logits (not 0 * NaN)
+            xp.copyto(grad, 0, where=~keep[..., None])
         return grad
 
     return record("cross_entropy", loss, (logits,), (vjp,))

@@ -277,8 +277,11 @@ class _TimeMajorInput:
         else:   # step k of row b reads x[b, perm[b, k]]
             rows, steps = self.perm_x
             self.array[lo:hi] = self.x_data[rows.T, steps.T[lo:hi]]
-        if self.pad is not None:   # (copyto: a boolean-mask assignment would sync on CuPy)
-            self.xp.copyto(self.array[lo:hi], 0, where=self.pad[lo:hi, :, None])
+        if self.pad is not None:
+            if self.xp is numpy:   # (a mask assignment: 0.8 ms against copyto's 2.2 here)
+                self.array[lo:hi][self.pad[lo:hi]] = 0
+            else:                  # (copyto: a boolean-mask assignment syncs on CuPy)
+                self.xp.copyto(self.array[lo:hi], 0, where=self.pad[lo:hi, :, None])
         self.filled = hi
 
     def complete(self):
