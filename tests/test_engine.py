@@ -364,3 +364,14 @@ def test_tensor_keeps_numeric_dtypes_and_only_floats_take_gradients():
         assert tt.Tensor(np.zeros(2, dtype=dtype)).dtype == dtype
     with pytest.raises(TypeError, match="floating-point"):
         tt.Tensor(np.zeros(2, dtype=np.int64), requires_grad=True)
+
+
+def test_gradient_of_a_0d_leaf_used_twice_is_an_array():
+    # NumPy's sum of two 0-d arrays is a scalar: the engine makes it an array again
+    for dtype in (np.float64, np.float32):
+        x = tt.Tensor(on_device(np.array(1.5, dtype=dtype)), requires_grad=True)
+        (x * 2.0 + x * 3.0).backward()
+        assert x.grad.shape == () and x.grad.dtype == dtype and float(x.grad) == 5.0
+        assert not isinstance(x.grad, np.generic)
+        (x * 1.0).backward()             # accumulation into .grad keeps it an array too
+        assert not isinstance(x.grad, np.generic) and float(x.grad) == 6.0

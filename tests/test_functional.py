@@ -329,3 +329,26 @@ def test_cross_entropy_ignored_positions_send_zero_gradient_even_for_nan_logits(
     want = tt.cross_entropy(T(logits[:1]), on_device(np.array([2])))
     assert_close(loss, float(want.data))
     assert np.all(tt.to_numpy(x.grad)[1:] == 0) and np.all(np.isfinite(tt.to_numpy(x.grad)))
+
+
+def test_cross_entropy_gradient_for_non_contiguous_logits():
+    # time-major logits seen through a transpose: exp kept the layout, the reshape copied, and
+    # the one-hot term was subtracted from the copy (gradient = softmax / count)
+    x = np.random.default_rng(0).standard_normal((2, 3, 4))
+    t = np.array([[0, 2], [1, 3], [2, 0]])
+    X = T(x, True)
+    tt.cross_entropy(tt.transpose(X, 1, 0, 2), on_device(t)).backward()
+    logits = x.transpose(1, 0, 2)
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    p[np.arange(3)[:, None], np.arange(2)[None, :], t] -= 1.0
+    assert_close(X.grad, (p / t.size).transpose(1, 0, 2))
+
+
+def test_softmax_family_over_an_empty_axis():
+    x = T(np.zeros((3, 0)), True)
+    assert tt.softmax(x).shape == (3, 0) and tt.log_softmax(x).shape == (3, 0)
+    out = tt.logsumexp(x, axis=-1)
+    assert out.shape == (3,) and np.all(tt.to_numpy(out.data) == -np.inf)   # log of an empty sum
+    (tt.softmax(x).sum() + tt.log_softmax(x).sum()).backward()
+    assert x.grad.shape == (3, 0)

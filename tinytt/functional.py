@@ -41,6 +41,9 @@ def logsumexp(x, axis: int = -1, keepdims: bool = False) -> Tensor:
     x = as_tensor(x)
     xp = get_xp(x.data)
     axis = _axis(axis, x.ndim, "logsumexp")
+    if x.shape[axis] == 0:   # the log of an empty sum: -inf, as in torch and SciPy
+        shape = tuple(1 if a == axis else n for a, n in enumerate(x.shape) if keepdims or a != axis)
+        return record("logsumexp", xp.full(shape, -xp.inf, dtype=x.dtype), (x,), (lambda g: xp.zeros_like(x.data),))
     m = x.data.max(axis=axis, keepdims=True)
     # an all -inf row (max -inf) or a +inf entry: shift by 0 there, not by an infinite max
     # (inf - inf = nan); the result is then -inf or +inf, as in torch and SciPy
@@ -63,6 +66,8 @@ def softmax(x, axis: int = -1) -> Tensor:
     x = as_tensor(x)
     xp = get_xp(x.data)
     axis = _axis(axis, x.ndim, "softmax")
+    if x.shape[axis] == 0:   # nothing to normalise: an empty result, as in torch
+        return record("softmax", x.data.copy(), (x,), (lambda g: xp.zeros_like(x.data),))
     e = xp.exp(x.data - x.data.max(axis=axis, keepdims=True))
     s = (e / e.sum(axis=axis, keepdims=True, dtype=sum_dtype(x.dtype))).astype(x.dtype, copy=False)
     return record("softmax", s, (x,), (lambda g: s * (g - (g * s).sum(axis=axis, keepdims=True)),))
@@ -73,6 +78,8 @@ def log_softmax(x, axis: int = -1) -> Tensor:
     x = as_tensor(x)
     xp = get_xp(x.data)
     axis = _axis(axis, x.ndim, "log_softmax")
+    if x.shape[axis] == 0:   # nothing to normalise: an empty result, as in torch
+        return record("log_softmax", x.data.copy(), (x,), (lambda g: xp.zeros_like(x.data),))
     out = _log_softmax_array(x.data, axis, xp)
     return record("log_softmax", out, (x,),
                   (lambda g: g - xp.exp(out) * g.sum(axis=axis, keepdims=True),))
@@ -126,8 +133,11 @@ def cross_entropy(logits, targets, ignore_index: int | None = None, label_smooth
     loss = (xp.where(keep, per_item, 0).sum(dtype=sum_dtype(logp.dtype)) * scale).astype(logits.dtype)
 
     def vjp(g):
-        # (softmax - q) * keep * g / count, written in place on one fresh (N, C) array
-        grad = xp.exp(logp)
+        # (softmax - q) * keep * g / count, written in place on one fresh C-ordered (N, C) array
+        # (exp keeps logp's layout: a transposed one would make the reshape below a copy, and
+        # the one-hot term would be subtracted from the copy)
+        grad = xp.empty(logp.shape, dtype=logp.dtype)
+        xp.exp(logp, out=grad)
         if label_smoothing:
             grad -= label_smoothing / n_classes
         flat = grad.reshape(-1, n_classes)

@@ -252,7 +252,7 @@ class Tensor:
                         pg = pg.result()
                     pg = _checked_gradient(node, parent, pg, xp)
                     key = id(parent)
-                    grads[key] = pg if key not in grads else grads[key] + pg
+                    grads[key] = pg if key not in grads else _add(grads[key], pg, xp)
             finished = True
         finally:
             # resolve every deferred gradient even when a VJP failed: that also ends the
@@ -334,6 +334,12 @@ def _checked_gradient(node: Tensor, parent: Tensor, pg, xp):
     return pg
 
 
+def _add(a, b, xp):
+    """``a + b`` as a new array (NumPy's sum of two 0-d arrays is a scalar: made an array again)."""
+    out = a + b
+    return out if out.ndim or not isinstance(out, numpy.generic) else xp.asarray(out)
+
+
 #: leaf gradients are read, added to and replaced under this lock: two threads running
 #: ``backward`` into one shared parameter would otherwise lose updates (NumPy releases the
 #: GIL inside the add)
@@ -343,7 +349,7 @@ _LEAF_LOCK = threading.Lock()
 def _accumulate_leaf(node: Tensor, g, claimed: set) -> None:
     with _LEAF_LOCK:
         if node.grad is not None:
-            node.grad = node.grad + g
+            node.grad = _add(node.grad, g, get_xp(g))
             return
         if id(g) in claimed or getattr(g, "base", None) is not None or g is node.data:
             g = g.copy()
