@@ -344,11 +344,11 @@ def main(argv=None):
     _emit({"what": "lstm_gemm_floor", "median_s": round(floor, 4),
            "round_medians_s": [round(t, 4) for t in floor_times]})
 
-    def fastest_torch(model_name, emb_kind, per_round=None):
-        """PyTorch's fastest median for the same model family (LSTMs: either readout) and
-        the same kind of embedding (TT: either TT lookup) -- over all rounds, or in round
-        ``per_round`` -- or None without PyTorch."""
-        family = "lstm" if model_name.startswith("lstm") else model_name
+    def fastest_torch(model_name, emb_kind, per_round=None, same_readout=False):
+        """PyTorch's fastest median for the same model family (LSTMs: either readout, or only
+        ``model_name``'s with ``same_readout``) and the same kind of embedding (TT: either TT
+        lookup) -- over all rounds, or in round ``per_round`` -- or None without PyTorch."""
+        family = model_name if same_readout or not model_name.startswith("lstm") else "lstm"
         found = [statistics.median(t) if per_round is None else round_medians[key][per_round]
                  for key, t in times.items()
                  if key[0] == "torch" and key[1].startswith(family) and (key[2] == "dense") == (emb_kind == "dense")]
@@ -368,9 +368,7 @@ def main(argv=None):
             if torch is not None:
                 row["ratio_to_torch_dense"] = round(med / statistics.median(times["torch", model_name, "dense"]), 3)
                 # the same model (readout and kind of embedding; TT: PyTorch's fastest TT lookup)
-                same = min(statistics.median(t) for k, t in times.items()
-                           if k[0] == "torch" and k[1] == model_name and (k[2] == "dense") == (emb_kind == "dense"))
-                row["ratio_to_torch_same_model"] = round(med / same, 3)
+                row["ratio_to_torch_same_model"] = round(med / fastest_torch(model_name, emb_kind, same_readout=True), 3)
                 row["ratio_to_torch_fastest"] = round(med / fastest_torch(model_name, emb_kind), 3)
                 per_round = [round_medians[key][i] / fastest_torch(model_name, emb_kind, i) for i in range(rounds)]
                 row["ratio_to_torch_fastest_by_round"] = [round(x, 3) for x in per_round]

@@ -27,8 +27,12 @@ def glorot_std(row_shape, col_shape, ranks) -> float:
     the std the cores are drawn with (before ``glorot_tt_matrix_cores``' common rescaling)."""
     n = len(row_shape)
     ranks = normalize_ranks(ranks, n, "rank")
-    sigma2 = 2.0 / (math.prod(row_shape) + math.prod(col_shape))
-    return (sigma2 / math.prod(ranks[1:-1])) ** (1.0 / (2 * n))
+    return (_glorot_variance(row_shape, col_shape) / math.prod(ranks[1:-1])) ** (1.0 / (2 * n))
+
+
+def _glorot_variance(row_shape, col_shape) -> float:
+    """``sigma^2 = 2 / (V' + D)``, V' and D the products of the row and column factors."""
+    return 2.0 / (math.prod(row_shape) + math.prod(col_shape))
 
 
 def glorot_tt_matrix_cores(row_shape, col_shape, rank, seed=None, dtype="float32") -> list:
@@ -59,7 +63,7 @@ def glorot_tt_matrix_cores(row_shape, col_shape, rank, seed=None, dtype="float32
     # entries share few random numbers); scale every core by the same factor so that this
     # matrix's variance is sigma^2 exactly (computed from the cores, the matrix is never built)
     var = _matrix_variance(drawn)
-    sigma2 = 2.0 / (math.prod(row_shape) + math.prod(col_shape))
+    sigma2 = _glorot_variance(row_shape, col_shape)
     if var > 0 and math.isfinite(var):
         factor = (sigma2 / var) ** (1.0 / (2 * len(drawn)))
         drawn = [g * factor for g in drawn]
