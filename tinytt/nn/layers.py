@@ -93,6 +93,19 @@ def embedding(weight: Tensor, ids, padding_idx=None) -> Tensor:
     return out
 
 
+def check_padding_idx(padding_idx, num_embeddings: int, who: str):
+    """``padding_idx`` as None or an int in [0, V): an int in [-V, V) (negative counts from the
+    end, as in PyTorch); ValueError naming ``who`` otherwise."""
+    if padding_idx is None:
+        return None
+    if isinstance(padding_idx, bool) or not isinstance(padding_idx, numbers.Integral) or not (
+        -num_embeddings <= padding_idx < num_embeddings
+    ):
+        raise ValueError(f"{who}: padding_idx must be None or an int in [-{num_embeddings}, {num_embeddings}) "
+                         f"(negative counts from the end), got {padding_idx!r}")
+    return int(padding_idx) % num_embeddings
+
+
 class Embedding(Module):
     """A (num_embeddings, embedding_dim) table; ``forward(ids)`` returns ``ids.shape + (D,)``.
 
@@ -106,13 +119,7 @@ class Embedding(Module):
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None, dtype="float32", seed=None):
         self.num_embeddings = _check_size("num_embeddings", num_embeddings)
         self.embedding_dim = _check_size("embedding_dim", embedding_dim)
-        if padding_idx is not None:
-            if isinstance(padding_idx, bool) or not isinstance(padding_idx, numbers.Integral) or not (
-                -self.num_embeddings <= padding_idx < self.num_embeddings
-            ):
-                raise ValueError(f"Embedding: padding_idx must be an int in [-{self.num_embeddings}, "
-                                 f"{self.num_embeddings}) (negative counts from the end), got {padding_idx!r}")
-            padding_idx = int(padding_idx) % self.num_embeddings
+        padding_idx = check_padding_idx(padding_idx, self.num_embeddings, "Embedding")
         self.padding_idx = padding_idx
         w = _init.normal((self.num_embeddings, self.embedding_dim), 1.0, dtype, _init.make_rng(seed))
         if padding_idx is not None:

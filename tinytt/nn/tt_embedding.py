@@ -18,6 +18,7 @@ from ..ops import check_ids
 from ..tt.lookup import STRATEGIES, rows_of_checked_ids
 from ..tt.shapes import auto_shape, matrix_shape_arg, normalize_ranks, suggest_shape, tt_matrix_num_params
 from ..tt.tt_matrix import TTMatrix, tt_matrix_svd
+from .layers import check_padding_idx
 from .module import Module, Parameter
 
 __all__ = ["TTEmbedding"]
@@ -100,13 +101,7 @@ class TTEmbedding(Module):
         return row_shape, col_shape
 
     def _check_padding(self, padding_idx) -> None:
-        """``padding_idx``: None or an int in [-V, V); a negative one counts from the end, as
-        in ``Embedding`` (and PyTorch)."""
-        v = self.num_embeddings
-        if padding_idx is not None and (isinstance(padding_idx, bool) or not isinstance(padding_idx, numbers.Integral)
-                                        or not -v <= padding_idx < v):
-            raise ValueError(f"padding_idx must be None or an int in [-{v}, {v}), got {padding_idx!r}")
-        self.padding_idx = None if padding_idx is None else int(padding_idx) % v
+        self.padding_idx = check_padding_idx(padding_idx, self.num_embeddings, "TTEmbedding")
 
     def _init_from_cores(self, cores) -> None:
         self.cores = [Parameter(c) for c in cores]
