@@ -4,7 +4,8 @@
 with indices[k] == i`` -- the backward of every row gather (embedding lookups, ``take``).
 ``numpy.add.at`` does this one element at a time and, summed in whatever order, is slow;
 here the rows are sorted by index (a stable sort, so repeated indices are always added in
-the order they appear) and summed in a few large NumPy calls:
+the order their rows lie in memory: C order for contiguous values, the view's memory order
+for a permuted view, which is read in place) and summed in a few large NumPy calls:
 
 - segments longer than ``_LONG_SEGMENT`` (frequent ids: "the", padding) are gathered and
   summed one by one;
