@@ -352,3 +352,9 @@ def test_softmax_family_over_an_empty_axis():
     assert out.shape == (3,) and np.all(tt.to_numpy(out.data) == -np.inf)   # log of an empty sum
     (tt.softmax(x).sum() + tt.log_softmax(x).sum()).backward()
     assert x.grad.shape == (3, 0)
+
+
+def test_cross_entropy_range_check_of_huge_unsigned_targets():
+    # uint64 targets of 2**63 and more must not wrap negative past the range check
+    with pytest.raises(IndexError, match="targets must lie in"):
+        tt.cross_entropy(T(np.zeros((2, 3)), True), on_device(np.array([2 ** 63 + 5, 0], dtype=np.uint64)))

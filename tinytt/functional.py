@@ -118,9 +118,15 @@ def cross_entropy(logits, targets, ignore_index: int | None = None, label_smooth
     n_classes = logits.shape[-1]
     keep = t != ignore_index if ignore_index is not None else xp.ones(t.shape, dtype=bool)
     safe_t = xp.where(keep, t, 0)
-    # the range check and the kept count in one host read (one device sync on CuPy)
-    lo, hi, count = (xp.stack([safe_t.min().astype(xp.int64), safe_t.max().astype(xp.int64),
-                               keep.sum().astype(xp.int64)]).tolist() if safe_t.size else (0, 0, 0))
+    if not safe_t.size:
+        lo = hi = count = 0
+    elif xp is numpy:   # host reads cost nothing here
+        lo, hi, count = int(safe_t.min()), int(safe_t.max()), int(keep.sum())
+    else:               # the range check and the kept count in one device sync; clamped into
+        #                 int64 first (uint64 targets of 2**63 and above would wrap negative)
+        top = xp.minimum(safe_t.max(), n_classes).astype(xp.int64)
+        bottom = safe_t.min().astype(xp.int64) if safe_t.dtype.kind == "i" else xp.zeros((), dtype=xp.int64)
+        lo, hi, count = xp.stack([bottom, top, keep.sum().astype(xp.int64)]).tolist()
     if lo < 0 or hi >= n_classes:
         raise IndexError(f"cross_entropy: targets must lie in [0, {n_classes}) (or equal ignore_index), "
                          f"got values in [{lo}, {hi}]")

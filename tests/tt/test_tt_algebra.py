@@ -288,3 +288,15 @@ def test_orthogonalize_refuses_a_norm_beyond_the_dtype():
         with pytest.raises(OverflowError, match="orthogonal form"):
             a.orthogonalize(direction)
     assert float(tinytt.to_numpy(norm(a).data)) == numpy.inf    # float32 cannot hold 8e38 either
+
+
+def test_orthogonalize_of_a_tiny_norm_or_nan_cores():
+    # below the normal range the norm's core holds subnormals (no OverflowError), and NaN
+    # cores give NaN, as before the power-of-two scaling
+    for value, dtype in ((1e-13, numpy.float32), (1e-105, numpy.float64)):
+        a = TensorTrain([tinytt.to_device(numpy.full((1, 4, 1), value, dtype)) for _ in range(3)])
+        for direction in ("left", "right"):
+            back = tinytt.to_numpy(a.orthogonalize(direction).full().data).astype(numpy.float64)
+            numpy.testing.assert_allclose(back, float(value) ** 3, rtol=1e-2)   # subnormal precision
+    bad = TensorTrain([tinytt.to_device(numpy.full((1, 4, 1), numpy.nan)), tinytt.to_device(numpy.ones((1, 4, 1)))])
+    assert numpy.isnan(tinytt.to_numpy(bad.orthogonalize().full().data)).all()

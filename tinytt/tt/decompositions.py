@@ -177,9 +177,10 @@ def _unit_scale(nrm: float, dtype) -> int:
 
 def _times_pow2(cores: list, e: int, xp, into: int = -1, spread: bool = True) -> list:
     """The TT times ``2**e`` (exact): in core ``into`` (the last by default), or, when its
-    entries would leave the dtype's normal range there (a float32 tensor of norm above
-    3.4e38), an equal share of the exponent in every core (with ``spread``; else
-    OverflowError). One host read of that core's largest entry."""
+    entries would leave the dtype's normal range there (above it: a float32 tensor of norm
+    above 3.4e38; or below it), an equal share of the exponent in every core (with
+    ``spread``; else OverflowError above the range, subnormal entries below it). Cores with
+    NaN or Inf are scaled in place. One host read of that core's largest entry."""
     if e == 0:
         return cores
     info = numpy.finfo(cores[into].dtype)
@@ -188,13 +189,17 @@ def _times_pow2(cores: list, e: int, xp, into: int = -1, spread: bool = True) ->
         moved = math.ldexp(peak, e)
     except OverflowError:
         moved = math.inf
-    if peak == 0.0 or float(info.tiny) <= moved <= float(info.max):
+    fits = float(info.tiny) <= moved <= float(info.max)
+    # (NaN/Inf entries, or, without ``spread``, a norm below the normal range: in place too,
+    # as subnormals, which is the best one core can hold)
+    if peak == 0.0 or fits or not math.isfinite(peak) or (not spread and moved <= float(info.max)):
         out = list(cores)
         out[into] = xp.ldexp(cores[into], e)
         return out
     if not spread:
         raise OverflowError(f"the TT's norm does not fit {cores[into].dtype} in one core (2**{e} times "
-                            f"{peak:.3g}): it has no orthogonal form in this dtype; use float64 cores")
+                            f"{peak:.3g}): it has no orthogonal form in this dtype"
+                            + ("; use float64 cores" if cores[into].dtype != numpy.float64 else ""))
     n = len(cores)
     shares = [e // n + (1 if k < e % n else 0) for k in range(n)]   # sums to e
     return [xp.ldexp(c, s) for c, s in zip(cores, shares)]

@@ -131,8 +131,13 @@ class LookupPlan:
         xp = get_xp(self.uniq)
         if self.uniq.shape[0] == 0:
             return None
+        if xp is numpy:
+            pos = int(numpy.searchsorted(self.uniq, idx))
+            if pos < self.uniq.shape[0] and int(self.uniq[pos]) == idx:
+                return int(self.row_of_uniq[pos])
+            return None
         # CuPy's searchsorted takes only arrays: search a one-element array; then read the
-        # position, the id found there and its row at once (one sync on CuPy)
+        # position, the id found there and its row at once (one sync)
         pos = xp.searchsorted(self.uniq, xp.asarray([idx], dtype=self.uniq.dtype))[0]
         at = xp.minimum(pos, self.uniq.shape[0] - 1)
         pos, found, row = (int(v) for v in xp.stack([pos, self.uniq[at].astype(pos.dtype),

@@ -206,7 +206,8 @@ class TensorTrain(CoreChain):
     def orthogonalize(self, direction: str = "left") -> "TensorTrain":
         """Same tensor with orthogonal cores (fresh leaves): ``"left"`` makes cores 0..N-2
         left-orthogonal (``G.reshape(r n, r')^T G.reshape(r n, r') = I``), ``"right"`` makes
-        cores 1..N-1 right-orthogonal. Cost ``O(sum_k n_k r^3)``.
+        cores 1..N-1 right-orthogonal. Cost ``O(sum_k n_k r^3)``. Raises OverflowError when the
+        norm does not fit the dtype in one core (see ``orthogonalize_cores``).
         """
         return TensorTrain(orthogonalize_cores(self.core_arrays(), direction))
 
