@@ -134,6 +134,8 @@ class ClassificationTask:
 
     metric = "accuracy"
     higher_is_better = True
+    #: a split shorter than this cannot be evaluated (``fit`` needs a validation split)
+    min_eval_length = 1
 
     def __init__(self, splits: dict, batch_size: int = 64, seed: int = 0, clip: float = 0.0,
                  eval_batch_size: int = 256, show_progress: bool = True):
@@ -450,7 +452,7 @@ def fit(model, optimizer, task, epochs: int, *, start_epoch: int = 0, history: l
         raise ValueError(f"fit: max_steps must be None or an int >= 1, got {max_steps!r}")
     if start_epoch < epochs and task.steps_per_epoch() == 0:
         raise ValueError("fit: the training split is empty (0 steps per epoch); there is nothing to train on")
-    if start_epoch < epochs and not _split_present(task, "valid", getattr(task, "min_eval_length", 1)):
+    if start_epoch < epochs and not _split_present(task, "valid", task.min_eval_length):
         raise ValueError("fit: the validation split is missing or too short to evaluate (a language model needs "
                          "at least 2 tokens); the best weights are chosen on it")
     log = log or (lambda s: None)

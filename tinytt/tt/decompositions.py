@@ -375,10 +375,8 @@ def round_cores(cores, eps: float = 1e-12, max_rank=None) -> list:
         return [xp.zeros((1, c.shape[1], 1), dtype=c.dtype) for c in cores]
     e = _unit_scale(nrm, cores[0].dtype)
     # cores 1..N-1 are orthonormal now, so the norm sits in core 0: unit-norm it when needed
-    if e:
+    if e:    # (the scaled cores are new arrays already: nothing of the caller's is written)
         cores[0] = xp.ldexp(cores[0], -e)
-    elif nd == 1:
-        cores[0] = cores[0].copy()  # the right sweep made new arrays only when there are two cores
     delta = eps * math.ldexp(nrm, -e) / math.sqrt(max(nd - 1, 1))
     for k in range(nd - 1):
         r0, n, r1 = cores[k].shape
