@@ -53,3 +53,18 @@ def test_shape_and_n_cores_are_checked():
         nn.TTLinear(6, 6, 2, shape=((2.5, 3), (2, 3)))   # was truncated to (2, 3)
     with pytest.raises(ValueError, match="n_cores"):
         nn.TTLinear(6, 6, 2, n_cores=0)
+
+
+def test_rank_list_as_for_tt_embedding():
+    shape = ((4, 4, 4), (2, 4, 4))
+    layer = nn.TTLinear(64, 32, rank=[1, 3, 5, 1], shape=shape, dtype="float64", seed=0)
+    assert layer.ranks == (1, 3, 5, 1)
+    assert [tuple(c.shape) for c in layer.cores] == [(1, 4, 2, 3), (3, 4, 4, 5), (5, 4, 4, 1)]
+    assert "rank=(1, 3, 5, 1)" in repr(layer)
+    x = numpy.random.default_rng(2).standard_normal((3, 64))
+    w = tt.to_numpy(layer.matrix.full().data)
+    assert_close(layer(tt.Tensor(x)).data, x @ w, rtol=1e-10, atol=1e-12)
+    assert nn.TTLinear(64, 32, rank=4, shape=shape).ranks == (1, 4, 4, 1)
+    for bad in ([1, 3, 1], [2, 3, 3, 1], [1, 0, 2, 1], 0, True, "3", 2.0):
+        with pytest.raises((ValueError, TypeError), match="rank"):
+            nn.TTLinear(64, 32, rank=bad, shape=shape)

@@ -8,7 +8,7 @@ import numbers
 from .. import ops
 from ..einsum import einsum
 from ..tt import TTMatrix, auto_shape, glorot_tt_matrix
-from ..tt.shapes import matrix_shape_arg
+from ..tt.shapes import matrix_shape_arg, normalize_ranks
 from . import init as _init
 from .module import Module, Parameter
 
@@ -25,7 +25,8 @@ class TTLinear(Module):
     Args:
         in_features, out_features: sizes; ``prod(row_shape) == in_features`` and
             ``prod(col_shape) == out_features``.
-        rank: TT rank of every inner bond.
+        rank: TT rank of every inner bond (int), or the full rank list
+            ``(1, r_1, ..., r_{N-1}, 1)`` as for ``TTEmbedding``.
         shape: optional ``(row_shape, col_shape)``; default ``auto_shape(in, n_cores)`` and
             ``auto_shape(out, n_cores)``.
         n_cores: number of cores when ``shape`` is None (3 by default).
@@ -44,10 +45,17 @@ class TTLinear(Module):
 
     def __init__(self, in_features, out_features, rank, shape=None, n_cores: int = 3, bias: bool = True,
                  dtype="float32", seed=None):
-        for name, v in (("in_features", in_features), ("out_features", out_features), ("rank", rank)):
+        for name, v in (("in_features", in_features), ("out_features", out_features)):
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
                 raise ValueError(f"TTLinear: {name} must be a positive int, got {v!r}")
-        self.in_features, self.out_features, self.rank = int(in_features), int(out_features), int(rank)
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        if isinstance(rank, (list, tuple)):
+            rank = tuple(rank)
+        elif isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or rank < 1:
+            raise ValueError(f"TTLinear: rank must be a positive int or a list (1, r_1, ..., r_(N-1), 1), "
+                             f"got {rank!r}")
+        else:
+            rank = int(rank)
         if shape is None:
             if isinstance(n_cores, bool) or not isinstance(n_cores, numbers.Integral) or n_cores < 1:
                 raise ValueError(f"TTLinear: n_cores must be a positive int, got {n_cores!r}")
@@ -60,7 +68,10 @@ class TTLinear(Module):
         if len(row_shape) != len(col_shape):
             raise ValueError(f"TTLinear: row_shape {row_shape} and col_shape {col_shape} need the same length")
         self.row_shape, self.col_shape = row_shape, col_shape
-        m = glorot_tt_matrix(row_shape, col_shape, self.rank, seed=seed, dtype=dtype)
+        if isinstance(rank, tuple):
+            rank = tuple(normalize_ranks(rank, len(row_shape), "TTLinear: rank"))
+        self.rank = rank
+        m = glorot_tt_matrix(row_shape, col_shape, rank, seed=seed, dtype=dtype)
         self.cores = [Parameter(c.data) for c in m.cores]
         self.bias = Parameter(_init.zeros((self.out_features,), dtype)) if bias else None
 
