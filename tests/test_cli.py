@@ -428,3 +428,40 @@ def test_labels_above_the_class_limit(tmp_path, capsys):
         data.write_text(T_TSV + f"{label}\tstray\n")
         code, _, err = run(["train", "--train", str(data), "--epochs", "1"] + TINY, capsys)
         assert code == 2 and str(data) in err and "line 7" in err and "MAX_CLASSES" in err
+
+
+def test_eval_refuses_a_checkpoint_its_config_cannot_rebuild(tsv, tmp_path, capsys):
+    from tinytt.data import Vocab
+    from tinytt.models import build_model
+    from tinytt.train import save_checkpoint
+
+    vocab = Vocab(["<pad>", "<unk>", "good", "bad"])
+    cfg = {"task": "classify", "model": "mlp", "emb_dim": 4, "hidden": 4}
+    model = build_model(cfg, len(vocab), 2)
+    no_classes = str(tmp_path / "no_classes.npz")
+    save_checkpoint(no_classes, model, None, vocab, cfg, 1, [])
+    code, out, err = run(["eval", "--checkpoint", no_classes, "--test", tsv["test"]], capsys)
+    assert code == 2 and "num_classes" in err and "Traceback" not in err
+    mismatch = str(tmp_path / "mismatch.npz")
+    save_checkpoint(mismatch, model, None, vocab, dict(cfg, num_classes=2, hidden=5), 1, [])
+    code, out, err = run(["eval", "--checkpoint", mismatch, "--test", tsv["test"]], capsys)
+    assert code == 2 and "--checkpoint" in err and "fc1.weight" in err
+    ok = str(tmp_path / "ok.npz")
+    save_checkpoint(ok, model, None, vocab, dict(cfg, num_classes=2), 1, [])
+    code, out, err = run(["eval", "--checkpoint", ok, "--test", tsv["test"], "--json"], capsys)
+    assert code == 0, err
+    assert 0.0 <= json.loads(out)["test_accuracy"] <= 1.0
+
+
+def test_save_onto_a_data_file_is_refused(tsv, tmp_path, capsys):
+    victim = tmp_path / "victim.tsv"
+    victim.write_text(open(tsv["train"]).read())
+    before = victim.read_bytes()
+    for flag in ("--train", "--test"):
+        argv = ["train", "--train", tsv["train"] if flag == "--test" else str(victim), "--save", str(victim),
+                "--epochs", "1"] + SMALL
+        if flag == "--test":
+            argv += ["--test", str(victim)]
+        code, out, err = run(argv, capsys)
+        assert code == 2 and f"the {flag} data file" in err
+    assert victim.read_bytes() == before

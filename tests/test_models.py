@@ -114,3 +114,20 @@ def test_parse_tt_shape_checks_tuples_as_strings(bad):
     with pytest.raises(ValueError, match="TT shape"):
         parse_tt_shape(bad)
     assert parse_tt_shape([[5, 10], (2, 4)]) == ((5, 10), (2, 4))
+
+
+def test_build_model_takes_the_cli_defaults_for_missing_keys():
+    from tinytt.cli import TRAIN_DEFAULTS
+    clf = build_model({"task": "classify"}, 100, 3)
+    d = TRAIN_DEFAULTS["classify"]
+    assert isinstance(clf, LSTMClassifier) and clf.readout == d["readout"] == "mean"
+    assert clf.embedding.embedding_dim == d["emb_dim"] == 256 and clf.lstm.hidden_size == d["hidden"] == 128
+    assert clf.drop.p == d["dropout"]
+    assert build_model({}, 100, 3).readout == "mean"
+    lm = build_model({"task": "lm"}, 100)
+    d = TRAIN_DEFAULTS["lm"]
+    assert lm.embedding.embedding_dim == d["emb_dim"] == 128 and lm.lstm.hidden_size == d["hidden"] == 256
+    # None means "not given"; an explicit value wins
+    assert build_model({"task": "lm", "hidden": None, "emb_dim": 8}, 100).lstm.hidden_size == 256
+    with pytest.raises(ValueError, match="task"):
+        build_model({"task": "regress"}, 100, 3)

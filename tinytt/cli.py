@@ -31,6 +31,7 @@ import time
 
 import numpy
 
+from . import models
 from .allocator import keep_freed_memory
 
 __all__ = ["main", "build_parser"]
@@ -40,14 +41,12 @@ LM_DATASETS = ("ptb", "embedded")
 
 # defaults of ``tinytt train`` (None in argparse so that --resume can tell "given" from "default")
 TRAIN_DEFAULTS = {
-    "classify": {"model": "lstm", "readout": "mean", "embedding": "dense", "rank": 16, "cores": 3,
-                 "tt_shape": None, "emb_dim": 256, "hidden": 128, "layers": 1, "dropout": 0.5,
+    "classify": {**models.MODEL_DEFAULTS["classify"],
                  "max_len": 256, "vocab_size": 25000, "epochs": 3, "batch_size": 64, "lr": 1e-3,
-                 "seed": 0, "clip": 0.0, "bptt": 35, "valid_fraction": 0.1},
-    "lm": {"model": "lstm", "readout": "final", "embedding": "dense", "rank": 16, "cores": 3,
-           "tt_shape": None, "emb_dim": 128, "hidden": 256, "layers": 1, "dropout": 0.2,
+                 "clip": 0.0, "bptt": 35, "valid_fraction": 0.1},
+    "lm": {**models.MODEL_DEFAULTS["lm"],
            "max_len": None, "vocab_size": 20000, "epochs": 3, "batch_size": 20, "lr": 2e-3,
-           "seed": 0, "clip": 1.0, "bptt": 35, "valid_fraction": 0.1},
+           "clip": 1.0, "bptt": 35, "valid_fraction": 0.1},
 }
 # keys that describe the model/data and are taken from the checkpoint on --resume
 _MODEL_KEYS = ("task", "model", "readout", "embedding", "rank", "cores", "tt_shape", "emb_dim", "hidden",
@@ -141,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--train", metavar="PATH", default=None,
                      help="training file: label<TAB>text lines (classify) or plain text (lm)")
     src.add_argument("--valid", metavar="PATH", default=None,
-                     help="validation file (default: a seeded 10%% split carved from train)")
+                     help="validation file (default: carved from train: a seeded 10%% of the examples for "
+                          "classifiers, the last 10%% of the text for language models)")
     src.add_argument("--test", metavar="PATH", default=None, help="test file")
     src.add_argument("--data-dir", default=None, help="data root (default $TINYTT_DATA)")
     src.add_argument("--download", action="store_true", help="download the dataset when missing (imdb, ptb)")
@@ -491,6 +491,9 @@ def cmd_train(args, parser) -> int:
         if os.path.isdir(save_path):
             parser.error(f"--save: {save_path} is a directory; give the checkpoint's file name "
                          f"(e.g. {os.path.join(save_path, 'model.npz')})")
+        for flag in ("train", "valid", "test"):
+            if cfg.get(flag) is not None and os.path.realpath(cfg[flag]) == os.path.realpath(save_path):
+                parser.error(f"--save: {save_path} is the --{flag} data file; the checkpoint would replace it")
 
     t_data = time.perf_counter()
     if cfg["task"] == "classify":
@@ -605,10 +608,17 @@ def cmd_eval(args, parser) -> int:
         ck = load_checkpoint(args.checkpoint)
     except ValueError as exc:
         parser.error(f"--checkpoint: {exc}")
-    cfg, vocab = ck["config"], ck["vocab"]
-    model = models.build_model(cfg, len(vocab), cfg.get("num_classes"))
+    cfg, vocab = dict(ck["config"]), ck["vocab"]
+    cfg.setdefault("task", "classify")
+    if cfg["task"] == "classify" and not isinstance(cfg.get("num_classes"), int):
+        parser.error(f"--checkpoint: {args.checkpoint}'s config has no 'num_classes' (an int); a classifier "
+                     f"checkpoint for 'tinytt eval' needs it (tinytt train writes it)")
     state = ck["best_model"] if args.weights == "best" and ck["best_model"] is not None else ck["model"]
-    model.load_state_dict(state)
+    try:
+        model = models.build_model(cfg, len(vocab), cfg.get("num_classes"))
+        model.load_state_dict(state)
+    except (ValueError, TypeError, KeyError) as exc:
+        parser.error(f"--checkpoint: its config does not rebuild the model its weights belong to: {exc}")
     t0 = time.perf_counter()
     try:
         if cfg["task"] == "classify":

@@ -228,37 +228,47 @@ class LSTMLanguageModel(_TextModel):
         return tuple(Tensor(s.data) for s in state)
 
 
+#: what ``build_model`` uses for a key the config leaves out: the defaults of ``tinytt train``
+#: (``tinytt.cli.TRAIN_DEFAULTS`` is built from these), per task
+MODEL_DEFAULTS = {
+    "classify": {"model": "lstm", "readout": "mean", "embedding": "dense", "rank": 16, "cores": 3,
+                 "tt_shape": None, "emb_dim": 256, "hidden": 128, "layers": 1, "dropout": 0.5, "seed": 0},
+    "lm": {"model": "lstm", "readout": "final", "embedding": "dense", "rank": 16, "cores": 3,
+           "tt_shape": None, "emb_dim": 128, "hidden": 256, "layers": 1, "dropout": 0.2, "seed": 0},
+}
+
+
 def build_model(config: dict, vocab_size: int, num_classes: int | None = None):
     """Build the model a config dict describes (the keys the CLI uses).
 
     Keys: ``task`` ("classify" | "lm"), ``model`` ("lstm" | "bilstm" | "mlp"),
     ``readout``, ``embedding`` ("dense" | "tt"), ``rank``, ``cores``, ``tt_shape``,
     ``emb_dim``, ``hidden``, ``layers``, ``dropout``, ``seed``. Missing keys take
-    the CLI defaults. Raises ValueError for a bad combination (e.g. a TT shape
-    whose products do not fit the vocabulary and embedding sizes).
+    the CLI defaults (``MODEL_DEFAULTS[task]``: a classifier is an LSTM with the mean
+    readout, embedding 256, hidden 128; a language model has embedding 128, hidden 256).
+    Raises ValueError for a bad combination (e.g. a TT shape whose products do not fit
+    the vocabulary and embedding sizes).
     """
     task = config.get("task", "classify")
-    seed = int(config.get("seed", 0) or 0)
-    emb = make_embedding(config.get("embedding", "dense"), vocab_size, config.get("emb_dim", 128),
-                         rank=config.get("rank", 16), cores=config.get("cores", 3),
-                         tt_shape=config.get("tt_shape"), padding_idx=0, seed=seed,
-                         init_std=config.get("dense_init_std"))
-    hidden = config.get("hidden", 128)
-    layers = config.get("layers", 1)
-    dropout = config.get("dropout", 0.5 if task == "classify" else 0.2)
+    if task not in MODEL_DEFAULTS:
+        raise ValueError(f"task must be 'classify' or 'lm', got {task!r}")
+    cfg = dict(MODEL_DEFAULTS[task])
+    cfg.update((k, v) for k, v in config.items() if v is not None or k == "tt_shape")
+    seed = int(cfg["seed"] or 0)
+    emb = make_embedding(cfg["embedding"], vocab_size, cfg["emb_dim"], rank=cfg["rank"], cores=cfg["cores"],
+                         tt_shape=cfg["tt_shape"], padding_idx=0, seed=seed, init_std=cfg.get("dense_init_std"))
+    hidden, layers, dropout = cfg["hidden"], cfg["layers"], cfg["dropout"]
     if task == "lm":
         return LSTMLanguageModel(emb, hidden, num_layers=layers, dropout=dropout, seed=seed + 10)
-    if task != "classify":
-        raise ValueError(f"task must be 'classify' or 'lm', got {task!r}")
     if num_classes is None or num_classes < 2:
         raise ValueError(f"a classifier needs num_classes >= 2, got {num_classes!r}")
-    kind = config.get("model", "lstm")
+    kind = cfg["model"]
     if kind == "mlp":
         return MLPClassifier(emb, hidden, num_classes, dropout=dropout, seed=seed + 10)
     if kind not in ("lstm", "bilstm"):
         raise ValueError(f"model must be one of {MODEL_KINDS}, got {kind!r}")
     return LSTMClassifier(emb, hidden, num_classes, num_layers=layers, bidirectional=kind == "bilstm",
-                          readout=config.get("readout", "final"), dropout=dropout, seed=seed + 10)
+                          readout=cfg["readout"], dropout=dropout, seed=seed + 10)
 
 
 def describe(model) -> dict:
