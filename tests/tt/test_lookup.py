@@ -236,6 +236,29 @@ def test_arguments_are_checked_against_the_cores():
         tt_matrix_rows(cores, tt.to_device(numpy.zeros(0, dtype=numpy.int64)), (2, 2), (2, 2), strategy="nope")
 
 
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_cores_are_checked_as_a_tt_matrix(strategy):
+    """Boundary ranks other than 1 were read silently (r_0 = 2 used the first slice, r_N = 3
+    widened the rows to 3 D); mixed or integer dtypes came out promoted or as integers."""
+    ids = tt.to_device(numpy.array([0, 3]))
+    rng = numpy.random.default_rng(0)
+
+    def core(*shape, dtype=numpy.float64):
+        return tt.to_device(rng.standard_normal(shape).astype(dtype))
+
+    cases = [
+        ([core(2, 2, 3, 2), core(2, 2, 2, 1)], ValueError, "boundary ranks"),
+        ([core(1, 2, 3, 2), core(2, 2, 2, 3)], ValueError, "boundary ranks"),
+        ([core(1, 2, 3, 2), core(1, 2, 2, 1)], ValueError, "rank mismatch"),
+        ([core(1, 2, 3, 2, dtype=numpy.float32), core(2, 2, 2, 1)], TypeError, "dtype"),
+        ([tt.to_device(numpy.ones((1, 2, 3, 2), dtype=numpy.int64)),
+          tt.to_device(numpy.ones((2, 2, 2, 1), dtype=numpy.int64))], TypeError, "floating"),
+    ]
+    for cores, exc, needle in cases:
+        with pytest.raises(exc, match=f"tt_matrix_rows: .*{needle}"):
+            tt_matrix_rows(cores, ids, (2, 2), (3, 2), strategy=strategy)
+
+
 def test_cost_model_prefers_sharing_for_clustered_ids_and_full_for_dense_batches():
     row_shape, col_shape, ranks = (25, 30, 40), (4, 8, 8), (1, 16, 16, 1)
     few = numpy.array([3, 17, 41, 1000])

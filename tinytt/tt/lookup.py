@@ -77,6 +77,7 @@ from ..einsum import CacheInfo   # (hits, misses, size), as for einsum's plan ca
 from ..ops import check_ids
 from ..parallel import run_jobs
 from ..tensor import Tensor, record
+from .cores import check_cores
 
 __all__ = ["STRATEGIES", "tt_matrix_rows", "rows_of_checked_ids", "plan_lookup", "estimate_costs",
            "cached_plan", "plan_cache_info", "plan_cache_clear", "PLAN_CACHE_SIZE"]
@@ -625,9 +626,12 @@ def _check_core_shapes(cores, row_shape, col_shape) -> tuple:
     except TypeError:
         raise TypeError(f"tt_matrix_rows: row_shape and col_shape must be tuples of ints, got {row_shape!r} "
                         f"and {col_shape!r}") from None
-    if not cores or any(c.ndim != 4 for c in cores):
-        raise ValueError("tt_matrix_rows: cores must be a non-empty list of 4-D cores (r_{k-1}, v_k, d_k, r_k), "
-                         f"got shapes {[tuple(c.shape) for c in cores]}")
+    # ranks chain with boundary ranks 1, one floating dtype, one backend (an r_0 > 1 read only
+    # the first slice; an r_N > 1 widened every row)
+    try:
+        check_cores(cores, 4)
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"tt_matrix_rows: {exc}") from None
     want_rows = tuple(int(c.shape[1]) for c in cores)
     want_cols = tuple(int(c.shape[2]) for c in cores)
     if row_shape != want_rows or col_shape != want_cols:
