@@ -89,7 +89,7 @@ def check_cores(cores, ndim_core: int = 3, name: str = "cores") -> list:
 def full_cores(cores):
     """Dense tensor of shape (n_1..n_N) from TT cores (r_{k-1}, n_k, r_k); C order.
 
-    Contracts left to right; cost ``sum_k (n_1..n_k) r_{k-1} r_k`` multiply-adds.
+    Contracts left to right; cost ``sum_{k>=2} (n_1..n_k) r_{k-1} r_k`` multiply-adds.
     """
     res = cores[0].reshape(-1, cores[0].shape[-1])
     for c in cores[1:]:

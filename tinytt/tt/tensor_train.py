@@ -97,7 +97,7 @@ class TensorTrain(CoreChain):
     def full(self) -> Tensor:
         """The dense tensor (n_1..n_N), differentiable; C order.
 
-        Contracts left to right: cost ``sum_k (n_1..n_k) r_{k-1} r_k`` multiply-adds, memory
+        Contracts left to right: cost ``sum_{k>=2} (n_1..n_k) r_{k-1} r_k`` multiply-adds, memory
         ``prod n``.
         """
         res = self.cores[0].reshape(self.shape[0], self.ranks[1])
