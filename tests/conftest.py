@@ -4,8 +4,10 @@
   or ``stress`` (300 random examples per test, for hunting rare cases before a release);
   with ``CI=true`` and no explicit profile, ``ci`` is used.
 - ``TINYTT_BACKEND`` (numpy | cupy) picks the backend the whole suite runs on;
-  the ``xp`` fixture is that backend's namespace. Asking for cupy without a GPU
-  skips the suite's GPU-only tests cleanly.
+  the ``xp`` fixture is that backend's namespace. Without the variable the GPU-only
+  tests skip cleanly when there is no GPU; asking for cupy where CuPy or a GPU is missing
+  stops at ``import tinytt`` with an error naming ``TINYTT_BACKEND`` (a GPU run must not
+  pass by skipping everything).
 - ``data_dir`` fixture: ``$TINYTT_DATA`` when set; tests needing it skip with a
   reason when it is absent (and fail under CI, where it must be present).
 """

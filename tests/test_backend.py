@@ -508,3 +508,19 @@ def test_take_rows_refuses_a_numpy_cupy_mix():
 
     with pytest.raises(TypeError):
         backend.take_rows(np.ones((3, 2)), cupy.asarray([0, 1]))
+
+
+def test_backend_is_the_only_module_that_imports_cupy():
+    """The foundation's contract: CuPy is known to tinytt/backend.py alone (cupyx included)."""
+    import ast
+    import pathlib
+
+    root = pathlib.Path(tt.__file__).parent
+    offenders = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n.split(".")[0] in ("cupy", "cupyx") for n in names):
+                offenders.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert offenders and all(o.startswith("backend.py:") for o in offenders), offenders

@@ -38,6 +38,7 @@ __all__ = [
     "default_rng",
     "synchronize",
     "cupy_available",
+    "gpu_info",
 ]
 
 _BACKENDS = ("numpy", "cupy")
@@ -74,6 +75,31 @@ def cupy_available() -> bool:
     except RuntimeError:
         return False
     return True
+
+
+def gpu_info() -> dict:
+    """What ``tinytt info`` reports about the GPU: CuPy's version (None when it does not
+    import, with the reason), the visible devices (id, name, memory in GiB) and the CUDA
+    runtime version. Never raises."""
+    try:
+        import cupy  # noqa: PLC0415 - optional dependency, imported only on request
+    except Exception as exc:  # noqa: BLE001 - absent or broken install
+        return {"cupy": None, "reason": f"CuPy not importable ({type(exc).__name__})"}
+    out = {"cupy": cupy.__version__}
+    try:
+        n = cupy.cuda.runtime.getDeviceCount()
+        devices = []
+        for k in range(n):
+            props = cupy.cuda.runtime.getDeviceProperties(k)
+            name = props.get("name", b"")
+            devices.append({"id": k, "name": name.decode() if isinstance(name, bytes) else str(name),
+                            "memory_gib": round(props.get("totalGlobalMem", 0) / 2 ** 30, 1)})
+        out["devices"] = devices
+        out["cuda_runtime"] = cupy.cuda.runtime.runtimeGetVersion()
+    except Exception as exc:  # noqa: BLE001 - no driver / no GPU
+        out["devices"] = []
+        out["reason"] = f"{type(exc).__name__}: {exc}"
+    return out
 
 
 def set_backend(name: str) -> None:

@@ -677,28 +677,6 @@ def _blas_info() -> dict:
     return out
 
 
-def _gpu_info() -> dict:
-    try:
-        import cupy
-    except Exception as exc:  # noqa: BLE001 - absent or broken install
-        return {"cupy": None, "reason": f"CuPy not importable ({type(exc).__name__})"}
-    out = {"cupy": cupy.__version__}
-    try:
-        n = cupy.cuda.runtime.getDeviceCount()
-        devices = []
-        for k in range(n):
-            props = cupy.cuda.runtime.getDeviceProperties(k)
-            name = props.get("name", b"")
-            devices.append({"id": k, "name": name.decode() if isinstance(name, bytes) else str(name),
-                            "memory_gib": round(props.get("totalGlobalMem", 0) / 2 ** 30, 1)})
-        out["devices"] = devices
-        out["cuda_runtime"] = cupy.cuda.runtime.runtimeGetVersion()
-    except Exception as exc:  # noqa: BLE001 - no driver / no GPU
-        out["devices"] = []
-        out["reason"] = f"{type(exc).__name__}: {exc}"
-    return out
-
-
 def collect_info() -> dict:
     """Versions, backend, BLAS, thread settings, GPU and optional packages, as a JSON-able dict.
 
@@ -706,7 +684,7 @@ def collect_info() -> dict:
     (``cpu_threads["workers"]`` is then None) instead of raised."""
     import tinytt
 
-    from .backend import get_backend
+    from .backend import get_backend, gpu_info
 
     try:
         import opt_einsum
@@ -738,7 +716,7 @@ def collect_info() -> dict:
                                                    "OPENBLAS_THREAD_TIMEOUT", "TINYTT_NUM_THREADS")
                         if k in os.environ},
         "cpu_threads": _cpu_threads_info(),
-        "gpu": _gpu_info(),
+        "gpu": gpu_info(),
         "optional": optional,
     }
 
