@@ -124,7 +124,9 @@ def test_load_via_download_flag(server, tmp_path, monkeypatch):
     (www / "aclImdb_v1.tar.gz").write_bytes(buf.getvalue())
     # load_dataset(download=True) uses the canonical URL; point it at the local server instead
     import tinytt.data.datasets as ds
-    monkeypatch.setattr(ds, "_download", functools.partial(ds._download, base_url=base, disable_progress=True))
+    fake = {"aclImdb_v1.tar.gz": hashlib.sha256(buf.getvalue()).hexdigest()}
+    monkeypatch.setattr(ds, "_download", functools.partial(ds._download, base_url=base, disable_progress=True,
+                                                           checksums=fake))
     d = load_dataset("imdb", data_dir=tmp_path, download=True)
     assert d["train"] == (["no", "yes"], [0, 1]) and d["test"] == (["poor", "fine"], [0, 1])
     assert (tmp_path / "imdb" / "aclImdb_v1.tar.gz").is_file()
@@ -135,3 +137,13 @@ def test_download_rejects_unknown_dataset(tmp_path):
         download("sst2", tmp_path)
     assert SOURCES["imdb"][0].url.startswith("https://ai.stanford.edu/")
     assert all(item.sha256 for item in SOURCES["ptb"])
+    assert SOURCES["imdb"][0].sha256 == "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
+
+
+def test_imdb_download_is_checked(server, tmp_path):
+    """The archive's published digest is checked: a different file is refused, nothing kept."""
+    base, www = server
+    (www / "aclImdb_v1.tar.gz").write_bytes(b"not the archive")
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        download("imdb", tmp_path, base_url=base, disable_progress=True)
+    assert not list((tmp_path / "imdb").iterdir())

