@@ -454,3 +454,21 @@ def test_five_and_six_cores_with_a_padding_id_against_the_dense_path(n_cores):
         out.backward(upstream)
         for k, (leaf, want) in enumerate(zip(leaves, expected)):
             assert_close(leaf.grad, want, rtol=1e-9, atol=1e-10, err_msg=f"core {k}, {strategy}/{mode}")
+
+
+def test_cost_model_prices_select_as_the_plan_runs_it():
+    """200 children sharing one digit value run as one GEMM (8+ children per value present);
+    the model prices them that way too, not as batched matmuls (8 per *possible* value)."""
+    from tinytt.tt.lookup import _digits_present, _level_costs
+
+    row_shape, col_shape, ranks = (25, 30, 40), (4, 8, 8), (1, 16, 16, 1)
+    ids = numpy.arange(200) * 40 + 3                      # last digit 3 for every id
+    plan = plan_lookup(ids, row_shape, col_shape, ranks, strategy="prefix")
+    last = plan.levels[-1]
+    assert last.mode == "select" and last.spans == [(3, 0, 200)]
+    assert _digits_present(ids, row_shape, numpy)[-1] == 1
+    args = (200, 200, 32, 16, 40, 8, 1)
+    madds = 200 * 32 * 16 * 8
+    per_digit = 6 * madds + lookup_module._FLOAT_MOVE_COST * 200 * 32 * (4 * 16 + 2 * 8)
+    assert _level_costs(*args, present=1)[1] == per_digit
+    assert _level_costs(*args)[1] > per_digit             # priced batched when all 40 could occur

@@ -154,8 +154,12 @@ def _strides(row_shape) -> list:
     return strides[::-1]
 
 
-def _level_costs(n_par, n_ch, d_before, r0, v, d, r1) -> tuple:
+def _level_costs(n_par, n_ch, d_before, r0, v, d, r1, present=None) -> tuple:
     """(expand cost, select cost) of building one level, forward and backward together.
+
+    ``present``: how many of the ``v`` digit values occur at this level (None: all ``v``);
+    select runs per digit value (GEMMs) with at least ``GROUP_MIN_NODES_PER_DIGIT`` children
+    per value present, as ``plan_lookup`` decides, else as batched matmuls.
 
     select: three products of ``n_ch * d_before * r0 * d r1`` multiply-adds (forward, core
     gradient, parent gradient); per child, its parent block ``d_before x r0`` is gathered,
@@ -169,7 +173,7 @@ def _level_costs(n_par, n_ch, d_before, r0, v, d, r1) -> tuple:
     madds_select = n_ch * d_before * r0 * d * r1
     madds_expand = n_par * d_before * r0 * v * d * r1
     select_moves = n_ch * d_before * (4 * r0 + 2 * d * r1)
-    if n_ch >= GROUP_MIN_NODES_PER_DIGIT * v:
+    if n_ch >= GROUP_MIN_NODES_PER_DIGIT * (v if present is None else present):
         select = 6 * madds_select + _FLOAT_MOVE_COST * select_moves
     else:
         select_moves += 3 * n_ch * r0 * d * r1
@@ -193,16 +197,27 @@ def _node_counts(uniq, row_shape, strategy, xp) -> list:
     return counts
 
 
-def estimate_costs(uniq, row_shape, col_shape, ranks, xp=None, prefix_counts=None) -> dict:
+def _digits_present(uniq, row_shape, xp) -> list:
+    """How many distinct digit values the ids ``uniq`` have at each level (the same for the
+    gather and prefix nodes, whose level-k digits are those of the ids)."""
+    strides = _strides(row_shape)
+    return [int(xp.count_nonzero(xp.bincount((uniq // strides[k]) % v, minlength=v))) if uniq.shape[0] else 0
+            for k, v in enumerate(row_shape)]
+
+
+def estimate_costs(uniq, row_shape, col_shape, ranks, xp=None, prefix_counts=None, present=None) -> dict:
     """Estimated cost (flop-equivalents) of each strategy for the distinct ids ``uniq``.
 
     The model (``_level_costs``): per level, flops of the forward and backward products
     plus 13 flop-equivalents per float gathered, scattered or zero-filled; "prefix"
     takes the cheaper of select and expand at each level; "full" also pays for
     zero-filling and scattering into all V' rows in the backward.
-    ``prefix_counts`` (distinct prefixes per level) is reused when the caller has it.
+    ``prefix_counts`` (distinct prefixes per level) and ``present`` (distinct digit values per
+    level, ``_digits_present``) are reused when the caller has them.
     """
     xp = xp or get_xp(uniq)
+    if present is None:
+        present = _digits_present(uniq, row_shape, xp)
     costs = {}
     for strategy in STRATEGIES:
         if strategy == "prefix" and prefix_counts is not None:
@@ -213,7 +228,7 @@ def estimate_costs(uniq, row_shape, col_shape, ranks, xp=None, prefix_counts=Non
         d_before = col_shape[0]
         for k in range(1, len(row_shape)):
             expand, select = _level_costs(counts[k - 1], counts[k], d_before, ranks[k], row_shape[k],
-                                          col_shape[k], ranks[k + 1])
+                                          col_shape[k], ranks[k + 1], None if strategy == "full" else present[k])
             total += {"gather": select, "full": expand}.get(strategy, min(expand, select))
             d_before *= col_shape[k]
         if strategy == "full":
@@ -262,7 +277,7 @@ def _digit_order(digit, counts, parent, n_par: int, xp):
     return order, spans
 
 
-def _raw_levels(uniq, row_shape, col_shape, ranks, strategy, counts, mode, xp) -> list:
+def _raw_levels(uniq, row_shape, col_shape, ranks, strategy, counts, mode, xp, present=None) -> list:
     """Levels with nodes in prefix order (sorted by the code of their first k digits)."""
     n = len(row_shape)
     strides = _strides(row_shape)
@@ -291,7 +306,7 @@ def _raw_levels(uniq, row_shape, col_shape, ranks, strategy, counts, mode, xp) -
             levels.append(_Level("select", digit, None, int(first.shape[0])))
         else:
             expand, select = _level_costs(counts[k - 1], counts[k], d_before, ranks[k], row_shape[k],
-                                          col_shape[k], ranks[k + 1])
+                                          col_shape[k], ranks[k + 1], None if present is None else present[k])
             chosen = mode or ("expand" if expand < select else "select")
             levels.append(_Level(chosen, digit, position[first], int(first.shape[0])))
             d_before *= col_shape[k]
@@ -314,12 +329,13 @@ def plan_lookup(flat_ids, row_shape, col_shape, ranks, strategy: str = "auto", m
     xp = get_xp(flat_ids)
     uniq, inverse = _unique_inverse(flat_ids, math.prod(row_shape), xp)
     counts = _node_counts(uniq, row_shape, "prefix", xp) if strategy in ("auto", "prefix") else None
+    present = _digits_present(uniq, row_shape, xp) if strategy in ("auto", "prefix") else None
     if strategy == "auto":
-        costs = estimate_costs(uniq, row_shape, col_shape, ranks, xp, prefix_counts=counts)
+        costs = estimate_costs(uniq, row_shape, col_shape, ranks, xp, prefix_counts=counts, present=present)
         strategy = min(costs, key=costs.get)
     elif strategy not in STRATEGIES:
         raise ValueError(f"strategy must be 'auto' or one of {STRATEGIES}, got {strategy!r}")
-    levels = _raw_levels(uniq, row_shape, col_shape, ranks, strategy, counts, mode, xp)
+    levels = _raw_levels(uniq, row_shape, col_shape, ranks, strategy, counts, mode, xp, present)
     relabel = None  # previous level: old node index -> new position
     for k, level in enumerate(levels):
         if relabel is not None:
