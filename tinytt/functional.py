@@ -206,7 +206,9 @@ def dropout(x, p: float = 0.5, training: bool = True, rng=None) -> Tensor:
         p: drop probability in [0, 1).
         training: when False (evaluation), ``x`` is returned unchanged.
         rng: a backend random Generator (``tinytt.backend.default_rng(seed)``) for
-            reproducible masks; a fresh unseeded one when None.
+            reproducible masks; a fresh unseeded one when None. The uniforms are drawn in
+            x's float dtype (float32 or float64; float64 for other dtypes), so the same
+            generator state gives different masks for float32 and float64 inputs.
     """
     x = as_tensor(x)
     if not isinstance(p, numbers.Real) or not 0.0 <= p < 1.0:
