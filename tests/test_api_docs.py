@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULES = ["tinytt", "tinytt.nn", "tinytt.optim", "tinytt.data", "tinytt.testing"]
+MODULES = ["tinytt", "tinytt.nn", "tinytt.optim", "tinytt.data", "tinytt.testing", "tinytt.models", "tinytt.train"]
 # documented in their own sections of docs/api.md as well
 EXTRA = ["tinytt.testing.strategies", "tinytt.testing.reference"]
 

@@ -140,8 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--train", metavar="PATH", default=None,
                      help="training file: label<TAB>text lines (classify) or plain text (lm)")
     src.add_argument("--valid", metavar="PATH", default=None,
-                     help="validation file (default: carved from train: a seeded 10%% of the examples for "
-                          "classifiers, the last 10%% of the text for language models)")
+                     help="validation file (default: carved from train, --valid-fraction of it: seeded examples "
+                          "for classifiers, the end of the text for language models)")
     src.add_argument("--test", metavar="PATH", default=None, help="test file")
     src.add_argument("--data-dir", default=None, help="data root (default $TINYTT_DATA)")
     src.add_argument("--download", action="store_true", help="download the dataset when missing (imdb, ptb)")
@@ -382,6 +382,15 @@ def _check_tt_shape(parser, cfg: dict, vocab_size: int) -> None:
                      f"equal --emb-dim {cfg['emb_dim']}")
 
 
+def _note_missing_keys(config: dict, defaults: dict, verb: str, skip=()) -> None:
+    """Say on stderr which of ``defaults``' keys a checkpoint's ``config`` lacks (configs the
+    Python API wrote may), and the defaults used for them: never a silent change of model."""
+    missing = [k for k in defaults if k not in config and k not in skip]
+    if missing:
+        _err(f"note: the checkpoint's config lacks {', '.join(missing)}; {verb} with tinytt train's defaults "
+             + ", ".join(f"{k}={defaults[k]!r}" for k in missing))
+
+
 # ----------------------------------------------------------------------------- train
 def _train_config(args, parser, resumed: dict | None) -> dict:
     given = {k: getattr(args, k) for k in ("task", "model", "readout", "embedding", "rank", "cores", "tt_shape",
@@ -389,7 +398,15 @@ def _train_config(args, parser, resumed: dict | None) -> dict:
                                            "epochs", "batch_size", "lr", "seed", "clip", "bptt",
                                            "valid_fraction", "dataset", "train", "valid", "test")}
     if resumed is not None:
-        cfg = dict(resumed)
+        task = resumed.get("task", "classify")
+        if task not in TRAIN_DEFAULTS:
+            parser.error(f"--resume: the checkpoint's task must be 'classify' or 'lm', got {task!r}")
+        # a checkpoint written by the Python API may leave keys out: they take tinytt train's defaults
+        _note_missing_keys(resumed, TRAIN_DEFAULTS[task], "resumed")
+        cfg = {**TRAIN_DEFAULTS[task], **resumed, "task": task}
+        if cfg.get("dataset") is None and cfg.get("train") is None:
+            parser.error("--resume: the checkpoint's config names no data ('dataset' or 'train'); "
+                         "tinytt train writes them")
         ignored = [k for k in _MODEL_KEYS if given.get(k) is not None and k not in ("epochs",)
                    and not _same_setting(k, given[k], cfg.get(k))]
         if ignored:
@@ -610,6 +627,7 @@ def cmd_eval(args, parser) -> int:
         parser.error(f"--checkpoint: {exc}")
     cfg, vocab = dict(ck["config"]), ck["vocab"]
     cfg.setdefault("task", "classify")
+    _note_missing_keys(cfg, models.MODEL_DEFAULTS.get(cfg["task"], {}), "rebuilt", skip=("seed", "dropout"))
     if cfg["task"] == "classify" and not isinstance(cfg.get("num_classes"), int):
         parser.error(f"--checkpoint: {args.checkpoint}'s config has no 'num_classes' (an int); a classifier "
                      f"checkpoint for 'tinytt eval' needs it (tinytt train writes it)")
@@ -618,7 +636,8 @@ def cmd_eval(args, parser) -> int:
         model = models.build_model(cfg, len(vocab), cfg.get("num_classes"))
         model.load_state_dict(state)
     except (ValueError, TypeError, KeyError) as exc:
-        parser.error(f"--checkpoint: its config does not rebuild the model its weights belong to: {exc}")
+        reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        parser.error(f"--checkpoint: its config does not rebuild the model its weights belong to: {reason}")
     t0 = time.perf_counter()
     try:
         if cfg["task"] == "classify":

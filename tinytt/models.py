@@ -30,7 +30,7 @@ from .tensor import Tensor
 
 __all__ = [
     "make_embedding", "parse_tt_shape", "LSTMClassifier", "MLPClassifier", "LSTMLanguageModel",
-    "build_model", "describe", "embedding_parameters", "MODEL_KINDS", "READOUTS", "EMBEDDINGS",
+    "build_model", "describe", "embedding_parameters", "MODEL_KINDS", "READOUTS", "EMBEDDINGS", "MODEL_DEFAULTS",
 ]
 
 MODEL_KINDS = ("lstm", "bilstm", "mlp")

@@ -472,3 +472,16 @@ def test_cost_model_prices_select_as_the_plan_runs_it():
     per_digit = 6 * madds + lookup_module._FLOAT_MOVE_COST * 200 * 32 * (4 * 16 + 2 * 8)
     assert _level_costs(*args, present=1)[1] == per_digit
     assert _level_costs(*args)[1] > per_digit             # priced batched when all 40 could occur
+
+
+def test_plan_passes_the_digits_present_to_the_cost_model(monkeypatch):
+    """8 parents x the same 16 last digits: 8 children per digit value present, so select runs
+    as per-digit GEMMs and is priced so (cheaper than expand); priced as batched matmuls (as
+    if all 40 values could occur) the plan took expand for the last level."""
+    row_shape, col_shape, ranks = (25, 30, 40), (4, 8, 8), (1, 16, 16, 1)
+    parents = numpy.arange(8) * 7
+    ids = (parents[:, None] * 40 + numpy.arange(16)[None, :]).reshape(-1)
+    last = plan_lookup(ids, row_shape, col_shape, ranks, strategy="prefix").levels[-1]
+    assert last.mode == "select" and len(last.spans) == 16
+    monkeypatch.setattr(lookup_module, "_digits_present", lambda uniq, shape, xp: list(shape))
+    assert plan_lookup(ids, row_shape, col_shape, ranks, strategy="prefix").levels[-1].mode == "expand"

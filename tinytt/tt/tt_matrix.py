@@ -66,7 +66,7 @@ class TTMatrix(CoreChain):
         """The dense matrix (prod m, prod n), differentiable; rows/columns in C order.
 
         Contracts left to right then permutes (m_1, n_1, .., m_N, n_N) -> (m.., n..);
-        cost ``sum_k (m_1 n_1 .. m_k n_k) r_{k-1} r_k`` multiply-adds, memory ``prod m * prod n``.
+        cost ``sum_{k>=2} (m_1 n_1 .. m_k n_k) r_{k-1} r_k`` multiply-adds, memory ``prod m * prod n``.
         """
         n = self.ndim
         dense = self.to_tt().full()
