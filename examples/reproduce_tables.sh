@@ -30,6 +30,8 @@ run imdb_tt1   "${imdb[@]}" --embedding tt --tt-shape 25,30,40x4,8,8 --rank 16
 run imdb_tt2   "${imdb[@]}" --embedding tt --tt-shape 10,10,15,20x4,4,4,4 --rank 16
 run imdb_tt3   "${imdb[@]}" --embedding tt --tt-shape 5,5,5,5,6,8x2,2,2,2,4,4 --rank 16
 run imdb_tt1_r8 "${imdb[@]}" --embedding tt --tt-shape 25,30,40x4,8,8 --rank 8
+run imdb_tt2_r8 "${imdb[@]}" --embedding tt --tt-shape 10,10,15,20x4,4,4,4 --rank 8
+run imdb_tt3_r8 "${imdb[@]}" --embedding tt --tt-shape 5,5,5,5,6,8x2,2,2,2,4,4 --rank 8
 sst2=(--dataset sst2 --max-len 64 --vocab-size 15000 --epochs 3)
 run sst2_full  "${sst2[@]}" --embedding dense
 run sst2_tt1   "${sst2[@]}" --embedding tt --cores 3 --rank 16
