@@ -266,3 +266,67 @@ def test_train_classifier_with_no_epochs_reports_none():
 def test_classification_data_rejects_bad_max_len(max_len):
     with pytest.raises(ValueError, match="max_len"):
         ClassificationData([[5, 6, 7]], [0], max_len=max_len)
+
+
+def _bad(fn, *needles):
+    with pytest.raises(ValueError) as info:
+        fn()
+    for needle in needles:
+        assert needle in str(info.value), (needle, str(info.value))
+
+
+def test_training_api_arguments_are_checked_up_front(tmp_path):
+    """Each bad argument gives a ValueError naming it before any work (they used to fail
+    after an epoch, with ZeroDivisionError, or not at all)."""
+    vocab, data, cfg = _setup(tmp_path)
+    stream = numpy.arange(200) % 7
+    streams = {"train": stream, "valid": stream[:50]}
+    for kw, name in (({"batch_size": 0}, "batch_size"), ({"eval_batch_size": 0}, "eval_batch_size"),
+                     ({"eval_batch_size": -3}, "eval_batch_size"), ({"clip": -1.0}, "clip"),
+                     ({"seed": 1.5}, "seed"), ({"batch_size": True}, "batch_size")):
+        _bad(lambda: ClassificationTask(data, show_progress=False, **kw), "ClassificationTask", name)
+    for kw, name in (({"batch_size": 0}, "batch_size"), ({"bptt": 0}, "bptt"), ({"bptt": -5}, "bptt"),
+                     ({"eval_batch_size": 0}, "eval_batch_size"), ({"clip": float("nan")}, "clip")):
+        _bad(lambda: LanguageModelTask(streams, show_progress=False, **kw), "LanguageModelTask", name)
+    model = build_model(cfg, len(vocab), 2)
+    opt = tt.optim.Adam(model.parameters(), lr=0.01)
+    task = ClassificationTask(data, batch_size=16, show_progress=False)
+    for kw, name in (({"epochs": 1.5}, "epochs"), ({"epochs": "2"}, "epochs"), ({"start_epoch": -1}, "start_epoch"),
+                     ({"time_budget": -1.0}, "time_budget"), ({"time_budget": "x"}, "time_budget")):
+        args = {"epochs": 1, **kw}
+        _bad(lambda: fit(model, opt, task, args.pop("epochs"), **args), "fit", name)
+    before = [p.data.copy() for p in model.parameters()]
+    _bad(lambda: fit(model, opt, task, 1, checkpoint=str(tmp_path / "c.npz")), "fit", "vocab")
+    assert all(numpy.array_equal(a, p.data) for a, p in zip(before, model.parameters()))   # nothing trained
+    assert not (tmp_path / "c.npz").exists()
+    for n, fraction, name in ((-1, 0.1, "n"), (10.0, 0.1, "n"), (10, 0.0, "fraction"), (10, 1.5, "fraction"),
+                              (10, "a", "fraction")):
+        _bad(lambda: carve_validation(n, fraction), "carve_validation", name)
+    for seqs, labels, needle in (([[1.7, 2]], [0], "token ids"), ([[-3, 2]], [0], "token ids"),
+                                 ([["a"]], [0], "token ids"), ([[1, 2]], [0.5], "labels"),
+                                 ([[1, 2]], [-1], "labels"), ([[1, 2]], ["a"], "labels"),
+                                 ([[1], [2]], [0], "labels")):
+        _bad(lambda: ClassificationData(seqs, labels), "ClassificationData", needle)
+    from tinytt.train import load_classification
+    for bad in (0, -5, 2.5):
+        _bad(lambda: load_classification("sst2", data_dir=tmp_path, max_train=bad), "load_classification", "max_train")
+    ok = ClassificationData([[3, 4], [5]], numpy.array([1.0, 0.0]))   # integral float labels are fine
+    assert ok.labels.dtype == numpy.int64 and ok.labels.tolist() == [1, 0]
+
+
+def test_build_model_refuses_what_a_language_model_cannot_be():
+    for cfg, needle in (({"task": "lm", "model": "bilstm"}, "model"), ({"task": "lm", "model": "mlp"}, "model"),
+                        ({"task": "lm", "readout": "bogus"}, "readout"), ({"readout": "last"}, "readout"),
+                        ({"task": "lm", "dropout": 1.0}, "dropout"), ({"task": "lm", "dropout": -0.5}, "dropout")):
+        _bad(lambda: build_model(dict(cfg, emb_dim=4, hidden=4), 20, 2), needle)
+
+
+def test_fit_result_test_metrics_have_the_same_keys_on_both_paths(tmp_path):
+    vocab, data, cfg = _setup(tmp_path)
+    results = []
+    for every in (False, True):
+        model = build_model(cfg, len(vocab), 2)
+        task = ClassificationTask(data, batch_size=16, show_progress=False)
+        results.append(fit(model, tt.optim.Adam(model.parameters(), lr=0.01), task, 2, test_every_epoch=every))
+    assert set(results[0].test) == set(results[1].test) == {"loss", "accuracy", "n"}
+    assert results[0].test == results[1].test

@@ -18,6 +18,7 @@ checkpoints), so a checkpoint is enough to rebuild its model.
 
 from __future__ import annotations
 
+import numbers
 import operator
 
 import numpy
@@ -201,6 +202,8 @@ class LSTMLanguageModel(_TextModel):
     """
 
     def __init__(self, embedding, hidden_size: int, num_layers: int = 1, dropout: float = 0.2, seed=0):
+        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"LSTMLanguageModel: dropout must be a probability in [0, 1), got {dropout!r}")
         self.embedding = embedding
         self.vocab_size = embedding.num_embeddings
         self.lstm = LSTM(embedding.embedding_dim, hidden_size, num_layers=num_layers,
@@ -258,7 +261,11 @@ def build_model(config: dict, vocab_size: int, num_classes: int | None = None):
     emb = make_embedding(cfg["embedding"], vocab_size, cfg["emb_dim"], rank=cfg["rank"], cores=cfg["cores"],
                          tt_shape=cfg["tt_shape"], padding_idx=0, seed=seed, init_std=cfg.get("dense_init_std"))
     hidden, layers, dropout = cfg["hidden"], cfg["layers"], cfg["dropout"]
+    if cfg["readout"] not in READOUTS:
+        raise ValueError(f"readout must be one of {READOUTS}, got {cfg['readout']!r}")
     if task == "lm":
+        if cfg["model"] != "lstm":
+            raise ValueError(f"a language model (task 'lm') is an 'lstm', got model {cfg['model']!r}")
         return LSTMLanguageModel(emb, hidden, num_layers=layers, dropout=dropout, seed=seed + 10)
     if num_classes is None or num_classes < 2:
         raise ValueError(f"a classifier needs num_classes >= 2, got {num_classes!r}")

@@ -48,6 +48,21 @@ __all__ = [
 CHECKPOINT_FORMAT = "tinytt.train.checkpoint"
 
 
+def _int_arg(where: str, name: str, value, low: int = 1) -> int:
+    """``value`` as an int >= ``low``; ValueError naming ``where: name`` otherwise (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{where}: {name} must be an int >= {low}, got {value!r}")
+    return int(value)
+
+
+def _float_arg(where: str, name: str, value, low: float = 0.0, positive: bool = False) -> float:
+    """``value`` as a finite float >= ``low`` (> ``low`` when ``positive``); ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+            or value < low or (positive and value == low):
+        raise ValueError(f"{where}: {name} must be a finite number {'>' if positive else '>='} {low}, got {value!r}")
+    return float(value)
+
+
 # ----------------------------------------------------------------------------- data
 class ClassificationData:
     """Encoded classification examples: ``ids`` int64 (N, L) padded with 0, ``lengths`` (N,),
@@ -66,14 +81,28 @@ class ClassificationData:
             seqs = [s[:max_len] for s in seqs]
         lengths = numpy.fromiter((len(s) for s in seqs), dtype=numpy.int64, count=len(seqs))
         width = int(lengths.max()) if len(seqs) else 1
-        flat = numpy.fromiter((i for s in seqs for i in s), dtype=numpy.int64, count=int(lengths.sum()))
+        # read as float64 first (exact for ids below 2**53) so that non-integer ids are caught,
+        # not truncated
+        try:
+            values = numpy.fromiter((i for s in seqs for i in s), dtype=numpy.float64, count=int(lengths.sum()))
+        except (TypeError, ValueError):
+            raise ValueError("ClassificationData: sequences must be lists of int token ids") from None
+        if values.size and not (numpy.all(values >= 0) and numpy.all(values == numpy.floor(values))):
+            raise ValueError("ClassificationData: sequences must hold non-negative int token ids, got "
+                             f"{float(values[(values < 0) | (values != numpy.floor(values))][0])!r}")
+        flat = values.astype(numpy.int64)
         ids = numpy.zeros((len(seqs), width), dtype=numpy.int64)
         ids[numpy.arange(width)[None, :] < lengths[:, None]] = flat   # row-major fill, vectorised
         self.ids = ids
         self.lengths = lengths
-        self.labels = numpy.asarray(labels, dtype=numpy.int64).reshape(-1)
+        raw = numpy.asarray(labels)
+        if raw.size and (raw.dtype.kind not in "iuf" or (raw.dtype.kind == "f" and not numpy.all(raw == numpy.floor(raw)))
+                         or raw.min() < 0):
+            raise ValueError(f"ClassificationData: labels must be non-negative ints (class indices), got dtype "
+                             f"{raw.dtype} with values {raw.reshape(-1)[:5].tolist()}...")
+        self.labels = raw.astype(numpy.int64).reshape(-1)
         if self.labels.shape[0] != len(seqs):
-            raise ValueError(f"{len(seqs)} sequences but {self.labels.shape[0]} labels")
+            raise ValueError(f"ClassificationData: {len(seqs)} sequences but {self.labels.shape[0]} labels")
 
     def __len__(self) -> int:
         return int(self.lengths.shape[0])
@@ -99,7 +128,10 @@ class ClassificationData:
 def carve_validation(n: int, fraction: float = 0.1, seed: int = 0):
     """``(train_idx, valid_idx)``: ``numpy.random.default_rng(seed).permutation(n)``; the first
     ``max(1, round(fraction * n))`` indices are validation (none when n < 2), the rest
-    training (both sorted)."""
+    training (both sorted). ``n`` is an int >= 0, ``fraction`` a number in (0, 1)."""
+    n = _int_arg("carve_validation", "n", n, low=0)
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0.0 < fraction < 1.0:
+        raise ValueError(f"carve_validation: fraction must be a number in (0, 1), got {fraction!r}")
     perm = numpy.random.default_rng(seed).permutation(n)
     k = max(1, int(round(fraction * n))) if n > 1 else 0
     return numpy.sort(perm[k:]), numpy.sort(perm[:k])
@@ -130,6 +162,9 @@ class ClassificationTask:
             ``BucketBatcher(seed=seed)`` (deterministic per epoch).
         clip: global gradient-norm clip (0 = off).
         eval_batch_size: evaluation batch size (examples sorted by length).
+
+    ``batch_size`` and ``eval_batch_size`` are ints >= 1, ``seed`` an int >= 0 and ``clip`` a
+    finite number >= 0 (ValueError naming the argument otherwise).
     """
 
     metric = "accuracy"
@@ -140,10 +175,10 @@ class ClassificationTask:
     def __init__(self, splits: dict, batch_size: int = 64, seed: int = 0, clip: float = 0.0,
                  eval_batch_size: int = 256, show_progress: bool = True):
         self.splits = splits
-        self.batch_size = int(batch_size)
-        self.seed = int(seed)
-        self.clip = float(clip)
-        self.eval_batch_size = int(eval_batch_size)
+        self.batch_size = _int_arg("ClassificationTask", "batch_size", batch_size)
+        self.seed = _int_arg("ClassificationTask", "seed", seed, low=0)
+        self.clip = _float_arg("ClassificationTask", "clip", clip)
+        self.eval_batch_size = _int_arg("ClassificationTask", "eval_batch_size", eval_batch_size)
         self.show_progress = show_progress
         train = splits["train"]
         # BucketBatcher only needs len() of each row to plan the (seeded, bucketed) order;
@@ -227,7 +262,10 @@ class LanguageModelTask:
             ``bptt`` steps (``tinytt.data.bptt_batches``); the hidden state is carried
             (detached) from one window to the next.
         clip: gradient-norm clip (0 = off).
-        eval_batch_size: rows used for evaluation.
+        eval_batch_size: rows used for evaluation (at most ``len // 2`` of a split's stream).
+
+    ``batch_size``, ``bptt`` and ``eval_batch_size`` are ints >= 1 and ``clip`` a finite
+    number >= 0 (ValueError naming the argument otherwise).
     """
 
     metric = "perplexity"
@@ -238,10 +276,10 @@ class LanguageModelTask:
     def __init__(self, streams: dict, batch_size: int = 20, bptt: int = 35, clip: float = 1.0,
                  eval_batch_size: int = 10, show_progress: bool = True):
         self.streams = streams
-        self.batch_size = int(batch_size)
-        self.bptt = int(bptt)
-        self.clip = float(clip)
-        self.eval_batch_size = int(eval_batch_size)
+        self.batch_size = _int_arg("LanguageModelTask", "batch_size", batch_size)
+        self.bptt = _int_arg("LanguageModelTask", "bptt", bptt)
+        self.clip = _float_arg("LanguageModelTask", "clip", clip)
+        self.eval_batch_size = _int_arg("LanguageModelTask", "eval_batch_size", eval_batch_size)
         self.show_progress = show_progress
 
     def steps_per_epoch(self) -> int:
@@ -407,7 +445,15 @@ def load_checkpoint(path) -> dict:
 # ----------------------------------------------------------------------------- fit
 @dataclass
 class FitResult:
-    """What :func:`fit` returns. ``best`` holds the validation/test metrics at the best epoch."""
+    """What :func:`fit` returns.
+
+    ``history``: one dict per epoch run (``epoch``, ``train_loss``, ``steps``, ``valid_loss``,
+    ``valid_<metric>``, ``train_seconds``, ``eval_seconds``; ``test_*`` with
+    ``test_every_epoch``); ``best_epoch``, ``best_valid`` (``{"loss", metric}``) and
+    ``best_state`` (a copy of the weights): the epoch with the best validation metric;
+    ``test``: ``{"loss", metric, "n"}`` of the test split at that epoch, or None without a
+    test split; ``epoch_seconds``/``eval_seconds`` per epoch; ``seconds`` in all.
+    """
 
     history: list = field(default_factory=list)
     best_epoch: int | None = None
@@ -440,7 +486,7 @@ def fit(model, optimizer, task, epochs: int, *, start_epoch: int = 0, history: l
     reported test metric is the one at the best-validation epoch. With
     ``test_every_epoch`` the test split is evaluated after every epoch instead (each
     history row then carries it). After every epoch a checkpoint is written to
-    ``checkpoint`` (when given; needs ``vocab`` and ``config``).
+    ``checkpoint`` (when given; needs ``vocab``, and stores ``config`` or ``{}``).
 
     ``max_steps``/``time_budget`` (seconds, per epoch) cut epochs short (demos, smoke
     tests). ``log(str)`` receives one line per epoch. Returns a :class:`FitResult`.
@@ -450,6 +496,12 @@ def fit(model, optimizer, task, epochs: int, *, start_epoch: int = 0, history: l
     if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, numbers.Integral)
                                   or max_steps < 1):
         raise ValueError(f"fit: max_steps must be None or an int >= 1, got {max_steps!r}")
+    epochs = _int_arg("fit", "epochs", epochs, low=0)
+    start_epoch = _int_arg("fit", "start_epoch", start_epoch, low=0)
+    if time_budget is not None:
+        time_budget = _float_arg("fit", "time_budget", time_budget, positive=True)
+    if checkpoint is not None and not isinstance(vocab, Vocab):
+        raise ValueError(f"fit: a checkpoint needs vocab (the Vocab to store with it), got {type(vocab).__name__}")
     if start_epoch < epochs and task.steps_per_epoch() == 0:
         raise ValueError("fit: the training split is empty (0 steps per epoch); there is nothing to train on")
     if start_epoch < epochs and not _split_present(task, "valid", task.min_eval_length):
@@ -464,7 +516,7 @@ def fit(model, optimizer, task, epochs: int, *, start_epoch: int = 0, history: l
             res.best_epoch = row["epoch"]
             res.best_valid = {"loss": row["valid_loss"], metric: row["valid_" + metric]}
             if "test_" + metric in row:
-                res.test = {"loss": row.get("test_loss"), metric: row["test_" + metric]}
+                res.test = {"loss": row.get("test_loss"), metric: row["test_" + metric], "n": row.get("test_n")}
         res.epoch_seconds.append(row.get("train_seconds"))
         res.eval_seconds.append(row.get("eval_seconds"))
     has_test = _split_present(task, "test")
@@ -487,7 +539,7 @@ def fit(model, optimizer, task, epochs: int, *, start_epoch: int = 0, history: l
         improved = _better(task, va[metric], None if res.best_valid is None else res.best_valid[metric])
         if test_every_epoch and has_test:
             te = task.evaluate(model, "test")
-            row["test_loss"], row["test_" + metric] = te["loss"], te[metric]
+            row["test_loss"], row["test_" + metric], row["test_n"] = te["loss"], te[metric], te["n"]
         t2 = time.perf_counter()
         row["train_seconds"] = round(t1 - t0, 3)
         row["eval_seconds"] = round(t2 - t1, 3)
@@ -499,7 +551,7 @@ def fit(model, optimizer, task, epochs: int, *, start_epoch: int = 0, history: l
             res.best_valid = {"loss": va["loss"], metric: va[metric]}
             res.best_state = _copy_state(model)
             if test_every_epoch and has_test:
-                res.test = {"loss": row["test_loss"], metric: row["test_" + metric]}
+                res.test = {"loss": row["test_loss"], metric: row["test_" + metric], "n": te["n"]}
         msg = (f"epoch {epoch + 1}/{epochs}: train loss {tr['train_loss']:.4f}, valid {metric} "
                f"{va[metric]:.4f}" + (f", test {metric} {row['test_' + metric]:.4f}" if "test_" + metric in row else "")
                + f" ({row['train_seconds']:.1f} s train, {row['eval_seconds']:.1f} s eval)"
@@ -532,12 +584,15 @@ def load_classification(name: str, data_dir=None, vocab_size: int = 25000, max_l
 
     Returns ``(data, vocab, num_classes)`` with ``data = {"train", "valid", "test"}`` of
     :class:`ClassificationData`. A validation split is carved from train (seeded) when the
-    dataset has none; ``max_train`` keeps a seeded random subset of the training examples.
+    dataset has none; ``max_train`` (None or an int >= 1) keeps a seeded random subset of
+    that many training examples.
     The vocabulary (``vocab_size`` ids incl. ``<pad>``/``<unk>``) is built on the training
     part only. Raises ``FileNotFoundError`` (with the paths looked at) when data is missing.
     """
     from .data import NUM_CLASSES, load_dataset, tokenize
 
+    if max_train is not None:
+        max_train = _int_arg("load_classification", "max_train", max_train)
     # MR's own split is carved with a FIXED seed (the test set must not move with ``seed``)
     raw = load_dataset(name, data_dir, download=download, valid_fraction=valid_fraction)
     toks = {k: (None if v is None else ([tokenize(t) for t in v[0]], list(v[1]))) for k, v in raw.items()}
