@@ -85,6 +85,16 @@ def log_softmax(x, axis: int = -1) -> Tensor:
                   (lambda g: g - xp.exp(out) * g.sum(axis=axis, keepdims=True),))
 
 
+def _check_loss_options(ignore_index, label_smoothing, where: str) -> None:
+    """ignore_index: None or an int (not a bool: True would ignore class 1); label_smoothing:
+    a number in [0, 1). ValueError/TypeError naming the argument otherwise."""
+    if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral)):
+        raise TypeError(f"{where}: ignore_index must be None or an int, got {ignore_index!r}")
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real) \
+            or not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"{where}: label_smoothing must be a number in [0, 1), got {label_smoothing!r}")
+
+
 def cross_entropy(logits, targets, ignore_index: int | None = None, label_smoothing: float = 0.0) -> Tensor:
     """Mean softmax cross-entropy of integer class targets, fused with the log-softmax.
 
@@ -113,8 +123,7 @@ def cross_entropy(logits, targets, ignore_index: int | None = None, label_smooth
     if tuple(t.shape) != logits.shape[:-1]:
         raise ValueError(f"cross_entropy: targets shape {tuple(t.shape)} must equal logits.shape[:-1] = "
                          f"{logits.shape[:-1]}")
-    if not 0.0 <= label_smoothing < 1.0:
-        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1), got {label_smoothing}")
+    _check_loss_options(ignore_index, label_smoothing, "cross_entropy")
     n_classes = logits.shape[-1]
     keep = t != ignore_index if ignore_index is not None else xp.ones(t.shape, dtype=bool)
     safe_t = xp.where(keep, t, 0)
@@ -207,12 +216,15 @@ def dropout(x, p: float = 0.5, training: bool = True, rng=None) -> Tensor:
         training: when False (evaluation), ``x`` is returned unchanged.
         rng: a backend random Generator (``tinytt.backend.default_rng(seed)``) for
             reproducible masks; a fresh unseeded one when None. The uniforms are drawn in
-            x's float dtype (float32 or float64; float64 for other dtypes), so the same
-            generator state gives different masks for float32 and float64 inputs.
+            x's float dtype (float32 or float64; float64 for float16 and complex inputs), so
+            the same generator state gives different masks for float32 and float64 inputs.
+    x must be floating or complex (TypeError otherwise, in training and evaluation alike).
     """
     x = as_tensor(x)
-    if not isinstance(p, numbers.Real) or not 0.0 <= p < 1.0:
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p < 1.0:
         raise ValueError(f"dropout: p must be a probability in [0, 1), got {p!r}")
+    if x.dtype.kind not in "fc":
+        raise TypeError(f"dropout: x must be a floating (or complex) array, got dtype {x.dtype}")
     if not training or p == 0.0:
         return x
     xp = get_xp(x.data)

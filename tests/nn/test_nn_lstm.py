@@ -584,3 +584,67 @@ def test_empty_batch_gives_empty_outputs_and_gradients(bidirectional):
     with pytest.raises(ValueError, match="h0 must have shape"):
         lstm_layer(numpy.zeros((0, 5, 3)), numpy.zeros((3, 16)), numpy.zeros((4, 16)), numpy.zeros(16),
                    h0=numpy.zeros((1, 4)))
+
+
+@pytest.mark.parametrize("layer", [lstm_layer, reference_lstm_layer])
+def test_both_layer_functions_check_their_arguments_alike(layer):
+    """The reference path keeps lstm_layer's contract (it broadcast a (1, H) h0 and a (H,) c0
+    silently); complex inputs are refused (their imaginary part was dropped with a warning);
+    integer weights are refused up front (they failed inside the kernel)."""
+    rng = numpy.random.default_rng(0)
+    B, T, I, H = 2, 4, 3, 5
+    x = rng.standard_normal((B, T, I))
+    W_ih, W_hh, b = rng.standard_normal((I, 4 * H)), rng.standard_normal((H, 4 * H)), numpy.zeros(4 * H)
+    ok = layer(x, W_ih, W_hh, b)
+    assert ok[0].shape == (B, T, H)
+    cases = [
+        (dict(h0=numpy.zeros((1, H))), ValueError, "h0"),
+        (dict(c0=numpy.zeros(H)), ValueError, "c0"),
+        (dict(b=numpy.zeros(11)), ValueError, "weight shapes"),
+        (dict(x=x[0]), ValueError, "x must have shape"),
+        (dict(x=x.astype(complex)), TypeError, "x must be a real"),
+        (dict(h0=numpy.zeros((B, H), dtype=complex)), TypeError, "h0 must be a real"),
+        (dict(W_hh=W_hh.astype(numpy.int64)), TypeError, "W_hh must be a floating"),
+        (dict(x=numpy.zeros((B, 0, I))), ValueError, "at least one time step"),
+    ]
+    for change, exc, needle in cases:
+        args = dict(x=x, W_ih=W_ih, W_hh=W_hh, b=b)
+        args.update(change)
+        with pytest.raises(exc, match=needle):
+            layer(**args)
+    assert layer(x.astype(numpy.int64), W_ih, W_hh, b)[0].shape == (B, T, H)   # integer inputs are read as floats
+
+
+def test_lstm_module_checks_flags_state_and_seed():
+    for kw, exc, needle in ((dict(bidirectional="no"), TypeError, "bidirectional"), (dict(fused=1), TypeError, "fused"),
+                            (dict(seed=-1), ValueError, "seed"), (dict(seed=1.5), ValueError, "seed"),
+                            (dict(dropout=True), ValueError, "dropout")):
+        with pytest.raises(exc, match=needle):
+            nn.LSTM(3, 4, **kw)
+    lstm = nn.LSTM(3, 4, bidirectional=numpy.bool_(True), seed=0)
+    x = numpy.zeros((2, 5, 3), dtype=numpy.float32)
+    h = numpy.zeros((2, 2, 4), dtype=numpy.float32)
+    for state in ((h,), (h, h, h), h):
+        with pytest.raises(ValueError, match="state must be None or a pair"):
+            lstm(x, state=state)
+    assert lstm(x, state=(h, h))[0].shape == (2, 5, 8)
+
+
+def test_dropout_and_cross_entropy_options_are_checked():
+    from tinytt.functional import dropout
+
+    ints = numpy.arange(6).reshape(2, 3)
+    for training in (True, False):
+        with pytest.raises(TypeError, match="dropout: x must be a floating"):
+            dropout(ints, 0.5, training=training)
+    with pytest.raises(TypeError, match="floating"):
+        nn.Dropout(0.5, seed=0)(ints)
+    for kw, exc, needle in ((dict(label_smoothing=1.5), ValueError, "label_smoothing"),
+                            (dict(ignore_index=True), TypeError, "ignore_index"),
+                            (dict(ignore_index=1.5), TypeError, "ignore_index"),
+                            (dict(ignore_index="a"), TypeError, "ignore_index")):
+        with pytest.raises(exc, match=needle):
+            nn.CrossEntropyLoss(**kw)
+        with pytest.raises(exc, match=needle):
+            tt.cross_entropy(numpy.zeros((2, 3)), numpy.array([0, 1]), **kw)
+    assert nn.CrossEntropyLoss(ignore_index=numpy.int64(1))(numpy.zeros((2, 3)), numpy.array([0, 1])).shape == ()

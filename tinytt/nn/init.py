@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 
+import numbers
+
 import numpy
 
 from ..backend import to_device
@@ -15,9 +17,12 @@ __all__ = ["glorot_uniform", "he_normal", "uniform", "normal", "zeros", "ones", 
 
 
 def make_rng(seed):
-    """A host ``numpy.random.Generator``: ``seed`` may be None, an int or a Generator."""
+    """A host ``numpy.random.Generator``: ``seed`` may be None, an int >= 0 or a Generator
+    (ValueError naming ``seed`` otherwise)."""
     if isinstance(seed, numpy.random.Generator):
         return seed
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
+        raise ValueError(f"seed must be None, an int >= 0 or a numpy.random.Generator, got {seed!r}")
     return numpy.random.default_rng(seed)
 
 

@@ -140,8 +140,9 @@ class Dropout(Module):
     """Inverted dropout with probability ``p`` in training mode; identity in ``eval()``.
 
     Masks come from a backend generator seeded with ``seed`` (reproducible runs). The
-    uniforms are drawn in the input's float dtype (float32 or float64; float64 for others),
-    so one seed gives different masks for float32 and float64 inputs.
+    uniforms are drawn in the input's float dtype (float32 or float64; float64 for float16
+    and complex inputs), so one seed gives different masks for float32 and float64 inputs;
+    integer inputs are refused (TypeError).
     """
 
     def __init__(self, p: float = 0.5, seed=None):

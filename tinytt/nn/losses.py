@@ -1,6 +1,6 @@
 """Loss modules: thin wrappers over ``tinytt.functional``."""
 
-from ..functional import cross_entropy, mse
+from ..functional import _check_loss_options, cross_entropy, mse
 from .module import Module
 
 __all__ = ["CrossEntropyLoss", "MSELoss"]
@@ -11,6 +11,7 @@ class CrossEntropyLoss(Module):
     ``cross_entropy(logits, targets, ignore_index, label_smoothing)`` (mean over kept positions)."""
 
     def __init__(self, ignore_index=None, label_smoothing: float = 0.0):
+        _check_loss_options(ignore_index, label_smoothing, "CrossEntropyLoss")
         self.ignore_index = ignore_index
         self.label_smoothing = label_smoothing
 

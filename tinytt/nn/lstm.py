@@ -908,6 +908,37 @@ def _gathered_input(x, perm_x, pad_tm):
     return gathered if gathered.matches_input else None
 
 
+def _checked_layer_inputs(x, W_ih, W_hh, b, h0, c0) -> tuple:
+    """``(x, W_ih, W_hh, b, h0, c0)`` as Tensors (states may stay None) after the checks both
+    ``lstm_layer`` and ``reference_lstm_layer`` make: x real and (B, T, in); weights floating
+    with shapes (in, 4H), (H, 4H), (4H,); states real and (B, H). TypeError/ValueError naming
+    the argument otherwise."""
+    x, W_ih, W_hh, b = (ops.as_tensor(t) for t in (x, W_ih, W_hh, b))
+    if x.ndim != 3:
+        raise ValueError(f"LSTM: x must have shape (batch, time, features), got {x.shape}")
+    if x.dtype.kind not in "fiub":
+        raise TypeError(f"LSTM: x must be a real (float, int or bool) array, got dtype {x.dtype}")
+    for name, w in (("W_ih", W_ih), ("W_hh", W_hh), ("b", b)):
+        if w.dtype.kind != "f":
+            raise TypeError(f"LSTM: {name} must be a floating array, got dtype {w.dtype}")
+    B, T, n_in = x.shape
+    H = W_hh.shape[0] if W_hh.ndim == 2 else -1
+    if W_ih.shape != (n_in, 4 * H) or W_hh.shape != (H, 4 * H) or b.shape != (4 * H,):
+        raise ValueError(f"LSTM: weight shapes {W_ih.shape}, {W_hh.shape}, {b.shape} do not fit "
+                         f"input size {n_in} and hidden size {H} (expected ({n_in}, {4 * H}), "
+                         f"({H}, {4 * H}), ({4 * H},))")
+    states = []
+    for name, s in (("h0", h0), ("c0", c0)):
+        if s is not None:
+            s = ops.as_tensor(s)
+            if s.shape != (B, H):
+                raise ValueError(f"LSTM: {name} must have shape ({B}, {H}), got {s.shape}")
+            if s.dtype.kind not in "fiub":
+                raise TypeError(f"LSTM: {name} must be a real array, got dtype {s.dtype}")
+        states.append(s)
+    return (x, W_ih, W_hh, b, *states)
+
+
 def lstm_layer(x, W_ih, W_hh, b, h0=None, c0=None, lengths=None, reverse: bool = False):
     """One LSTM layer in one direction as a single fused, differentiable op.
 
@@ -923,16 +954,10 @@ def lstm_layer(x, W_ih, W_hh, b, h0=None, c0=None, lengths=None, reverse: bool =
 
     Cost: forward 2BT(in + H)4H flops, backward twice that; memory O(B T H).
     """
-    x, W_ih, W_hh, b = (ops.as_tensor(t) for t in (x, W_ih, W_hh, b))
+    x, W_ih, W_hh, b, h0, c0 = _checked_layer_inputs(x, W_ih, W_hh, b, h0, c0)
     xp = get_xp(x.data, W_ih.data, W_hh.data, b.data)
-    if x.ndim != 3:
-        raise ValueError(f"LSTM: x must have shape (batch, time, features), got {x.shape}")
     B, T, n_in = x.shape
     H = W_hh.shape[0]
-    if W_ih.shape != (n_in, 4 * H) or W_hh.shape != (H, 4 * H) or b.shape != (4 * H,):
-        raise ValueError(f"LSTM: weight shapes {W_ih.shape}, {W_hh.shape}, {b.shape} do not fit "
-                         f"input size {n_in} and hidden size {H} (expected ({n_in}, {4 * H}), "
-                         f"({H}, {4 * H}), ({4 * H},))")
     if T == 0:
         raise ValueError("LSTM: the sequence must have at least one time step")
     dtype = W_hh.dtype
@@ -948,9 +973,6 @@ def lstm_layer(x, W_ih, W_hh, b, h0=None, c0=None, lengths=None, reverse: bool =
         if s is None:
             states.append(xp.zeros((B, H), dtype=dtype))
         else:
-            s = ops.as_tensor(s)
-            if s.shape != (B, H):
-                raise ValueError(f"LSTM: {name} must have shape ({B}, {H}), got {s.shape}")
             if s.dtype != dtype:
                 s = ops.astype(s, dtype)
             inputs.append(s)
@@ -1003,12 +1025,14 @@ def lstm_layer(x, W_ih, W_hh, b, h0=None, c0=None, lengths=None, reverse: bool =
 def reference_lstm_layer(x, W_ih, W_hh, b, h0=None, c0=None, lengths=None, reverse: bool = False):
     """Same contract as ``lstm_layer``, built step by step from primitive ops (matmul,
     sigmoid, tanh, where) for testing. Slow: O(T) small graph nodes."""
-    x, W_ih, W_hh, b = (ops.as_tensor(t) for t in (x, W_ih, W_hh, b))
+    x, W_ih, W_hh, b, h0, c0 = _checked_layer_inputs(x, W_ih, W_hh, b, h0, c0)
     xp = get_xp(x.data)
     B, T, _ = x.shape
     H = W_hh.shape[0]
-    h = ops.as_tensor(h0) if h0 is not None else Tensor(xp.zeros((B, H), dtype=W_hh.dtype))
-    c = ops.as_tensor(c0) if c0 is not None else Tensor(xp.zeros((B, H), dtype=W_hh.dtype))
+    if T == 0:
+        raise ValueError("LSTM: the sequence must have at least one time step")
+    h = h0 if h0 is not None else Tensor(xp.zeros((B, H), dtype=W_hh.dtype))
+    c = c0 if c0 is not None else Tensor(xp.zeros((B, H), dtype=W_hh.dtype))
     lengths_np = None if lengths is None else check_lengths(lengths, B, T, xp)
     outs = [None] * T
     zero = Tensor(xp.zeros((B, H), dtype=W_hh.dtype))
@@ -1101,8 +1125,11 @@ class LSTM(Module):
         for name, v in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
                 raise ValueError(f"LSTM: {name} must be a positive int, got {v!r}")
-        if not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
+        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"LSTM: dropout must be in [0, 1), got {dropout!r}")
+        for name, v in (("bidirectional", bidirectional), ("fused", fused)):
+            if not isinstance(v, (bool, numpy.bool_)):
+                raise TypeError(f"LSTM: {name} must be a bool, got {v!r}")
         self.input_size, self.hidden_size = int(input_size), int(hidden_size)
         self.num_layers = int(num_layers)
         self.bidirectional = bool(bidirectional)
@@ -1161,6 +1188,9 @@ class LSTM(Module):
             raise ValueError(f"LSTM: expected x of shape (batch, time, {self.input_size}), got {x.shape}")
         h0 = c0 = None
         if state is not None:
+            if not isinstance(state, (tuple, list)) or len(state) != 2:
+                raise ValueError(f"LSTM: state must be None or a pair (h0, c0), got {type(state).__name__}"
+                                 + (f" of length {len(state)}" if isinstance(state, (tuple, list)) else ""))
             h0, c0 = (ops.as_tensor(s) for s in state)
             want = (self.num_layers * self.num_directions, x.shape[0], self.hidden_size)
             if h0.shape != want or c0.shape != want:
