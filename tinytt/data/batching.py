@@ -28,6 +28,18 @@ def _check_max_len(max_len, where):
     return int(max_len)
 
 
+def _check_pad_id(pad_id, where):
+    if isinstance(pad_id, bool) or not isinstance(pad_id, (int, np.integer)) or not 0 <= pad_id < 2 ** 63:
+        raise ValueError(f"{where}: pad_id must be an int in [0, 2**63), got {pad_id!r}")
+    return int(pad_id)
+
+
+def _check_epoch(epoch, where):
+    if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+        raise ValueError(f"{where}: epoch must be an int >= 0, got {epoch!r}")
+    return int(epoch)
+
+
 def _check_truncate(truncate, where):
     if truncate not in _TRUNCATE:
         raise ValueError(f"{where}: truncate must be 'end' (keep the first max_len ids) or 'start' "
@@ -66,6 +78,7 @@ def pad_sequences(
     """
     max_len = _check_max_len(max_len, "pad_sequences")
     _check_truncate(truncate, "pad_sequences")
+    pad_id = _check_pad_id(pad_id, "pad_sequences")
     if isinstance(seqs, (str, bytes)):
         raise TypeError("pad_sequences: seqs must be a sequence of id sequences, got a string")
     rows = []
@@ -74,6 +87,8 @@ def pad_sequences(
         if a.ndim != 1 or (a.size and a.dtype.kind not in "iu"):
             raise TypeError(f"pad_sequences: seqs[{i}] must be a 1-D sequence of ints, "
                             f"got {a.dtype} array of shape {a.shape}")
+        if a.size and a.dtype.kind == "u" and int(a.max()) >= 2 ** 63:
+            raise ValueError(f"pad_sequences: seqs[{i}] holds id {int(a.max())}, beyond int64")
         if max_len is not None and a.shape[0] > max_len:
             a = a[:max_len] if truncate == "end" else a[a.shape[0] - max_len:]
         rows.append(a)
@@ -146,8 +161,13 @@ class BucketBatcher:
         self.seed = int(seed)
         self.bucket_size_multiplier = int(bucket_size_multiplier)
         self.drop_last = bool(drop_last)
-        self.pad_id = pad_id
+        self.pad_id = _check_pad_id(pad_id, "BucketBatcher")
         self.truncate = truncate
+        for i, s in enumerate(self.sequences):
+            # cheap per-row type check (a row's first id), so token lists fail here, not mid-epoch
+            first = s[0] if len(s) else 0
+            if isinstance(s, (str, bytes)) or isinstance(first, bool) or not isinstance(first, (int, np.integer)):
+                raise TypeError(f"BucketBatcher: sequences[{i}] must be a sequence of int ids, got {s!r:.60}")
         lengths = np.fromiter((len(s) for s in self.sequences), dtype=np.int64, count=n)
         if self.max_len is not None:
             lengths = np.minimum(lengths, self.max_len)
@@ -163,8 +183,9 @@ class BucketBatcher:
     def batch_indices(self, epoch: int = 0) -> list[np.ndarray]:
         """Example indices of every batch of ``epoch``, in yield order (int64 arrays).
 
-        Cost O(n log n) for n examples.
+        Cost O(n log n) for n examples. ``epoch`` is an int >= 0.
         """
+        epoch = _check_epoch(epoch, "BucketBatcher")
         n = len(self.sequences)
         if self.shuffle:
             rng = np.random.default_rng([self.seed, int(epoch)])
@@ -186,8 +207,12 @@ class BucketBatcher:
         return [np.asarray(b, dtype=np.int64) for b in batches]
 
     def epoch(self, epoch: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
-        """Yield the ``(ids, lengths, labels)`` batches of ``epoch`` (deterministic)."""
-        for idx in self.batch_indices(epoch):
+        """Yield the ``(ids, lengths, labels)`` batches of ``epoch`` (deterministic; ``epoch``
+        is checked when this is called, not at the first batch)."""
+        return self._batches(self.batch_indices(epoch))
+
+    def _batches(self, order):
+        for idx in order:
             ids, lengths = pad_sequences([self.sequences[i] for i in idx], self.max_len, self.pad_id, self.truncate)
             labels = None if self.labels is None else self.labels[idx]
             self.last_indices = idx
@@ -236,18 +261,27 @@ def bptt_batches(
     "batchify"), then cut into windows of ``bptt`` steps. Yields
     ``(inputs, targets)`` int64 arrays of shape ``(batch_size, t)`` with
     ``t <= bptt`` and ``targets[:, j] == next id after inputs[:, j]``; hidden
-    state can be carried across consecutive windows. Cost O(len(ids)).
+    state can be carried across consecutive windows. Cost O(len(ids)). The
+    arguments are checked when it is called (ValueError/TypeError naming them);
+    the windows are produced lazily.
     """
     for name, v in (("batch_size", batch_size), ("bptt", bptt)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"bptt_batches: {name} must be an int >= 1, got {v!r}")
-    arr = np.asarray(ids, dtype=np.int64)
-    if arr.ndim != 1:
-        raise ValueError(f"bptt_batches: ids must be 1-D, got shape {arr.shape}")
+    raw = np.asarray(ids)
+    if raw.ndim != 1:
+        raise ValueError(f"bptt_batches: ids must be 1-D, got shape {raw.shape}")
+    if raw.size and raw.dtype.kind not in "iu":
+        raise TypeError(f"bptt_batches: ids must be integer ids (e.g. vocab.encode(tokens)), got dtype {raw.dtype}")
+    arr = raw.astype(np.int64, copy=False)
     n = arr.shape[0] // batch_size
     if n < 2:
         raise ValueError(f"bptt_batches: need at least 2 * batch_size = {2 * batch_size} ids, got {arr.shape[0]}")
-    data = arr[: n * batch_size].reshape(batch_size, n)
+    # the checks above run at the call; the windows are produced lazily
+    return _bptt_windows(arr[: n * batch_size].reshape(batch_size, n), n, bptt)
+
+
+def _bptt_windows(data, n: int, bptt: int):
     for start in range(0, n - 1, bptt):
         t = min(bptt, n - 1 - start)
         yield data[:, start:start + t], data[:, start + 1:start + 1 + t]

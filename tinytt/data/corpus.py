@@ -131,10 +131,15 @@ def corpus_stats(corpus: dict[str, list[str]] | None = None) -> dict[str, int]:
     """Token and type counts of a corpus dict (default: the embedded corpus).
 
     Returns ``{"train_tokens", "valid_tokens", "test_tokens", "tokens", "types"}``
-    where ``types`` counts distinct tokens over all splits.
+    where ``types`` counts distinct tokens over all splits (a split the dict lacks counts
+    0 tokens). TypeError for anything but a dict of token lists with those keys.
     """
     corpus = load_embedded_corpus() if corpus is None else corpus
-    stats = {f"{k}_tokens": len(v) for k, v in corpus.items()}
+    if not isinstance(corpus, dict) or not set(corpus) <= {"train", "valid", "test"} \
+            or any(isinstance(v, (str, bytes)) for v in corpus.values()):
+        raise TypeError("corpus_stats: corpus must be a dict of token lists with keys among 'train', 'valid', "
+                        f"'test', got {type(corpus).__name__}")
+    stats = {f"{k}_tokens": len(corpus.get(k, ())) for k in ("train", "valid", "test")}
     stats["tokens"] = sum(len(v) for v in corpus.values())
     stats["types"] = len(set().union(*map(set, corpus.values())))
     return stats

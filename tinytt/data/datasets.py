@@ -16,6 +16,7 @@ returned raw; tokenize them with :func:`tinytt.data.tokenize`.
 
 from __future__ import annotations
 
+import numbers
 import os
 from pathlib import Path
 
@@ -49,11 +50,15 @@ def split_indices(n: int, valid_fraction: float = 0.1, test_fraction: float = 0.
     ``round(valid_fraction * n)`` valid, the rest train. Each part is returned
     sorted ascending (original order). For MR (n = 10,662) the defaults give
     8,530 / 1,066 / 1,066, the sizes of the Hugging Face ``rotten_tomatoes``
-    split (not the same examples).
+    split (not the same examples). ``n`` and ``seed`` are ints >= 0, the fractions numbers
+    in [0, 1) with a sum below 1 (ValueError naming the argument otherwise).
     """
+    for nm, v in (("n", n), ("seed", seed)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
+            raise ValueError(f"split_indices: {nm} must be an int >= 0, got {v!r}")
     for nm, v in (("valid_fraction", valid_fraction), ("test_fraction", test_fraction)):
-        if not 0.0 <= v < 1.0:
-            raise ValueError(f"split_indices: {nm} must be in [0, 1), got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0.0 <= v < 1.0:
+            raise ValueError(f"split_indices: {nm} must be a number in [0, 1), got {v!r}")
     if valid_fraction + test_fraction >= 1.0:
         raise ValueError(f"split_indices: valid_fraction + test_fraction must be < 1, "
                          f"got {valid_fraction} + {test_fraction}")
@@ -136,13 +141,23 @@ def load_dataset(
     if name not in DATASETS:
         raise ValueError(f"load_dataset: name must be one of {sorted(DATASETS)}, got {name!r} "
                          f"(for Penn Treebank use load_ptb)")
+
+    def read_checked(path):
+        """read_tsv, then the dataset's own label range (read_tsv allows up to MAX_CLASSES)."""
+        texts, labels = read_tsv(path)
+        bad = [y for y in labels if not 0 <= y < NUM_CLASSES[name]]
+        if bad:
+            raise ValueError(f"load_dataset: {path} has label {bad[0]}, but {name!r} has classes "
+                             f"0..{NUM_CLASSES[name] - 1}")
+        return texts, labels
+
     root = data_root(data_dir)
     if name == "mr":
         fns = ["all.tsv.gz", "all.tsv"]
         path = _find(root, name, fns)
         if path is None:
             raise _missing("dataset 'mr'", [root / name / f for f in fns], root, data_dir, False, download)
-        texts, labels = read_tsv(path)
+        texts, labels = read_checked(path)
         tr, va, te = split_indices(len(texts), valid_fraction, test_fraction, seed)
         return {"train": _subset(texts, labels, tr), "valid": _subset(texts, labels, va),
                 "test": _subset(texts, labels, te)}
@@ -160,7 +175,7 @@ def load_dataset(
         missing = missing or paths[split] is None
     if not missing:
         for split, stem in DATASETS[name].items():
-            out[split] = read_tsv(paths[split]) if stem is not None else None
+            out[split] = read_checked(paths[split]) if stem is not None else None
         return out
     if name == "imdb":
         for alt in ("aclImdb_v1.tar.gz", "aclImdb"):

@@ -66,7 +66,10 @@ SOURCES: dict[str, tuple[DownloadItem, ...]] = {
 
 
 def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
-    """Hex SHA-256 digest of a file's bytes (streamed, O(1) memory)."""
+    """Hex SHA-256 digest of a file's bytes (streamed in ``chunk_size`` pieces, an int >= 1;
+    O(1) memory)."""
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"sha256_file: chunk_size must be an int >= 1, got {chunk_size!r}")
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(chunk_size), b""):
@@ -98,6 +101,8 @@ def fetch_url(
     scheme = urllib.parse.urlsplit(url).scheme
     if scheme not in ("http", "https"):
         raise ValueError(f"fetch_url: url must start with http:// or https://, got {url!r}")
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"fetch_url: chunk_size must be an int >= 1, got {chunk_size!r}")
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f"{dest.name}.part-{os.getpid()}")
@@ -110,11 +115,15 @@ def fetch_url(
         with resp, open(tmp, "wb") as out:
             length = resp.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
+            received = 0
             with ProgressBar(total=total, desc=desc or dest.name, unit="B", disable=disable_progress) as bar:
                 for chunk in iter(lambda: resp.read(chunk_size), b""):
                     out.write(chunk)
                     h.update(chunk)
                     bar.update(len(chunk))
+                    received += len(chunk)
+        if total is not None and received != total:
+            raise OSError(f"fetch_url: {url} ended after {received} of its {total} bytes (file discarded)")
         digest = h.hexdigest()
         if sha256 is not None and digest != sha256.lower():
             raise ValueError(f"fetch_url: checksum mismatch for {url}: expected sha256 {sha256}, got {digest} "

@@ -14,6 +14,7 @@ The stream defaults to ``sys.stderr``.
 
 from __future__ import annotations
 
+import numbers
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -62,7 +63,11 @@ class ProgressBar:
         Where to write (default ``sys.stderr``); the display mode depends on
         ``file.isatty()`` (see module docstring).
     min_interval : float
-        Minimum seconds between two plain lines (non-TTY mode) or redraws.
+        Minimum seconds between two plain lines (non-TTY mode); on a terminal the bar
+        redraws at most every ``min(min_interval, 0.1)`` seconds.
+
+    ``total`` must be None or an int >= 0 and ``min_interval`` a number >= 0 (ValueError
+    naming the argument otherwise).
     """
 
     def __init__(
@@ -74,6 +79,10 @@ class ProgressBar:
         file: IO[str] | None = None,
         min_interval: float = 5.0,
     ):
+        if total is not None and (isinstance(total, bool) or not isinstance(total, numbers.Integral) or total < 0):
+            raise ValueError(f"ProgressBar: total must be None or an int >= 0, got {total!r}")
+        if isinstance(min_interval, bool) or not isinstance(min_interval, numbers.Real) or not min_interval >= 0:
+            raise ValueError(f"ProgressBar: min_interval must be a number >= 0, got {min_interval!r}")
         self.total = total
         self.desc = desc or ""
         self.unit = unit

@@ -140,6 +140,8 @@ def read_lm_tokens(path: str | os.PathLike, eos: str | None = "<eos>") -> list[s
     Invalid UTF-8 raises ``ValueError`` naming the file and line.
     """
     path = _as_path(path, "read_lm_tokens")
+    if eos is not None and not isinstance(eos, str):
+        raise TypeError(f"read_lm_tokens: eos must be a str or None, got {eos!r}")
     tokens: list[str] = []
     for _, line in _iter_lines(path, "read_lm_tokens"):
         tokens.extend(line.split())
@@ -203,9 +205,9 @@ def read_aclimdb(
         a review that is not valid UTF-8 (the message names the file).
     """
     path = _as_path(path, "read_aclimdb")
-    for s in splits:
-        if s not in ("train", "test"):
-            raise ValueError(f"read_aclimdb: splits must contain only 'train'/'test', got {s!r}")
+    if isinstance(splits, str) or not all(isinstance(s, str) for s in splits) \
+            or not set(splits) <= {"train", "test"} or len(set(splits)) != len(tuple(splits)):
+        raise ValueError(f"read_aclimdb: splits must be a tuple of distinct 'train'/'test', got {splits!r}")
     if not path.exists():
         raise FileNotFoundError(f"read_aclimdb: {path} does not exist (expected the aclImdb directory "
                                 f"or aclImdb_v1.tar.gz)")

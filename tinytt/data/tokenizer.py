@@ -30,8 +30,10 @@ no token (the same 186,291 / 228,043 / 230,861 / 13,298,345 tokens).
 
 Curly apostrophes (U+2019, U+2018) are treated as ``'``. HTML tags are only
 removed for a fixed set of common tag names (``br p i b em strong u a span div
-hr``...), so tokens such as ``<unk>`` or ``<eos>`` are *not* removed (they become
-``<``, ``unk``, ``>``; use ``str.split`` for pre-tokenized text such as PTB).
+hr``...), written without a space after ``<`` or ``</`` (``<br />``, ``</p>``), so
+tokens such as ``<unk>`` or ``<eos>`` are *not* removed (they become ``<``, ``unk``,
+``>``; use ``str.split`` for pre-tokenized text such as PTB), nor is text such as
+``x < b and y > c``.
 Cost: linear in ``len(text)``.
 """
 
@@ -45,7 +47,7 @@ import unicodedata
 __all__ = ["tokenize"]
 
 _HTML_TAG = re.compile(
-    r"<\s*/?\s*(?:br|p|i|b|u|em|strong|a|span|div|hr|font|center|blockquote|li|ul|ol|sup|sub|s|strike|tt|pre|code)"
+    r"</?(?:br|p|i|b|u|em|strong|a|span|div|hr|font|center|blockquote|li|ul|ol|sup|sub|s|strike|tt|pre|code)"
     r"\b[^<>]{0,200}?/?\s*>",
     re.IGNORECASE,
 )

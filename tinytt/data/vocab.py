@@ -14,6 +14,7 @@ where ``tokens[i]`` is the token with id ``i``.
 from __future__ import annotations
 
 import json
+import numbers
 import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -98,6 +99,8 @@ class Vocab:
             for tok, c in token_lists_or_counter.items():
                 if not isinstance(tok, str):
                     raise TypeError(f"Vocab.build: counter keys must be str, got {type(tok).__name__}")
+                if isinstance(c, bool) or not isinstance(c, numbers.Integral) or c < 0:
+                    raise ValueError(f"Vocab.build: counts must be ints >= 0, got {c!r} for {tok!r}")
                 counts[tok] += int(c)
         elif isinstance(token_lists_or_counter, (str, bytes)):
             raise TypeError("Vocab.build: expected token lists (e.g. [['a', 'b'], ['c']]) or a Counter, got a string")
@@ -109,6 +112,9 @@ class Vocab:
                         f"Vocab.build: element {i} is a str; pass a list of token lists, not a list of strings"
                     )
                 counts.update(toks)
+            bad = next((t for t in counts if not isinstance(t, str)), None)
+            if bad is not None:
+                raise TypeError(f"Vocab.build: tokens must be str, got {type(bad).__name__} {bad!r}")
         for special in (PAD, UNK):
             counts.pop(special, None)
         items = sorted(((t, c) for t, c in counts.items() if c >= min_freq), key=lambda tc: (-tc[1], tc[0]))
@@ -204,10 +210,14 @@ class Vocab:
         path = Path(path)
         payload = {"format": VOCAB_FORMAT, "version": _VOCAB_VERSION, "tokens": self._itos}
         tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(payload, f, ensure_ascii=False)
-            f.write("\n")
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(payload, f, ensure_ascii=False)
+                f.write("\n")
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():   # a failed write (e.g. a token that is not encodable UTF-8) leaves nothing
+                tmp.unlink()
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Vocab":
