@@ -412,3 +412,24 @@ def test_malformed_metadata_raises_value_error(tmp_path, meta):
     with pytest.raises(ValueError) as info:
         io.load(p)
     assert str(p) in str(info.value)
+
+
+def test_a_damaged_array_header_is_refused(tmp_path):
+    """The header of an array member says its shape: changed to a smaller one the file loaded
+    a shorter array; to a huge one it tried to allocate terabytes; garbled, it raised a parser
+    error. Each is now the documented ValueError."""
+    import zipfile
+
+    path = tmp_path / "x.npz"
+    io.save({"a": np.arange(1000.0)}, path)
+    with zipfile.ZipFile(path) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    name = next(n for n, b in members.items() if b"(1000,)" in b)
+    for old, new in ((b"(1000,)", b"(10,)  "), (b"(1000,)", b"(10,10)"), (b"(1000,)", b"(10**12"),
+                     (b"'shape': (1000,)", b"'shape': ((1000,)")):
+        bad = tmp_path / "bad.npz"
+        with zipfile.ZipFile(bad, "w") as zf:
+            for n, b in members.items():
+                zf.writestr(n, b.replace(old, new) if n == name else b)
+        with pytest.raises(ValueError, match="not a valid tinytt checkpoint"):
+            io.load(bad)

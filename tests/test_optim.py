@@ -681,3 +681,49 @@ def test_adam_first_step_with_huge_float32_gradients():
         p = P(np.ones(3, np.float32), np.array([1e20, -1e20, 3e19], np.float32))
         opt_cls([p], lr=1e-3, weight_decay=0.0).step()
         np.testing.assert_allclose(backend.to_numpy(p.data), [0.999, 1.001, 0.999], rtol=1e-6)
+
+
+def test_clip_grad_norm_refuses_gradients_in_place_of_parameters():
+    """A bare array (p.grad passed by mistake) or a list of arrays has no .grad: it was skipped,
+    the call returned 0.0 and nothing was clipped."""
+    g = np.ones(4) * 10
+    for params in ([g], g, [{"grad": g}], "abc"):
+        with pytest.raises(TypeError, match="clip_grad_norm: params"):
+            clip_grad_norm(params, 1.0)
+    p = P(np.ones(3))
+    p.grad = [1.0, 2.0, 3.0]
+    with pytest.raises(TypeError, match=r"params\[0\]\.grad"):
+        clip_grad_norm([p], 1.0)
+    assert np.array_equal(g, np.ones(4) * 10)
+
+
+def test_optimizer_refuses_read_only_and_shared_arrays_before_any_change():
+    data = np.ones(3)
+    data.flags.writeable = False
+    q = P(data)
+    opt = Adam([q])
+    q.grad = np.ones(3)
+    with pytest.raises(ValueError, match="read-only"):
+        opt.step()
+    assert opt.state[0] == {}                       # the moments and step count did not advance
+    shared = np.ones(3)
+    with pytest.raises(ValueError, match="more than once"):
+        SGD([P(shared), P(shared)], 1.0)
+
+
+def test_load_state_dict_reports_bad_entries_as_value_errors():
+    import copy
+
+    p = P(np.ones(3))
+    opt = Adam([p])
+    p.grad = np.ones(3)
+    opt.step()
+    sd = opt.state_dict()
+    bad = copy.deepcopy(sd)
+    bad["hyperparameters"]["lr"] = "x"
+    with pytest.raises(ValueError, match="lr"):
+        Adam([P(np.ones(3))]).load_state_dict(bad, "load")
+    bad = copy.deepcopy(sd)
+    bad["params"]["0"]["shape"] = None
+    with pytest.raises(ValueError, match="shape"):
+        Adam([P(np.ones(3))]).load_state_dict(bad)

@@ -34,6 +34,7 @@ and the link kept.
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import struct
@@ -238,6 +239,34 @@ class _Corrupt(Exception):
     """Internal: the archive is readable as zip but its content is not a valid checkpoint."""
 
 
+def _read_member(zf: zipfile.ZipFile, member: str):
+    """One ``.npy`` member as an array, read to its end (so the zip's CRC is checked) and
+    with its header checked against the member's size: a damaged header must not yield a
+    shorter array, a huge allocation or a parser error (each raises _Corrupt)."""
+    size = zf.getinfo(member).file_size
+    with zf.open(member) as fh:
+        try:
+            version = numpy.lib.format.read_magic(fh)
+            header = (numpy.lib.format.read_array_header_1_0 if version == (1, 0)
+                      else numpy.lib.format.read_array_header_2_0)(fh)
+        except Exception as exc:  # noqa: BLE001 - ValueError, SyntaxError, tokenize.TokenError, ...
+            raise _Corrupt(f"array member {member!r} has an unreadable header: {type(exc).__name__}: {exc}") \
+                from None
+        shape, _, dtype = header
+        offset = fh.tell()
+        if dtype.hasobject:
+            raise _Corrupt(f"array member {member!r} holds Python objects (pickled data is never loaded)")
+        expected = math.prod(shape) * dtype.itemsize
+        if offset + expected != size:
+            raise _Corrupt(f"array member {member!r}: its header says shape {shape} of {dtype} "
+                           f"({expected} bytes) but it holds {size - offset}")
+        fh.seek(0)
+        arr = numpy.lib.format.read_array(fh, allow_pickle=False)
+        if fh.read(1):
+            raise _Corrupt(f"array member {member!r} has data past its array")
+    return arr
+
+
 def _decode(node, zf: zipfile.ZipFile, names: set, to_dev: bool):
     if node is None or isinstance(node, (bool, int, float, str)):
         return node
@@ -257,8 +286,7 @@ def _decode(node, zf: zipfile.ZipFile, names: set, to_dev: bool):
             member = value + ".npy"
             if member not in names:
                 raise _Corrupt(f"array member {member!r} is missing")
-            with zf.open(member) as fh:
-                arr = numpy.lib.format.read_array(fh, allow_pickle=False)
+            arr = _read_member(zf, member)
             if tag == "scalar":
                 if arr.ndim != 0:
                     raise _Corrupt(f"scalar member {member!r} is not 0-d")
@@ -310,8 +338,7 @@ def load(path, to_device: bool = False):
                     f"(no {_META!r} entry); it was not written by tinytt.io.save"
                 )
             try:
-                with zf.open(_META + ".npy") as fh:
-                    raw = numpy.lib.format.read_array(fh, allow_pickle=False)
+                raw = _read_member(zf, _META + ".npy")
                 if raw.dtype != numpy.uint8 or raw.ndim != 1:
                     raise _Corrupt(f"metadata entry has dtype {raw.dtype} and shape {raw.shape}")
                 meta = json.loads(raw.tobytes().decode("utf-8"))

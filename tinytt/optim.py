@@ -97,7 +97,7 @@ class Optimizer:
             turned into a list once, so a generator such as ``model.parameters()`` is fine.
 
     Raises:
-        ValueError: the list is empty or holds the same parameter twice.
+        ValueError: the list is empty or holds the same parameter (or the same array) twice.
         TypeError: a parameter has no ``.data`` or its ``.data`` is not a floating-point
             NumPy/CuPy array.
     """
@@ -130,9 +130,11 @@ class Optimizer:
                     f"params[{i}].data must be a floating-point NumPy or CuPy array, got "
                     f"{type(p.data).__name__} of dtype {getattr(p.data, 'dtype', None)}"
                 )
-            if id(p) in seen:
-                raise ValueError(f"params[{i}] appears more than once in params")
+            if id(p) in seen or id(p.data) in seen:
+                raise ValueError(f"params[{i}] appears more than once in params (as itself or as a second "
+                                 f"Tensor over the same array, which would be updated twice per step)")
             seen.add(id(p))
+            seen.add(id(p.data))
         self.params = params
         self.lr = lr
         self.state = [dict() for _ in params]
@@ -161,6 +163,8 @@ class Optimizer:
         if not (_is_array(g) or isinstance(g, numpy.generic)):  # NumPy ufuncs give 0-d scalars
             raise TypeError(f"params[{i}].grad must be a NumPy/CuPy array or None, got {type(g).__name__}")
         get_xp(p.data, g)  # TypeError when the backends differ
+        if not p.data.flags.writeable:
+            raise ValueError(f"params[{i}].data is read-only; the optimizer updates parameters in place")
         if g.shape != p.data.shape:
             raise ValueError(
                 f"params[{i}].grad has shape {tuple(g.shape)} but params[{i}].data has shape "
@@ -191,8 +195,9 @@ class Optimizer:
     def step(self) -> None:
         """Update every parameter whose ``.grad`` is not None, in place.
 
-        Every gradient is checked (backend, shape, dtype) before any parameter changes, so a
-        bad one raises with all parameters and optimizer state untouched.
+        Every gradient is checked (backend, shape, dtype) and every parameter to update must be
+        writable before any parameter changes, so a bad one raises with all parameters and
+        optimizer state untouched.
         """
         grads = [self._grad(i, p) for i, p in enumerate(self.params)]
         for i, (p, g) in enumerate(zip(self.params, grads)):
@@ -285,7 +290,11 @@ class Optimizer:
             meta = saved_params[str(i)]
             if not isinstance(meta, dict):
                 raise ValueError(f"state_dict 'params' entry {i} must be a dict with 'shape' and 'dtype'")
-            shape = tuple(int(s) for s in meta.get("shape", ()))
+            try:
+                shape = tuple(int(s) for s in meta.get("shape", ()))
+            except (TypeError, ValueError):
+                raise ValueError(f"state_dict 'params' entry {i} has shape {meta.get('shape')!r}, not a list "
+                                 f"of ints") from None
             if shape != tuple(p.data.shape):
                 raise ValueError(
                     f"parameter {i}: state_dict has shape {shape}, the parameter has {tuple(p.data.shape)}"
@@ -314,9 +323,12 @@ class Optimizer:
         else:
             probe = object.__new__(type(self))  # validate the saved values without touching self
             probe.__dict__.update(self.__dict__)
-            for k in self.hyperparameters:
-                setattr(probe, k, norm[k])
-            probe._validate()
+            try:
+                for k in self.hyperparameters:
+                    setattr(probe, k, norm[k])
+                probe._validate()
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"state_dict hyperparameters: {exc}") from None
         # per-parameter state
         if set(saved_state) != expected_keys:
             raise ValueError(f"state_dict 'state' must have keys '0'..'{n - 1}', got {sorted(saved_state)}")
@@ -606,8 +618,17 @@ def clip_grad_norm(params, max_norm: float, error_if_nonfinite: bool = False) ->
         max_norm = _check_number("max_norm", max_norm, low=0.0)
     if hasattr(params, "grad"):
         params = [params]
+    elif isinstance(params, (str, bytes)) or _is_array(params) or not hasattr(params, "__iter__"):
+        raise TypeError(f"clip_grad_norm: params must be a parameter (an object with .grad) or an iterable of "
+                        f"them, got {type(params).__name__} (pass the parameters, not their gradients)")
     params = list(params)
-    with_grad = [p for p in params if getattr(p, "grad", None) is not None]
+    for i, p in enumerate(params):
+        if not hasattr(p, "grad"):
+            raise TypeError(f"clip_grad_norm: params[{i}] must be a parameter (an object with .grad), got "
+                            f"{type(p).__name__} (pass the parameters, not their gradients)")
+        if p.grad is not None and not (_is_array(p.grad) or isinstance(p.grad, numpy.generic)):
+            raise TypeError(f"clip_grad_norm: params[{i}].grad must be an array, got {type(p.grad).__name__}")
+    with_grad = [p for p in params if p.grad is not None]
     if not with_grad:
         return 0.0
     total_sq = None

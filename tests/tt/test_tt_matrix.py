@@ -129,3 +129,17 @@ def test_bad_inputs():
         tt_matrix_svd(xp.ones((4, 5)), (2, 2), (2, 3))
     with pytest.raises(ValueError, match="equal length"):
         tt_matrix_svd(xp.ones((4, 6)), (4,), (2, 3))
+
+
+def test_shape_arguments_and_tt_times_tt_name_the_problem():
+    """A bare int for row_shape failed with "'int' object is not iterable"; W @ W failed with
+    an unrelated message about object arrays."""
+    w = tinytt.glorot_tt_matrix((2, 3), (4, 5), 2, dtype="float64")
+    with pytest.raises(TypeError, match="two TT-matrices is not implemented"):
+        w @ w
+    with pytest.raises(TypeError, match="row_shape must be a tuple"):
+        tinytt.glorot_tt_matrix(6, (4, 5), 2)
+    with pytest.raises(TypeError, match="row_shape must be a tuple"):
+        tt_matrix_svd(numpy.ones((6, 20)), 6, (4, 5))
+    with pytest.raises(TypeError, match="col_shape must be a tuple"):
+        tt_matrix_num_params((2, 3), 20, 2)

@@ -16,7 +16,7 @@ import numpy
 
 from .. import backend
 from ..tensor import Tensor
-from .shapes import _check_positive_int, normalize_ranks
+from .shapes import normalize_ranks, positive_int_tuple
 from .tt_matrix import TTMatrix
 
 __all__ = ["glorot_std", "glorot_tt_matrix_cores", "glorot_tt_matrix"]
@@ -45,8 +45,8 @@ def glorot_tt_matrix_cores(row_shape, col_shape, rank, seed=None, dtype="float32
     :mod:`tinytt.nn.init` does): one seed gives the same layer in float32 and float64 and on
     every backend. Cost O(number of parameters).
     """
-    row_shape = tuple(_check_positive_int(m, "row_shape entry") for m in row_shape)
-    col_shape = tuple(_check_positive_int(m, "col_shape entry") for m in col_shape)
+    row_shape = positive_int_tuple(row_shape, "row_shape")
+    col_shape = positive_int_tuple(col_shape, "col_shape")
     if len(row_shape) != len(col_shape) or not row_shape:
         raise ValueError(
             f"row_shape and col_shape must be non-empty and of equal length, got {row_shape} and {col_shape}"

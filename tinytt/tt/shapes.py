@@ -28,6 +28,14 @@ def _check_positive_int(value, name: str) -> int:
     return value
 
 
+def positive_int_tuple(values, name: str) -> tuple:
+    """``values`` (a sequence of positive ints) as a tuple of Python ints; TypeError naming
+    ``name`` when it is not a sequence (e.g. a bare int), else the entries' own checks."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise TypeError(f"{name} must be a tuple of positive ints, got {values!r}")
+    return tuple(_check_positive_int(m, f"{name} entry") for m in values)
+
+
 def int_tuple(values, what: str) -> tuple:
     """``values`` (a sequence of ints: Python or NumPy integers, not bools, floats or
     strings) as a tuple of Python ints; ValueError naming ``what`` otherwise. Shared by the
@@ -220,8 +228,8 @@ def tt_matrix_num_params(row_shape: Sequence[int], col_shape: Sequence[int], ran
     an int (every internal rank) or the full list of N+1 ranks with ``r_0 = r_N = 1``.
     Example: ``tt_matrix_num_params((25, 30, 40), (4, 8, 8), 16) == 68160``.
     """
-    row_shape = [_check_positive_int(m, "row_shape entry") for m in row_shape]
-    col_shape = [_check_positive_int(m, "col_shape entry") for m in col_shape]
+    row_shape = list(positive_int_tuple(row_shape, "row_shape"))
+    col_shape = list(positive_int_tuple(col_shape, "col_shape"))
     if len(row_shape) != len(col_shape) or not row_shape:
         raise ValueError(
             "row_shape and col_shape must be non-empty and of equal length, "

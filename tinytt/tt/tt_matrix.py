@@ -19,7 +19,7 @@ from ..ops import as_tensor
 from ..tensor import Tensor
 from .decompositions import round_cores, tt_svd_cores
 from .lookup import tt_matrix_rows
-from .shapes import _check_positive_int
+from .shapes import positive_int_tuple
 from .tensor_train import CoreChain, TensorTrain, _as_core_tensors
 
 __all__ = ["TTMatrix", "tt_matrix_svd"]
@@ -96,6 +96,9 @@ class TTMatrix(CoreChain):
         ``sum_k (m_1..m_{k-1}) r_{k-1} m_k n_k r_k (n_{k+1}..n_N) b``. Differentiable in the cores
         and in X. Returns shape (prod m,) or (prod m, b).
         """
+        if isinstance(x, TTMatrix):
+            raise TypeError("W @ X: X must be a dense vector or matrix; the product of two TT-matrices is not "
+                            "implemented (use W @ X.full() for a dense result)")
         x = as_tensor(x)
         if x.ndim not in (1, 2) or x.shape[0] != self.shape[1]:
             raise ValueError(
@@ -135,8 +138,8 @@ def tt_matrix_svd(w, row_shape, col_shape, eps: float = 1e-12, max_rank=None,
     ``||w - full||_F <= eps ||w||_F`` and ranks ``<= max_rank``. Cost: one transpose copy plus
     the TT-SVD.
     """
-    row_shape = tuple(_check_positive_int(m, "row_shape entry") for m in row_shape)
-    col_shape = tuple(_check_positive_int(m, "col_shape entry") for m in col_shape)
+    row_shape = positive_int_tuple(row_shape, "row_shape")
+    col_shape = positive_int_tuple(col_shape, "col_shape")
     if len(row_shape) != len(col_shape) or not row_shape:
         raise ValueError(
             f"row_shape and col_shape must be non-empty and of equal length, got {row_shape} and {col_shape}"
