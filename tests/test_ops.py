@@ -688,3 +688,50 @@ def test_split_reductions_leave_other_layouts_to_numpy(layout):
         for name in ("sum", "mean"):
             np.testing.assert_array_equal(tt.to_numpy(getattr(ops, name)(tt.Tensor(on_device(a)), axis=1).data),
                                           getattr(a, name)(axis=1))
+
+
+def test_api_contracts_from_a_review_against_the_docs():
+    """Each case was a silent wrong result or an obscure error before."""
+    import tinytt as tt
+
+    ints = np.array([1, 2, 3])
+    # the softmax family on integer input: computed in float64 (it came back as integers)
+    np.testing.assert_allclose(tt.softmax(ints).data, np.exp(ints) / np.exp(ints).sum())
+    np.testing.assert_allclose(tt.log_softmax(ints).data, ints - np.log(np.exp(ints).sum()))
+    assert abs(float(tt.logsumexp(np.array([1000, 1000])).data) - (1000 + np.log(2))) < 1e-9
+    x = tt.Tensor(np.arange(12.0).reshape(2, 6))
+    for fn in (tt.softmax, tt.log_softmax, tt.logsumexp):
+        for axis in (True, (0, 1), None):
+            with pytest.raises(TypeError, match="axis must be a single int"):
+                fn(x, axis=axis)
+    with pytest.raises(TypeError, match="keepdims"):
+        tt.logsumexp(x, keepdims="no")
+    # split points must be ints (1.5 split at 1, True at 1, "12" at 1 and 2)
+    for bad in ([1.5], [True], "12", 1.5):
+        with pytest.raises(TypeError, match="split"):
+            tt.split(x, bad, axis=1)
+    assert [p.shape for p in tt.split(x, 3.0, axis=1)] == [(2, 2)] * 3
+    with pytest.raises(TypeError, match="transpose: axes must be ints"):
+        tt.transpose(x, True, False)
+    with pytest.raises(TypeError, match="axis must be None, an int or a tuple"):
+        tt.sum(x, axis=1.0)
+    assert tt.reshape(x, np.array([3, 4])).shape == (3, 4)
+    with pytest.raises(TypeError, match="clip"):
+        tt.clip(x, tt.Tensor(np.array(1.0)), None)
+    # requires_grad set by assignment on an integer tensor: the gradient was truncated to ints
+    i = tt.Tensor(np.array([1, 2]))
+    i.requires_grad = True
+    with pytest.raises(TypeError, match="only floating-point tensors"):
+        tt.mean(i * 1.0).backward()
+    with pytest.raises(TypeError, match="requires_grad must be a bool"):
+        tt.Tensor(np.ones(2), requires_grad="no")
+    w = tt.Tensor(np.ones(2), requires_grad=True)
+    for seed in (np.array(["1", "2"]), np.array([1, 2], dtype=object), np.array([1j, 2j])):
+        with pytest.raises(TypeError, match="backward"):
+            (w * 2).backward(seed)
+    for loss in (tt.binary_cross_entropy_with_logits, tt.mse):
+        with pytest.raises(TypeError, match="targets must be a real numeric"):
+            loss(tt.Tensor(np.zeros(3)), ["0", "1", "1"])
+    for kw in (dict(training="False"), dict(rng=0)):
+        with pytest.raises(TypeError, match="dropout"):
+            tt.dropout(np.ones(3), 0.5, **kw)

@@ -10,7 +10,8 @@ broadcast of the rest). Backward plans go through the same cache.
 
 Supported: explicit (``"ij,jk->ik"``) and implicit (``"ij,jk"``) output,
 ``...`` for leading or inner dimensions (sizes must match, no size-1
-broadcasting), and letters summed away. Not supported: a letter repeated inside
+broadcasting; an explicit output without ``...`` sums those dimensions away, as
+opt_einsum does, where NumPy raises), and letters summed away. Not supported: a letter repeated inside
 one operand (a diagonal); use ``getitem`` for that.
 """
 

@@ -12,7 +12,7 @@ import numbers
 import numpy
 
 from .backend import get_xp, sum_dtype
-from .ops import as_tensor, stable_sigmoid
+from .ops import as_tensor, astype, stable_sigmoid
 from .tensor import Tensor, record
 
 __all__ = [
@@ -25,9 +25,22 @@ _UNSEEDED = {}  # backend module -> the unseeded Generator used by dropout(rng=N
 
 
 def _axis(axis: int, ndim: int, name: str) -> int:
-    if not isinstance(axis, numbers.Integral) or not -ndim <= axis < ndim:
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+        raise TypeError(f"{name}: axis must be a single int, got {axis!r}")
+    if not -ndim <= axis < ndim:
         raise ValueError(f"{name}: axis {axis!r} is out of range for {ndim} dimensions")
     return int(axis) % ndim
+
+
+def _float_input(x, name: str) -> Tensor:
+    """x as a floating Tensor: integer and bool inputs become float64 (as ``exp`` of them
+    does in NumPy; the results were cast back to integers); complex input is refused."""
+    x = as_tensor(x)
+    if x.dtype.kind in "iub":
+        return astype(x, "float64")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{name}: x must be a real array, got dtype {x.dtype}")
+    return x
 
 
 def _log_softmax_array(a, axis: int, xp):
@@ -37,8 +50,11 @@ def _log_softmax_array(a, axis: int, xp):
 
 
 def logsumexp(x, axis: int = -1, keepdims: bool = False) -> Tensor:
-    """``log(sum(exp(x), axis))`` computed after subtracting the max. VJP: g * softmax(x)."""
-    x = as_tensor(x)
+    """``log(sum(exp(x), axis))`` computed after subtracting the max. VJP: g * softmax(x).
+    Integer and bool inputs are computed in float64."""
+    x = _float_input(x, "logsumexp")
+    if not isinstance(keepdims, (bool, numpy.bool_)):
+        raise TypeError(f"logsumexp: keepdims must be a bool, got {keepdims!r}")
     xp = get_xp(x.data)
     axis = _axis(axis, x.ndim, "logsumexp")
     if x.shape[axis] == 0:   # the log of an empty sum: -inf, as in torch and SciPy
@@ -62,8 +78,9 @@ def logsumexp(x, axis: int = -1, keepdims: bool = False) -> Tensor:
 
 
 def softmax(x, axis: int = -1) -> Tensor:
-    """``exp(x) / sum(exp(x))`` along ``axis``. VJP: s * (g - sum(g s))."""
-    x = as_tensor(x)
+    """``exp(x) / sum(exp(x))`` along ``axis``. VJP: s * (g - sum(g s)). Integer and bool
+    inputs are computed in float64."""
+    x = _float_input(x, "softmax")
     xp = get_xp(x.data)
     axis = _axis(axis, x.ndim, "softmax")
     if x.shape[axis] == 0:   # nothing to normalise: an empty result, as in torch
@@ -74,8 +91,9 @@ def softmax(x, axis: int = -1) -> Tensor:
 
 
 def log_softmax(x, axis: int = -1) -> Tensor:
-    """``x - logsumexp(x)`` along ``axis``. VJP: g - softmax(x) * sum(g)."""
-    x = as_tensor(x)
+    """``x - logsumexp(x)`` along ``axis``. VJP: g - softmax(x) * sum(g). Integer and bool
+    inputs are computed in float64."""
+    x = _float_input(x, "log_softmax")
     xp = get_xp(x.data)
     axis = _axis(axis, x.ndim, "log_softmax")
     if x.shape[axis] == 0:   # nothing to normalise: an empty result, as in torch
@@ -83,6 +101,15 @@ def log_softmax(x, axis: int = -1) -> Tensor:
     out = _log_softmax_array(x.data, axis, xp)
     return record("log_softmax", out, (x,),
                   (lambda g: g - xp.exp(out) * g.sum(axis=axis, keepdims=True),))
+
+
+def _numeric_targets(targets, xp, dtype, where: str):
+    """An array of targets read in ``dtype``; strings, objects and complex numbers are refused
+    (NumPy would parse "1" as 1.0 or drop an imaginary part)."""
+    raw = xp.asarray(targets)
+    if raw.dtype.kind not in "biuf":
+        raise TypeError(f"{where}: targets must be a real numeric array, got dtype {raw.dtype}")
+    return raw.astype(dtype, copy=False)
 
 
 def _check_loss_options(ignore_index, label_smoothing, where: str) -> None:
@@ -176,7 +203,8 @@ def binary_cross_entropy_with_logits(logits, targets) -> Tensor:
     xp = get_xp(logits.data)
     if logits.dtype.kind != "f":
         raise TypeError(f"binary_cross_entropy_with_logits: logits must be floating point, got dtype {logits.dtype}")
-    y = targets.data if isinstance(targets, Tensor) else xp.asarray(targets, dtype=logits.dtype)
+    y = targets.data if isinstance(targets, Tensor) else _numeric_targets(targets, xp, logits.dtype,
+                                                                           "binary_cross_entropy_with_logits")
     if tuple(y.shape) != logits.shape:
         raise ValueError(f"binary_cross_entropy_with_logits: targets shape {tuple(y.shape)} must equal "
                          f"logits shape {logits.shape}")
@@ -199,7 +227,7 @@ def mse(prediction, target) -> Tensor:
     """
     prediction = as_tensor(prediction)
     if not isinstance(target, Tensor) and prediction.dtype.kind == "f":
-        target = Tensor(get_xp(prediction.data).asarray(target, dtype=prediction.dtype))
+        target = Tensor(_numeric_targets(target, get_xp(prediction.data), prediction.dtype, "mse"))
     target = as_tensor(target, like=prediction)
     if prediction.shape != target.shape:
         raise ValueError(f"mse: prediction shape {prediction.shape} must equal target shape {target.shape}")
@@ -225,6 +253,11 @@ def dropout(x, p: float = 0.5, training: bool = True, rng=None) -> Tensor:
         raise ValueError(f"dropout: p must be a probability in [0, 1), got {p!r}")
     if x.dtype.kind not in "fc":
         raise TypeError(f"dropout: x must be a floating (or complex) array, got dtype {x.dtype}")
+    if not isinstance(training, (bool, numpy.bool_)):
+        raise TypeError(f"dropout: training must be a bool, got {training!r}")
+    if rng is not None and not callable(getattr(rng, "random", None)):
+        raise TypeError(f"dropout: rng must be None or a random Generator (tinytt.backend.default_rng(seed)), "
+                        f"got {type(rng).__name__}")
     if not training or p == 0.0:
         return x
     xp = get_xp(x.data)

@@ -106,13 +106,20 @@ def _broadcast_shapes(op: str, a: Tensor, b: Tensor) -> None:
 def _normalize_axes(axis, ndim: int) -> tuple:
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
+    if isinstance(axis, numbers.Integral):
+        axes = (axis,)
+    elif isinstance(axis, (tuple, list)):
+        axes = tuple(axis)
+    else:
+        raise TypeError(f"axis must be None, an int or a tuple of ints, got {axis!r}")
     out = []
     for a in axes:
         if isinstance(a, bool):     # an int to Python, not to NumPy
             raise TypeError(f"axis must be an int or a tuple of ints, got {axis!r}")
         # a 0-d tensor has no axes (as in NumPy): any integer axis is out of range for it
-        if not isinstance(a, numbers.Integral) or not -ndim <= a < ndim:
+        if not isinstance(a, numbers.Integral):
+            raise TypeError(f"axis must be an int or a tuple of ints, got {axis!r}")
+        if not -ndim <= a < ndim:
             raise ValueError(f"axis {a!r} is out of range for a tensor with {ndim} dimensions")
         out.append(int(a) % ndim)
     if len(set(out)) != len(out):
@@ -317,6 +324,8 @@ def reshape(x, *shape) -> Tensor:
     x = as_tensor(x)
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
+    elif len(shape) == 1 and hasattr(shape[0], "ndim") and shape[0].ndim == 1:
+        shape = tuple(shape[0].tolist())   # an integer array as the shape, as NumPy allows
     try:
         out = x.data.reshape(shape)
     except (ValueError, TypeError) as exc:
@@ -331,7 +340,9 @@ def transpose(x, *axes) -> Tensor:
         axes = tuple(axes[0])
     if not axes:
         axes = tuple(reversed(range(x.ndim)))
-    if (len(axes) != x.ndim or any(not isinstance(a, numbers.Integral) or not -x.ndim <= a < x.ndim for a in axes)
+    if any(isinstance(a, bool) or not isinstance(a, numbers.Integral) for a in axes):
+        raise TypeError(f"transpose: axes must be ints, got {axes}")
+    if (len(axes) != x.ndim or any(not -x.ndim <= a < x.ndim for a in axes)
             or sorted(int(a) % x.ndim for a in axes) != list(range(x.ndim))):
         raise ValueError(f"transpose: axes {axes} are not a permutation of the {x.ndim} axes")
     axes = tuple(int(a) % x.ndim for a in axes)
@@ -490,13 +501,22 @@ def split(x, indices_or_sections, axis: int = 0) -> list:
     x = as_tensor(x)
     axis = _normalize_axes(axis, x.ndim)[0]
     n = x.shape[axis]
-    if isinstance(indices_or_sections, numbers.Integral):
-        k = int(indices_or_sections)
+    sections = indices_or_sections
+    if isinstance(sections, float) and sections.is_integer():
+        sections = int(sections)   # numpy.split accepts 3.0 sections
+    if isinstance(sections, numbers.Integral) and not isinstance(sections, bool):
+        k = int(sections)
         if k <= 0 or n % k:
             raise ValueError(f"split: {k} sections do not divide axis {axis} of length {n}")
         points = [i * (n // k) for i in range(1, k)]
     else:
-        points = [int(p) for p in indices_or_sections]
+        if isinstance(sections, (str, bytes, bool)) or not hasattr(sections, "__iter__"):
+            raise TypeError(f"split: indices_or_sections must be an int or a sequence of int split points, "
+                            f"got {indices_or_sections!r}")
+        points = list(sections.tolist() if hasattr(sections, "tolist") else sections)
+        if any(isinstance(q, bool) or not isinstance(q, numbers.Integral) for q in points):
+            raise TypeError(f"split: split points must be ints, got {indices_or_sections!r}")
+        points = [int(q) for q in points]
     edges = [0] + points + [n]
     return [getitem(x, (slice(None),) * axis + (slice(lo, hi),)) for lo, hi in zip(edges[:-1], edges[1:])]
 
@@ -583,6 +603,9 @@ def clip(x, a_min=None, a_max=None) -> Tensor:
     x = as_tensor(x)
     if a_min is None and a_max is None:
         raise ValueError("clip: give a_min, a_max or both")
+    if isinstance(a_min, Tensor) or isinstance(a_max, Tensor):
+        raise TypeError("clip: a_min and a_max must be numbers or arrays (constants, they get no gradient), "
+                        "not Tensors; pass their .data")
     xp = get_xp(x.data)
     if a_min is not None and a_max is not None and bool(xp.any(xp.asarray(a_min) > xp.asarray(a_max))):
         raise ValueError(f"clip: a_min={a_min} is greater than a_max={a_max}")

@@ -101,6 +101,8 @@ class Tensor:
         self._vjps = ()
         self._op = None
         self._gathered = None
+        if not isinstance(requires_grad, (bool, numpy.bool_)):
+            raise TypeError(f"Tensor: requires_grad must be a bool, got {requires_grad!r}")
         requires_grad = bool(requires_grad)
         if requires_grad and not _is_float_dtype(data.dtype):
             raise TypeError(
@@ -177,6 +179,8 @@ class Tensor:
         """Set ``requires_grad`` in place on a leaf and return self."""
         if not self.is_leaf:
             raise RuntimeError("requires_grad_ can only be changed on a leaf tensor")
+        if not isinstance(flag, (bool, numpy.bool_)):
+            raise TypeError(f"requires_grad_: flag must be a bool, got {flag!r}")
         if flag and not _is_float_dtype(self.data.dtype):
             raise TypeError(f"requires_grad=True needs a floating-point tensor, got dtype {self.dtype}")
         self.requires_grad = bool(flag)
@@ -213,6 +217,9 @@ class Tensor:
                 grad = grad.data
             get_xp(self.data, grad)  # raises on a NumPy/CuPy mix
             grad = xp.asarray(grad)
+            if grad.dtype.kind not in "biufc" or (grad.dtype.kind == "c" and self.dtype.kind != "c"):
+                raise TypeError(f"backward(grad): grad must be a real numeric array for a {self.dtype} tensor, "
+                                f"got dtype {grad.dtype}")
             if tuple(grad.shape) != self.shape:
                 raise ValueError(
                     f"backward(grad): grad must have the tensor's shape {self.shape}, got {tuple(grad.shape)}"
@@ -330,6 +337,11 @@ def _checked_gradient(node: Tensor, parent: Tensor, pg, xp):
             f"{tuple(pg.shape)} for an input of shape {parent.shape}"
         )
     if pg.dtype != parent.data.dtype:
+        if not _is_float_dtype(parent.data.dtype):
+            # requires_grad was set by assignment on an integer/bool tensor: casting the
+            # gradient to its dtype would truncate it
+            raise TypeError(f"a gradient reached a {parent.data.dtype} tensor that requires grad; only "
+                            f"floating-point tensors can (set requires_grad on a float tensor)")
         pg = pg.astype(parent.data.dtype)
     return pg
 
