@@ -735,3 +735,24 @@ def test_api_contracts_from_a_review_against_the_docs():
     for kw in (dict(training="False"), dict(rng=0)):
         with pytest.raises(TypeError, match="dropout"):
             tt.dropout(np.ones(3), 0.5, **kw)
+
+
+def test_the_new_checks_keep_what_numpy_style_code_passes():
+    """NumPy integer scalars, 0-d arrays, ranges and the like stay accepted (a review of the
+    checks above found each refused at first)."""
+    import tinytt as tt
+    from tinytt.data import sha256_file
+    from tinytt.nn.init import make_rng
+    from tinytt.train import ClassificationData
+
+    x = tt.Tensor(np.arange(12.0).reshape(2, 6))
+    assert tt.sum(x, axis=range(2)).shape == () and tt.sum(x, axis=np.array([0, 1])).shape == ()
+    assert tt.logsumexp(x, keepdims=1).shape == (2, 1)
+    assert [p.shape for p in tt.split(x, np.array(2), axis=1)] == [(2, 3)] * 2
+    assert [p.shape for p in tt.split(x, np.float32(2), axis=1)] == [(2, 3)] * 2
+    logits, targets = np.zeros((2, 3)), np.array([0, -100])
+    assert float(tt.cross_entropy(logits, targets, ignore_index=np.array(-100)).data) == pytest.approx(np.log(3))
+    assert ClassificationData([[1], [2]], np.array([True, False])).labels.tolist() == [1, 0]
+    assert make_rng(np.random.SeedSequence(1)).random() == np.random.default_rng(np.random.SeedSequence(1)).random()
+    assert make_rng([1, 2]).random() == np.random.default_rng([1, 2]).random()
+    assert len(sha256_file(__file__, chunk_size=np.int64(1024))) == 64

@@ -8,6 +8,7 @@ from many small primitives.
 from __future__ import annotations
 
 import numbers
+import operator
 
 import numpy
 
@@ -53,8 +54,9 @@ def logsumexp(x, axis: int = -1, keepdims: bool = False) -> Tensor:
     """``log(sum(exp(x), axis))`` computed after subtracting the max. VJP: g * softmax(x).
     Integer and bool inputs are computed in float64."""
     x = _float_input(x, "logsumexp")
-    if not isinstance(keepdims, (bool, numpy.bool_)):
+    if not isinstance(keepdims, (bool, numpy.bool_)) and keepdims not in (0, 1):
         raise TypeError(f"logsumexp: keepdims must be a bool, got {keepdims!r}")
+    keepdims = bool(keepdims)
     xp = get_xp(x.data)
     axis = _axis(axis, x.ndim, "logsumexp")
     if x.shape[axis] == 0:   # the log of an empty sum: -inf, as in torch and SciPy
@@ -115,8 +117,13 @@ def _numeric_targets(targets, xp, dtype, where: str):
 def _check_loss_options(ignore_index, label_smoothing, where: str) -> None:
     """ignore_index: None or an int (not a bool: True would ignore class 1); label_smoothing:
     a number in [0, 1). ValueError/TypeError naming the argument otherwise."""
-    if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral)):
-        raise TypeError(f"{where}: ignore_index must be None or an int, got {ignore_index!r}")
+    if ignore_index is not None:
+        try:
+            ok = not isinstance(ignore_index, (bool, numpy.bool_)) and operator.index(ignore_index) is not None
+        except TypeError:
+            ok = False
+        if not ok:
+            raise TypeError(f"{where}: ignore_index must be None or an int, got {ignore_index!r}")
     if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real) \
             or not 0.0 <= label_smoothing < 1.0:
         raise ValueError(f"{where}: label_smoothing must be a number in [0, 1), got {label_smoothing!r}")

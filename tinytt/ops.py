@@ -108,7 +108,7 @@ def _normalize_axes(axis, ndim: int) -> tuple:
         return tuple(range(ndim))
     if isinstance(axis, numbers.Integral):
         axes = (axis,)
-    elif isinstance(axis, (tuple, list)):
+    elif hasattr(axis, "__iter__") and not isinstance(axis, (str, bytes)):
         axes = tuple(axis)
     else:
         raise TypeError(f"axis must be None, an int or a tuple of ints, got {axis!r}")
@@ -502,8 +502,12 @@ def split(x, indices_or_sections, axis: int = 0) -> list:
     axis = _normalize_axes(axis, x.ndim)[0]
     n = x.shape[axis]
     sections = indices_or_sections
-    if isinstance(sections, float) and sections.is_integer():
+    if isinstance(sections, numbers.Real) and not isinstance(sections, numbers.Integral) \
+            and float(sections).is_integer():
         sections = int(sections)   # numpy.split accepts 3.0 sections
+    elif getattr(sections, "ndim", None) == 0 and getattr(sections, "dtype", None) is not None \
+            and sections.dtype.kind in "iu":
+        sections = int(sections)   # a 0-d integer array
     if isinstance(sections, numbers.Integral) and not isinstance(sections, bool):
         k = int(sections)
         if k <= 0 or n % k:

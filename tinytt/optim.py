@@ -163,7 +163,7 @@ class Optimizer:
         if not (_is_array(g) or isinstance(g, numpy.generic)):  # NumPy ufuncs give 0-d scalars
             raise TypeError(f"params[{i}].grad must be a NumPy/CuPy array or None, got {type(g).__name__}")
         get_xp(p.data, g)  # TypeError when the backends differ
-        if not p.data.flags.writeable:
+        if not getattr(p.data.flags, "writeable", True):   # (CuPy arrays have no such flag)
             raise ValueError(f"params[{i}].data is read-only; the optimizer updates parameters in place")
         if g.shape != p.data.shape:
             raise ValueError(

@@ -84,19 +84,19 @@ class ClassificationData:
         # read as float64 first (exact for ids below 2**53) so that non-integer ids are caught,
         # not truncated
         try:
-            values = numpy.fromiter((i for s in seqs for i in s), dtype=numpy.float64, count=int(lengths.sum()))
+            values = numpy.fromiter(itertools.chain.from_iterable(seqs), dtype=numpy.float64, count=int(lengths.sum()))
         except (TypeError, ValueError):
             raise ValueError("ClassificationData: sequences must be lists of int token ids") from None
-        if values.size and not (numpy.all(values >= 0) and numpy.all(values == numpy.floor(values))):
-            raise ValueError("ClassificationData: sequences must hold non-negative int token ids, got "
-                             f"{float(values[(values < 0) | (values != numpy.floor(values))][0])!r}")
         flat = values.astype(numpy.int64)
+        if values.size and ((flat != values).any() or int(flat.min()) < 0):
+            raise ValueError("ClassificationData: sequences must hold non-negative int token ids, got "
+                             f"{float(values[(flat != values) | (flat < 0)][0])!r}")
         ids = numpy.zeros((len(seqs), width), dtype=numpy.int64)
         ids[numpy.arange(width)[None, :] < lengths[:, None]] = flat   # row-major fill, vectorised
         self.ids = ids
         self.lengths = lengths
         raw = numpy.asarray(labels)
-        if raw.size and (raw.dtype.kind not in "iuf" or (raw.dtype.kind == "f" and not numpy.all(raw == numpy.floor(raw)))
+        if raw.size and (raw.dtype.kind not in "biuf" or (raw.dtype.kind == "f" and not numpy.all(raw == numpy.floor(raw)))
                          or raw.min() < 0):
             raise ValueError(f"ClassificationData: labels must be non-negative ints (class indices), got dtype "
                              f"{raw.dtype} with values {raw.reshape(-1)[:5].tolist()}...")

@@ -19,11 +19,14 @@ def test_batching_arguments():
     for ids in ([1.9, 2.7, 3.5, 4.99], ["1", "2", "3", "4"], ["the", "cat", "sat", "on"]):
         with pytest.raises(TypeError, match="bptt_batches: ids"):
             bptt_batches(ids, 1, 2)
-    for pad_id in ("x", 1.5, -1, True):
+    for pad_id in ("x", 1.5, True, 2 ** 63):
         with pytest.raises(ValueError, match="pad_id"):
             pad_sequences([[1, 2]], pad_id=pad_id)
         with pytest.raises(ValueError, match="pad_id"):
             BucketBatcher([[1, 2]], pad_id=pad_id)
+    # a negative pad id is fine (-100 pads targets for ignore_index=-100), so is a 0-d int array
+    assert pad_sequences([[1, 2], [3]], pad_id=-100)[0].tolist() == [[1, 2], [3, -100]]
+    assert pad_sequences([[1], []], pad_id=np.array(7))[0].tolist() == [[1], [7]]
     with pytest.raises(ValueError, match="beyond int64"):
         pad_sequences([np.array([2 ** 63], dtype=np.uint64)])
     with pytest.raises(TypeError, match=r"sequences\[1\]"):

@@ -624,10 +624,11 @@ def test_lstm_module_checks_flags_state_and_seed():
     lstm = nn.LSTM(3, 4, bidirectional=numpy.bool_(True), seed=0)
     x = numpy.zeros((2, 5, 3), dtype=numpy.float32)
     h = numpy.zeros((2, 2, 4), dtype=numpy.float32)
-    for state in ((h,), (h, h, h), h):
+    for state in ((h,), (h, h, h), numpy.zeros((3, 2, 2, 4)), 5):
         with pytest.raises(ValueError, match="state must be None or a pair"):
             lstm(x, state=state)
     assert lstm(x, state=(h, h))[0].shape == (2, 5, 8)
+    assert lstm(x, state=numpy.stack([h, h]))[0].shape == (2, 5, 8)   # a stacked (2, L*D, B, H) array
 
 
 def test_dropout_and_cross_entropy_options_are_checked():

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -29,9 +30,14 @@ def _check_max_len(max_len, where):
 
 
 def _check_pad_id(pad_id, where):
-    if isinstance(pad_id, bool) or not isinstance(pad_id, (int, np.integer)) or not 0 <= pad_id < 2 ** 63:
-        raise ValueError(f"{where}: pad_id must be an int in [0, 2**63), got {pad_id!r}")
-    return int(pad_id)
+    """An int64 value (negative ones too: -100 pads targets for ``ignore_index=-100``)."""
+    try:
+        value = None if isinstance(pad_id, (bool, np.bool_)) else operator.index(pad_id)
+    except TypeError:
+        value = None
+    if value is None or not -2 ** 63 <= value < 2 ** 63:
+        raise ValueError(f"{where}: pad_id must be an int64 value, got {pad_id!r}")
+    return value
 
 
 def _check_epoch(epoch, where):
@@ -163,8 +169,9 @@ class BucketBatcher:
         self.drop_last = bool(drop_last)
         self.pad_id = _check_pad_id(pad_id, "BucketBatcher")
         self.truncate = truncate
-        for i, s in enumerate(self.sequences):
-            # cheap per-row type check (a row's first id), so token lists fail here, not mid-epoch
+        for i, s in enumerate(self.sequences[:64]):
+            # a cheap check of the first rows' first ids, so token lists fail here, not mid-epoch
+            # (every row is checked when it is padded)
             first = s[0] if len(s) else 0
             if isinstance(s, (str, bytes)) or isinstance(first, bool) or not isinstance(first, (int, np.integer)):
                 raise TypeError(f"BucketBatcher: sequences[{i}] must be a sequence of int ids, got {s!r:.60}")

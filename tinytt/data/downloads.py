@@ -14,6 +14,7 @@ point at a local server.
 from __future__ import annotations
 
 import hashlib
+import numbers
 import os
 import urllib.error
 import urllib.parse
@@ -68,7 +69,7 @@ SOURCES: dict[str, tuple[DownloadItem, ...]] = {
 def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     """Hex SHA-256 digest of a file's bytes (streamed in ``chunk_size`` pieces, an int >= 1;
     O(1) memory)."""
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral) or chunk_size < 1:
         raise ValueError(f"sha256_file: chunk_size must be an int >= 1, got {chunk_size!r}")
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -101,7 +102,7 @@ def fetch_url(
     scheme = urllib.parse.urlsplit(url).scheme
     if scheme not in ("http", "https"):
         raise ValueError(f"fetch_url: url must start with http:// or https://, got {url!r}")
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral) or chunk_size < 1:
         raise ValueError(f"fetch_url: chunk_size must be an int >= 1, got {chunk_size!r}")
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)

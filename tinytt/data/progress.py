@@ -66,7 +66,7 @@ class ProgressBar:
         Minimum seconds between two plain lines (non-TTY mode); on a terminal the bar
         redraws at most every ``min(min_interval, 0.1)`` seconds.
 
-    ``total`` must be None or an int >= 0 and ``min_interval`` a number >= 0 (ValueError
+    ``total`` must be None or a finite number >= 0 and ``min_interval`` a number >= 0 (ValueError
     naming the argument otherwise).
     """
 
@@ -79,8 +79,9 @@ class ProgressBar:
         file: IO[str] | None = None,
         min_interval: float = 5.0,
     ):
-        if total is not None and (isinstance(total, bool) or not isinstance(total, numbers.Integral) or total < 0):
-            raise ValueError(f"ProgressBar: total must be None or an int >= 0, got {total!r}")
+        if total is not None and (isinstance(total, bool) or not isinstance(total, numbers.Real)
+                                  or not 0 <= total < float("inf")):
+            raise ValueError(f"ProgressBar: total must be None or a number >= 0, got {total!r}")
         if isinstance(min_interval, bool) or not isinstance(min_interval, numbers.Real) or not min_interval >= 0:
             raise ValueError(f"ProgressBar: min_interval must be a number >= 0, got {min_interval!r}")
         self.total = total

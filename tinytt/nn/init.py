@@ -21,8 +21,10 @@ def make_rng(seed):
     (ValueError naming ``seed`` otherwise)."""
     if isinstance(seed, numpy.random.Generator):
         return seed
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
-        raise ValueError(f"seed must be None, an int >= 0 or a numpy.random.Generator, got {seed!r}")
+    if isinstance(seed, (bool, numpy.bool_, str, bytes)) or (
+            isinstance(seed, numbers.Real) and (not isinstance(seed, numbers.Integral) or seed < 0)):
+        raise ValueError(f"seed must be None, an int >= 0, a numpy.random.Generator or anything "
+                         f"numpy.random.default_rng takes, got {seed!r}")
     return numpy.random.default_rng(seed)
 
 

@@ -1188,9 +1188,9 @@ class LSTM(Module):
             raise ValueError(f"LSTM: expected x of shape (batch, time, {self.input_size}), got {x.shape}")
         h0 = c0 = None
         if state is not None:
-            if not isinstance(state, (tuple, list)) or len(state) != 2:
+            if isinstance(state, (str, bytes)) or not hasattr(state, "__len__") or len(state) != 2:
                 raise ValueError(f"LSTM: state must be None or a pair (h0, c0), got {type(state).__name__}"
-                                 + (f" of length {len(state)}" if isinstance(state, (tuple, list)) else ""))
+                                 + (f" of length {len(state)}" if hasattr(state, "__len__") else ""))
             h0, c0 = (ops.as_tensor(s) for s in state)
             want = (self.num_layers * self.num_directions, x.shape[0], self.hidden_size)
             if h0.shape != want or c0.shape != want:
