@@ -224,3 +224,45 @@ def test_strategies_reject_empty_shapes_and_handle_float32_bounds():
         float_arrays((2,), np.float32, bound=-1.0)
     a = find(float_arrays((3,), np.float32, bound=0.1), lambda v: bool(np.abs(v).max() > 0.09))
     assert a.dtype == np.float32 and np.abs(a).max() <= 0.1   # bound 0.1 raised InvalidArgument
+
+
+def test_testing_kit_checks_its_arguments_at_the_call():
+    """The strategies checked their arguments only when a value was drawn (inside hypothesis),
+    refused NumPy integers, and tt_matrix_cores took any dtype; check_grads did not check step,
+    rtol and atol (rtol=inf passed a zero VJP); assert_close compared large integers through
+    float64; reference_cases truncated a float seed."""
+    from tinytt.testing import reference_cases
+    from tinytt.testing import strategies as S
+
+    for make, needle in ((lambda: S.tt_matrix_shapes(min_order=0), "min_order"),
+                         (lambda: S.tt_matrix_shapes(min_order=5, max_order=2), "greater than"),
+                         (lambda: S.tt_shapes(min_order=4, max_order=2), "greater than"),
+                         (lambda: S.embedding_ids(0), "num_embeddings"),
+                         (lambda: S.embedding_ids(5, padding_idx=7), "padding_idx"),
+                         (lambda: S.tt_ranks(0), "order"), (lambda: S.tt_ranks(3, max_rank=0), "max_rank"),
+                         (lambda: S.tt_matrix_cores(dtype=np.int64), "dtype"),
+                         (lambda: S.lstm_problems(weight_scales=(-1.0,)), "weight_scales"),
+                         (lambda: S.lstm_problems(max_batch=0), "max_batch")):
+        with pytest.raises(ValueError, match=needle):
+            make()                                   # at the call: no .example() needed
+
+    def f(x):
+        return x * 2.0
+
+    for kw in (dict(step=0), dict(step="1e-6"), dict(rtol=-1), dict(rtol=np.inf), dict(atol=np.inf)):
+        with pytest.raises(ValueError, match="check_grads"):
+            check_grads(f, np.ones(3), **kw)
+    with pytest.raises(AssertionError, match="integer arrays differ"):
+        assert_close(np.array([2 ** 53]), np.array([2 ** 53 + 1]))
+    with pytest.raises(AssertionError):
+        assert_close(np.array([2 ** 64 - 1], dtype=np.uint64), np.array([2 ** 64 - 2], dtype=np.uint64))
+    assert_close(np.array([2 ** 53 + 1]), np.array([2 ** 53 + 1]))
+    for seed in (1.7, "3", -1, True):
+        with pytest.raises(ValueError, match="seed"):
+            reference_cases("/nonexistent/never-written.npz", seed=seed)
+
+
+@given(ids=embedding_ids(np.int64(24)), cores=tt_matrix_cores(dtype="float32"))
+def test_strategies_take_numpy_ints_and_float32(ids, cores):
+    assert ids.dtype == np.int64 and 0 <= ids.min() and ids.max() < 24
+    assert all(c.dtype == np.float32 for c in cores)

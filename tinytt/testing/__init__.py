@@ -9,6 +9,9 @@ hypothesis stays a test-only dependency).
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy
 
 from ..backend import cupy_available, get_xp, to_numpy
@@ -45,8 +48,17 @@ def assert_close(actual, expected, dtype=None, rtol=None, atol=None, err_msg: st
         raise AssertionError(f"assert_close: shapes differ: actual {a.shape}, expected {e.shape}. {err_msg}")
     if dtype is None:
         kinds = [numpy.dtype(numpy.finfo(x.dtype).dtype) for x in (a, e) if x.dtype.kind in "fc"]
+        if not kinds and rtol is None and atol is None:
+            # integers and bools: exact, compared as integers (through float64, 2**53 + 1
+            # would equal 2**53)
+            if not numpy.array_equal(a, e):
+                bad = numpy.flatnonzero(a.reshape(-1) != e.reshape(-1))
+                raise AssertionError(f"assert_close: integer arrays differ at {bad.size} of {a.size} positions "
+                                     f"(first at flat index {int(bad[0])}: {a.reshape(-1)[bad[0]]!r} != "
+                                     f"{e.reshape(-1)[bad[0]]!r}). {err_msg}")
+            return
         if not kinds:
-            dtype, default_rtol, default_atol = None, 0.0, 0.0   # integers and bools: exact
+            dtype, default_rtol, default_atol = None, 0.0, 0.0
         else:
             dtype = min(kinds, key=lambda k: k.itemsize)          # complex64 counts as float32
     if dtype is not None and (rtol is None or atol is None):
@@ -99,6 +111,11 @@ def check_grads(f, *inputs, step: float = 1e-6, rtol: float = 1e-6, atol: float 
     """
     if isinstance(n_directions, bool) or not isinstance(n_directions, int) or n_directions < 1:
         raise ValueError(f"check_grads: n_directions must be an int >= 1, got {n_directions!r}")
+    for name, value, positive in (("step", step, True), ("rtol", rtol, False), ("atol", atol, False)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+                or value < 0 or (positive and value == 0):
+            raise ValueError(f"check_grads: {name} must be a finite number {'> 0' if positive else '>= 0'}, "
+                             f"got {value!r}")
     rng = numpy.random.default_rng(seed)
     arrays = [x.data if isinstance(x, Tensor) else x for x in inputs]
     checked = [i for i, a in enumerate(arrays) if hasattr(a, "dtype") and a.dtype.kind == "f"]

@@ -12,6 +12,7 @@ case with tinytt and compare to 1e-10 (``tests/test_reference_cases.py``); the e
 from __future__ import annotations
 
 import math
+import numbers
 import os
 
 import numpy
@@ -337,6 +338,8 @@ def reference_cases(path, seed: int = 0) -> dict:
 
     Returns the cases as ``load_reference_cases`` does.
     """
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"reference_cases: seed must be an int >= 0, got {seed!r}")
     seed = int(seed)
     arrays = {"schema": numpy.int64(SCHEMA_VERSION), "seed": numpy.int64(seed)}
     for family, items in _build(seed).items():

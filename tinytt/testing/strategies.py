@@ -63,31 +63,57 @@ def float_arrays(shape, dtype=numpy.float64, bound: float = 5.0):
     return hnp.arrays(dtype=dtype, shape=shape, elements=elements)
 
 
-def _check_at_least_one(**values) -> None:
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1 (a TT has at least one mode of size >= 1), got {value!r}")
+def _int_arg(where: str, name: str, value, low: int = 1) -> int:
+    """``value`` (an int, NumPy integer or 0-d integer array) as an int >= ``low``; ValueError
+    naming ``where: name`` otherwise."""
+    try:
+        out = None if isinstance(value, (bool, numpy.bool_)) else operator.index(value)
+    except TypeError:
+        out = None
+    if out is None or out < low:
+        raise ValueError(f"{where}: {name} must be an int >= {low}, got {value!r}")
+    return out
+
+
+def _ordered(where: str, low_name: str, low: int, high_name: str, high: int) -> None:
+    if low > high:
+        raise ValueError(f"{where}: {low_name} = {low} is greater than {high_name} = {high}")
 
 
 def tt_shapes(min_order: int = 1, max_order: int = 6, min_mode: int = 1, max_mode: int = 6):
     """Strategy for TT mode sizes ``(n_1, ..., n_N)``: N in min_order..max_order, each mode
     in min_mode..max_mode (all at least 1)."""
-    _check_at_least_one(min_order=min_order, min_mode=min_mode)
+    where = "tt_shapes"
+    min_order, max_order = _int_arg(where, "min_order", min_order), _int_arg(where, "max_order", max_order)
+    min_mode, max_mode = _int_arg(where, "min_mode", min_mode), _int_arg(where, "max_mode", max_mode)
+    _ordered(where, "min_order", min_order, "max_order", max_order)
+    _ordered(where, "min_mode", min_mode, "max_mode", max_mode)
     return st.lists(st.integers(min_mode, max_mode), min_size=min_order, max_size=max_order).map(tuple)
 
 
+def tt_ranks(order: int, max_rank: int = 5):
+    """Strategy for a rank chain ``(1, r_1, ..., r_{N-1}, 1)`` with internal ranks in 1..max_rank
+    (``order`` and ``max_rank`` ints >= 1, checked at the call)."""
+    return _tt_ranks(_int_arg("tt_ranks", "order", order), _int_arg("tt_ranks", "max_rank", max_rank))
+
+
 @st.composite
-def tt_ranks(draw, order: int, max_rank: int = 5):
-    """Strategy for a rank chain ``(1, r_1, ..., r_{N-1}, 1)`` with internal ranks in 1..max_rank."""
+def _tt_ranks(draw, order: int, max_rank: int):
     inner = draw(st.lists(st.integers(1, max_rank), min_size=order - 1, max_size=order - 1))
     return (1, *inner, 1)
 
 
-@st.composite
-def tt_matrix_shapes(draw, min_order: int = 1, max_order: int = 4, max_mode: int = 5):
+def tt_matrix_shapes(min_order: int = 1, max_order: int = 4, max_mode: int = 5):
     """Strategy for ``(row_shape, col_shape)`` of one length N in min_order..max_order, modes
-    in 1..max_mode."""
-    _check_at_least_one(min_order=min_order, max_mode=max_mode)
+    in 1..max_mode (ints >= 1, min_order <= max_order; checked at the call)."""
+    where = "tt_matrix_shapes"
+    min_order, max_order = _int_arg(where, "min_order", min_order), _int_arg(where, "max_order", max_order)
+    _ordered(where, "min_order", min_order, "max_order", max_order)
+    return _tt_matrix_shapes(min_order, max_order, _int_arg(where, "max_mode", max_mode))
+
+
+@st.composite
+def _tt_matrix_shapes(draw, min_order: int, max_order: int, max_mode: int):
     n = draw(st.integers(min_order, max_order))
     rows = tuple(draw(st.lists(st.integers(1, max_mode), min_size=n, max_size=n)))
     cols = tuple(draw(st.lists(st.integers(1, max_mode), min_size=n, max_size=n)))
@@ -99,26 +125,41 @@ def _rng(draw):
     return numpy.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
 
 
-@st.composite
-def tt_matrix_cores(draw, min_order: int = 1, max_order: int = 4, max_mode: int = 5, max_rank: int = 4,
+def tt_matrix_cores(min_order: int = 1, max_order: int = 4, max_mode: int = 5, max_rank: int = 4,
                     dtype=numpy.float64):
     """Strategy for the cores of a random TT-matrix: a list of N arrays ``(r_{k-1}, v_k, d_k, r_k)``
     with shapes from ``tt_matrix_shapes``, ranks from ``tt_ranks`` and standard normal entries
-    (from a drawn seed). ``[c.shape[1] for c in cores]`` is the row shape, ``c.shape[2]`` the
-    column shape; ``tinytt.TTMatrix(cores).full()`` is the dense matrix."""
-    row_shape, col_shape = draw(tt_matrix_shapes(min_order, max_order, max_mode))
-    ranks = draw(tt_ranks(len(row_shape), max_rank))
+    (from a drawn seed) in ``dtype`` (float16, float32 or float64). ``[c.shape[1] for c in
+    cores]`` is the row shape, ``c.shape[2]`` the column shape; ``tinytt.TTMatrix(cores).full()``
+    is the dense matrix. Arguments are checked at the call."""
+    shapes_ = tt_matrix_shapes(min_order, max_order, max_mode)
+    max_rank = _int_arg("tt_matrix_cores", "max_rank", max_rank)
+    try:
+        resolved = numpy.dtype(dtype)
+    except TypeError:
+        resolved = None
+    if resolved is None or resolved.kind != "f":
+        raise ValueError(f"tt_matrix_cores: dtype must be float16, float32 or float64, got {dtype!r}")
+    return _tt_matrix_cores(shapes_, max_rank, resolved)
+
+
+@st.composite
+def _tt_matrix_cores(draw, shapes_, max_rank: int, dtype):
+    row_shape, col_shape = draw(shapes_)
+    ranks = draw(_tt_ranks(len(row_shape), max_rank))
     rng = _rng(draw)
     return [rng.standard_normal((ranks[k], v, d, ranks[k + 1])).astype(dtype)
             for k, (v, d) in enumerate(zip(row_shape, col_shape))]
 
 
-@st.composite
-def embedding_ids(draw, num_embeddings: int, max_dims: int = 3, max_side: int = 6, padding_idx=None):
+def embedding_ids(num_embeddings: int, max_dims: int = 3, max_side: int = 6, padding_idx=None):
     """Strategy for an int64 id array of 1..max_dims axes (sides 1..max_side) with values in
     ``[0, num_embeddings)``: small id ranges make repeats common (the deduplication paths);
-    with ``padding_idx`` the padding id is written at a drawn position in about half the draws."""
-    _check_at_least_one(num_embeddings=num_embeddings, max_dims=max_dims, max_side=max_side)
+    with ``padding_idx`` the padding id is written at a drawn position in about half the draws.
+    Arguments are checked at the call (ints >= 1; ValueError for a padding_idx out of range)."""
+    where = "embedding_ids"
+    num_embeddings = _int_arg(where, "num_embeddings", num_embeddings)
+    max_dims, max_side = _int_arg(where, "max_dims", max_dims), _int_arg(where, "max_side", max_side)
     if padding_idx is not None:
         pad = None
         if not isinstance(padding_idx, (bool, numpy.bool_)):
@@ -130,6 +171,11 @@ def embedding_ids(draw, num_embeddings: int, max_dims: int = 3, max_side: int = 
             raise ValueError(f"embedding_ids: padding_idx must be None or an int in [0, {num_embeddings}), "
                              f"got {padding_idx!r}")
         padding_idx = pad
+    return _embedding_ids(num_embeddings, max_dims, max_side, padding_idx)
+
+
+@st.composite
+def _embedding_ids(draw, num_embeddings: int, max_dims: int, max_side: int, padding_idx):
     shape = draw(shapes(min_dims=1, max_dims=max_dims, min_side=1, max_side=max_side))
     size = int(numpy.prod(shape))
     ids = numpy.array(draw(st.lists(st.integers(0, num_embeddings - 1), min_size=size, max_size=size)),
@@ -139,8 +185,7 @@ def embedding_ids(draw, num_embeddings: int, max_dims: int = 3, max_side: int = 
     return ids
 
 
-@st.composite
-def lstm_problems(draw, max_batch: int = 4, max_time: int = 6, max_size: int = 4, max_layers: int = 2,
+def lstm_problems(max_batch: int = 4, max_time: int = 6, max_size: int = 4, max_layers: int = 2,
                   weight_scales=(0.3, 1.0, 2.5)):
     """Strategy for an LSTM problem, as a dict (float64 NumPy arrays):
 
@@ -154,7 +199,24 @@ def lstm_problems(draw, max_batch: int = 4, max_time: int = 6, max_size: int = 4
     - ``h0``, ``c0``: None or ``(num_layers * directions, B, H)``.
 
     Load the weights with ``LSTM(...).load_state_dict(problem["weights"])`` (dtype float64).
+    The sizes are ints >= 1 and ``weight_scales`` a non-empty sequence of positive finite
+    numbers (checked at the call).
     """
+    where = "lstm_problems"
+    sizes = [_int_arg(where, n, v) for n, v in (("max_batch", max_batch), ("max_time", max_time),
+                                                   ("max_size", max_size), ("max_layers", max_layers))]
+    try:
+        scales = tuple(float(s) for s in weight_scales)
+    except (TypeError, ValueError):
+        scales = ()
+    if not scales or not all(0 < s < float("inf") for s in scales):
+        raise ValueError(f"{where}: weight_scales must be a non-empty sequence of positive finite numbers, "
+                         f"got {weight_scales!r}")
+    return _lstm_problems(*sizes, scales)
+
+
+@st.composite
+def _lstm_problems(draw, max_batch: int, max_time: int, max_size: int, max_layers: int, weight_scales):
     batch, time = draw(st.integers(1, max_batch)), draw(st.integers(1, max_time))
     n_in, hidden = draw(st.integers(1, max_size)), draw(st.integers(1, max_size))
     num_layers, bidirectional = draw(st.integers(1, max_layers)), draw(st.booleans())
