@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy
 
 from . import ops
+from ._validate import int_arg, number_arg
 from .backend import get_xp, to_device, to_numpy
 from .data import BucketBatcher, Vocab, bptt_batches, progress
 from .functional import cross_entropy
@@ -46,21 +47,6 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = "tinytt.train.checkpoint"
-
-
-def _int_arg(where: str, name: str, value, low: int = 1) -> int:
-    """``value`` as an int >= ``low``; ValueError naming ``where: name`` otherwise (bools refused)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{where}: {name} must be an int >= {low}, got {value!r}")
-    return int(value)
-
-
-def _float_arg(where: str, name: str, value, low: float = 0.0, positive: bool = False) -> float:
-    """``value`` as a finite float >= ``low`` (> ``low`` when ``positive``); ValueError naming it."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
-            or value < low or (positive and value == low):
-        raise ValueError(f"{where}: {name} must be a finite number {'>' if positive else '>='} {low}, got {value!r}")
-    return float(value)
 
 
 # ----------------------------------------------------------------------------- data
@@ -129,7 +115,7 @@ def carve_validation(n: int, fraction: float = 0.1, seed: int = 0):
     """``(train_idx, valid_idx)``: ``numpy.random.default_rng(seed).permutation(n)``; the first
     ``max(1, round(fraction * n))`` indices are validation (none when n < 2), the rest
     training (both sorted). ``n`` is an int >= 0, ``fraction`` a number in (0, 1)."""
-    n = _int_arg("carve_validation", "n", n, low=0)
+    n = int_arg("carve_validation", "n", n, low=0)
     if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0.0 < fraction < 1.0:
         raise ValueError(f"carve_validation: fraction must be a number in (0, 1), got {fraction!r}")
     perm = numpy.random.default_rng(seed).permutation(n)
@@ -175,10 +161,10 @@ class ClassificationTask:
     def __init__(self, splits: dict, batch_size: int = 64, seed: int = 0, clip: float = 0.0,
                  eval_batch_size: int = 256, show_progress: bool = True):
         self.splits = splits
-        self.batch_size = _int_arg("ClassificationTask", "batch_size", batch_size)
-        self.seed = _int_arg("ClassificationTask", "seed", seed, low=0)
-        self.clip = _float_arg("ClassificationTask", "clip", clip)
-        self.eval_batch_size = _int_arg("ClassificationTask", "eval_batch_size", eval_batch_size)
+        self.batch_size = int_arg("ClassificationTask", "batch_size", batch_size)
+        self.seed = int_arg("ClassificationTask", "seed", seed, low=0)
+        self.clip = number_arg("ClassificationTask", "clip", clip)
+        self.eval_batch_size = int_arg("ClassificationTask", "eval_batch_size", eval_batch_size)
         self.show_progress = show_progress
         train = splits["train"]
         # BucketBatcher only needs len() of each row to plan the (seeded, bucketed) order;
@@ -276,10 +262,10 @@ class LanguageModelTask:
     def __init__(self, streams: dict, batch_size: int = 20, bptt: int = 35, clip: float = 1.0,
                  eval_batch_size: int = 10, show_progress: bool = True):
         self.streams = streams
-        self.batch_size = _int_arg("LanguageModelTask", "batch_size", batch_size)
-        self.bptt = _int_arg("LanguageModelTask", "bptt", bptt)
-        self.clip = _float_arg("LanguageModelTask", "clip", clip)
-        self.eval_batch_size = _int_arg("LanguageModelTask", "eval_batch_size", eval_batch_size)
+        self.batch_size = int_arg("LanguageModelTask", "batch_size", batch_size)
+        self.bptt = int_arg("LanguageModelTask", "bptt", bptt)
+        self.clip = number_arg("LanguageModelTask", "clip", clip)
+        self.eval_batch_size = int_arg("LanguageModelTask", "eval_batch_size", eval_batch_size)
         self.show_progress = show_progress
 
     def steps_per_epoch(self) -> int:
@@ -496,10 +482,10 @@ def fit(model, optimizer, task, epochs: int, *, start_epoch: int = 0, history: l
     if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, numbers.Integral)
                                   or max_steps < 1):
         raise ValueError(f"fit: max_steps must be None or an int >= 1, got {max_steps!r}")
-    epochs = _int_arg("fit", "epochs", epochs, low=0)
-    start_epoch = _int_arg("fit", "start_epoch", start_epoch, low=0)
+    epochs = int_arg("fit", "epochs", epochs, low=0)
+    start_epoch = int_arg("fit", "start_epoch", start_epoch, low=0)
     if time_budget is not None:
-        time_budget = _float_arg("fit", "time_budget", time_budget, positive=True)
+        time_budget = number_arg("fit", "time_budget", time_budget, positive=True)
     if checkpoint is not None and not isinstance(vocab, Vocab):
         raise ValueError(f"fit: a checkpoint needs vocab (the Vocab to store with it), got {type(vocab).__name__}")
     if start_epoch < epochs and task.steps_per_epoch() == 0:
@@ -592,7 +578,7 @@ def load_classification(name: str, data_dir=None, vocab_size: int = 25000, max_l
     from .data import NUM_CLASSES, load_dataset, tokenize
 
     if max_train is not None:
-        max_train = _int_arg("load_classification", "max_train", max_train)
+        max_train = int_arg("load_classification", "max_train", max_train)
     # MR's own split is carved with a FIXED seed (the test set must not move with ``seed``)
     raw = load_dataset(name, data_dir, download=download, valid_fraction=valid_fraction)
     toks = {k: (None if v is None else ([tokenize(t) for t in v[0]], list(v[1]))) for k, v in raw.items()}

@@ -16,6 +16,8 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from .._validate import int_arg
+
 __all__ = ["pad_sequences", "BucketBatcher", "iterate_batches", "bptt_batches"]
 
 _TRUNCATE = ("end", "start")
@@ -38,12 +40,6 @@ def _check_pad_id(pad_id, where):
     if value is None or not -2 ** 63 <= value < 2 ** 63:
         raise ValueError(f"{where}: pad_id must be an int64 value, got {pad_id!r}")
     return value
-
-
-def _check_epoch(epoch, where):
-    if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
-        raise ValueError(f"{where}: epoch must be an int >= 0, got {epoch!r}")
-    return int(epoch)
 
 
 def _check_truncate(truncate, where):
@@ -192,7 +188,7 @@ class BucketBatcher:
 
         Cost O(n log n) for n examples. ``epoch`` is an int >= 0.
         """
-        epoch = _check_epoch(epoch, "BucketBatcher")
+        epoch = int_arg("BucketBatcher", "epoch", epoch, low=0)
         n = len(self.sequences)
         if self.shuffle:
             rng = np.random.default_rng([self.seed, int(epoch)])

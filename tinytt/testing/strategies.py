@@ -21,6 +21,8 @@ import numpy
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from .._validate import int_arg
+
 __all__ = ["shapes", "broadcastable_shapes", "float_arrays", "tt_shapes", "tt_ranks", "tt_matrix_shapes",
            "tt_matrix_cores", "embedding_ids", "lstm_problems"]
 
@@ -63,18 +65,6 @@ def float_arrays(shape, dtype=numpy.float64, bound: float = 5.0):
     return hnp.arrays(dtype=dtype, shape=shape, elements=elements)
 
 
-def _int_arg(where: str, name: str, value, low: int = 1) -> int:
-    """``value`` (an int, NumPy integer or 0-d integer array) as an int >= ``low``; ValueError
-    naming ``where: name`` otherwise."""
-    try:
-        out = None if isinstance(value, (bool, numpy.bool_)) else operator.index(value)
-    except TypeError:
-        out = None
-    if out is None or out < low:
-        raise ValueError(f"{where}: {name} must be an int >= {low}, got {value!r}")
-    return out
-
-
 def _ordered(where: str, low_name: str, low: int, high_name: str, high: int) -> None:
     if low > high:
         raise ValueError(f"{where}: {low_name} = {low} is greater than {high_name} = {high}")
@@ -84,8 +74,8 @@ def tt_shapes(min_order: int = 1, max_order: int = 6, min_mode: int = 1, max_mod
     """Strategy for TT mode sizes ``(n_1, ..., n_N)``: N in min_order..max_order, each mode
     in min_mode..max_mode (all at least 1)."""
     where = "tt_shapes"
-    min_order, max_order = _int_arg(where, "min_order", min_order), _int_arg(where, "max_order", max_order)
-    min_mode, max_mode = _int_arg(where, "min_mode", min_mode), _int_arg(where, "max_mode", max_mode)
+    min_order, max_order = int_arg(where, "min_order", min_order), int_arg(where, "max_order", max_order)
+    min_mode, max_mode = int_arg(where, "min_mode", min_mode), int_arg(where, "max_mode", max_mode)
     _ordered(where, "min_order", min_order, "max_order", max_order)
     _ordered(where, "min_mode", min_mode, "max_mode", max_mode)
     return st.lists(st.integers(min_mode, max_mode), min_size=min_order, max_size=max_order).map(tuple)
@@ -94,7 +84,7 @@ def tt_shapes(min_order: int = 1, max_order: int = 6, min_mode: int = 1, max_mod
 def tt_ranks(order: int, max_rank: int = 5):
     """Strategy for a rank chain ``(1, r_1, ..., r_{N-1}, 1)`` with internal ranks in 1..max_rank
     (``order`` and ``max_rank`` ints >= 1, checked at the call)."""
-    return _tt_ranks(_int_arg("tt_ranks", "order", order), _int_arg("tt_ranks", "max_rank", max_rank))
+    return _tt_ranks(int_arg("tt_ranks", "order", order), int_arg("tt_ranks", "max_rank", max_rank))
 
 
 @st.composite
@@ -107,9 +97,9 @@ def tt_matrix_shapes(min_order: int = 1, max_order: int = 4, max_mode: int = 5):
     """Strategy for ``(row_shape, col_shape)`` of one length N in min_order..max_order, modes
     in 1..max_mode (ints >= 1, min_order <= max_order; checked at the call)."""
     where = "tt_matrix_shapes"
-    min_order, max_order = _int_arg(where, "min_order", min_order), _int_arg(where, "max_order", max_order)
+    min_order, max_order = int_arg(where, "min_order", min_order), int_arg(where, "max_order", max_order)
     _ordered(where, "min_order", min_order, "max_order", max_order)
-    return _tt_matrix_shapes(min_order, max_order, _int_arg(where, "max_mode", max_mode))
+    return _tt_matrix_shapes(min_order, max_order, int_arg(where, "max_mode", max_mode))
 
 
 @st.composite
@@ -133,7 +123,7 @@ def tt_matrix_cores(min_order: int = 1, max_order: int = 4, max_mode: int = 5, m
     cores]`` is the row shape, ``c.shape[2]`` the column shape; ``tinytt.TTMatrix(cores).full()``
     is the dense matrix. Arguments are checked at the call."""
     shapes_ = tt_matrix_shapes(min_order, max_order, max_mode)
-    max_rank = _int_arg("tt_matrix_cores", "max_rank", max_rank)
+    max_rank = int_arg("tt_matrix_cores", "max_rank", max_rank)
     try:
         resolved = numpy.dtype(dtype)
     except TypeError:
@@ -158,8 +148,8 @@ def embedding_ids(num_embeddings: int, max_dims: int = 3, max_side: int = 6, pad
     with ``padding_idx`` the padding id is written at a drawn position in about half the draws.
     Arguments are checked at the call (ints >= 1; ValueError for a padding_idx out of range)."""
     where = "embedding_ids"
-    num_embeddings = _int_arg(where, "num_embeddings", num_embeddings)
-    max_dims, max_side = _int_arg(where, "max_dims", max_dims), _int_arg(where, "max_side", max_side)
+    num_embeddings = int_arg(where, "num_embeddings", num_embeddings)
+    max_dims, max_side = int_arg(where, "max_dims", max_dims), int_arg(where, "max_side", max_side)
     if padding_idx is not None:
         pad = None
         if not isinstance(padding_idx, (bool, numpy.bool_)):
@@ -203,7 +193,7 @@ def lstm_problems(max_batch: int = 4, max_time: int = 6, max_size: int = 4, max_
     numbers (checked at the call).
     """
     where = "lstm_problems"
-    sizes = [_int_arg(where, n, v) for n, v in (("max_batch", max_batch), ("max_time", max_time),
+    sizes = [int_arg(where, n, v) for n, v in (("max_batch", max_batch), ("max_time", max_time),
                                                    ("max_size", max_size), ("max_layers", max_layers))]
     try:
         scales = tuple(float(s) for s in weight_scales)
