@@ -262,7 +262,9 @@ def test_testing_kit_checks_its_arguments_at_the_call():
             reference_cases("/nonexistent/never-written.npz", seed=seed)
 
 
-@given(ids=embedding_ids(np.int64(24)), cores=tt_matrix_cores(dtype="float32"))
-def test_strategies_take_numpy_ints_and_float32(ids, cores):
+@given(ids=embedding_ids(np.int64(24)), cores=tt_matrix_cores(dtype="float32"),
+       complex_cores=tt_matrix_cores(dtype=np.complex128), problem=lstm_problems(weight_scales=(0.0,)))
+def test_strategies_take_numpy_ints_float32_complex_and_zero_scales(ids, cores, complex_cores, problem):
     assert ids.dtype == np.int64 and 0 <= ids.min() and ids.max() < 24
-    assert all(c.dtype == np.float32 for c in cores)
+    assert all(c.dtype == np.float32 for c in cores) and all(c.dtype == np.complex128 for c in complex_cores)
+    assert all(not w.any() for w in problem["weights"].values())

@@ -756,3 +756,8 @@ def test_the_new_checks_keep_what_numpy_style_code_passes():
     assert make_rng(np.random.SeedSequence(1)).random() == np.random.default_rng(np.random.SeedSequence(1)).random()
     assert make_rng([1, 2]).random() == np.random.default_rng([1, 2]).random()
     assert len(sha256_file(__file__, chunk_size=np.int64(1024))) == 64
+    z = tt.Tensor(np.array([[1.0, 2.0, 3.0]]) + 0.5j)              # complex input keeps working
+    np.testing.assert_allclose(tt.logsumexp(z).data, np.log(np.exp(z.data).sum(axis=-1)))
+    assert float(tt.cross_entropy(logits, np.array([0, 1]), label_smoothing=np.array(0.1)).data) == \
+        pytest.approx(np.log(3))
+    assert [p.shape for p in tt.split(tt.Tensor(np.arange(6.0)), (np.array(2), np.array(4)))] == [(2,)] * 3

@@ -34,13 +34,11 @@ def _axis(axis: int, ndim: int, name: str) -> int:
 
 
 def _float_input(x, name: str) -> Tensor:
-    """x as a floating Tensor: integer and bool inputs become float64 (as ``exp`` of them
-    does in NumPy; the results were cast back to integers); complex input is refused."""
+    """x as a floating (or complex) Tensor: integer and bool inputs become float64 (as
+    ``exp`` of them does in NumPy; the results were cast back to integers)."""
     x = as_tensor(x)
     if x.dtype.kind in "iub":
         return astype(x, "float64")
-    if x.dtype.kind != "f":
-        raise TypeError(f"{name}: x must be a real array, got dtype {x.dtype}")
     return x
 
 
@@ -124,8 +122,8 @@ def _check_loss_options(ignore_index, label_smoothing, where: str) -> None:
             ok = False
         if not ok:
             raise TypeError(f"{where}: ignore_index must be None or an int, got {ignore_index!r}")
-    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real) \
-            or not 0.0 <= label_smoothing < 1.0:
+    if isinstance(label_smoothing, (bool, numpy.bool_)) or not isinstance(label_smoothing, (numbers.Real, numpy.ndarray)) \
+            or numpy.ndim(label_smoothing) != 0 or not 0.0 <= float(label_smoothing) < 1.0:
         raise ValueError(f"{where}: label_smoothing must be a number in [0, 1), got {label_smoothing!r}")
 
 

@@ -17,6 +17,7 @@ accumulates. The operator methods of ``Tensor`` (``+``, ``@``, ``x[i]``,
 from __future__ import annotations
 
 import numbers
+import operator
 
 import numpy
 
@@ -518,9 +519,12 @@ def split(x, indices_or_sections, axis: int = 0) -> list:
             raise TypeError(f"split: indices_or_sections must be an int or a sequence of int split points, "
                             f"got {indices_or_sections!r}")
         points = list(sections.tolist() if hasattr(sections, "tolist") else sections)
-        if any(isinstance(q, bool) or not isinstance(q, numbers.Integral) for q in points):
+        try:   # ints, NumPy integers and 0-d integer arrays
+            points = [None if isinstance(q, (bool, numpy.bool_)) else operator.index(q) for q in points]
+        except TypeError:
+            points = [None]
+        if any(q is None for q in points):
             raise TypeError(f"split: split points must be ints, got {indices_or_sections!r}")
-        points = [int(q) for q in points]
     edges = [0] + points + [n]
     return [getitem(x, (slice(None),) * axis + (slice(lo, hi),)) for lo, hi in zip(edges[:-1], edges[1:])]
 

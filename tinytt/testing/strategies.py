@@ -119,7 +119,7 @@ def tt_matrix_cores(min_order: int = 1, max_order: int = 4, max_mode: int = 5, m
                     dtype=numpy.float64):
     """Strategy for the cores of a random TT-matrix: a list of N arrays ``(r_{k-1}, v_k, d_k, r_k)``
     with shapes from ``tt_matrix_shapes``, ranks from ``tt_ranks`` and standard normal entries
-    (from a drawn seed) in ``dtype`` (float16, float32 or float64). ``[c.shape[1] for c in
+    (from a drawn seed) in ``dtype`` (a float or complex dtype). ``[c.shape[1] for c in
     cores]`` is the row shape, ``c.shape[2]`` the column shape; ``tinytt.TTMatrix(cores).full()``
     is the dense matrix. Arguments are checked at the call."""
     shapes_ = tt_matrix_shapes(min_order, max_order, max_mode)
@@ -128,8 +128,8 @@ def tt_matrix_cores(min_order: int = 1, max_order: int = 4, max_mode: int = 5, m
         resolved = numpy.dtype(dtype)
     except TypeError:
         resolved = None
-    if resolved is None or resolved.kind != "f":
-        raise ValueError(f"tt_matrix_cores: dtype must be float16, float32 or float64, got {dtype!r}")
+    if resolved is None or resolved.kind not in "fc":
+        raise ValueError(f"tt_matrix_cores: dtype must be a float or complex dtype, got {dtype!r}")
     return _tt_matrix_cores(shapes_, max_rank, resolved)
 
 
@@ -189,8 +189,8 @@ def lstm_problems(max_batch: int = 4, max_time: int = 6, max_size: int = 4, max_
     - ``h0``, ``c0``: None or ``(num_layers * directions, B, H)``.
 
     Load the weights with ``LSTM(...).load_state_dict(problem["weights"])`` (dtype float64).
-    The sizes are ints >= 1 and ``weight_scales`` a non-empty sequence of positive finite
-    numbers (checked at the call).
+    The sizes are ints >= 1 and ``weight_scales`` a non-empty sequence of finite numbers >= 0
+    (checked at the call).
     """
     where = "lstm_problems"
     sizes = [int_arg(where, n, v) for n, v in (("max_batch", max_batch), ("max_time", max_time),
@@ -199,8 +199,8 @@ def lstm_problems(max_batch: int = 4, max_time: int = 6, max_size: int = 4, max_
         scales = tuple(float(s) for s in weight_scales)
     except (TypeError, ValueError):
         scales = ()
-    if not scales or not all(0 < s < float("inf") for s in scales):
-        raise ValueError(f"{where}: weight_scales must be a non-empty sequence of positive finite numbers, "
+    if not scales or not all(0 <= s < float("inf") for s in scales):
+        raise ValueError(f"{where}: weight_scales must be a non-empty sequence of finite numbers >= 0, "
                          f"got {weight_scales!r}")
     return _lstm_problems(*sizes, scales)
 
