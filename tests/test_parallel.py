@@ -301,3 +301,18 @@ def test_parallel_helpers_work_in_a_forked_child(monkeypatch):
         time.sleep(0.05)
     os.kill(pid, 9)
     pytest.fail("the forked child hung in run_tasks or submit")
+
+
+def test_helpers_check_their_integer_arguments():
+    from tinytt import parallel
+
+    for args in ((10, 0), (10, -2), (10.5, 2), (10, 2.5)):
+        with pytest.raises(ValueError, match="split_range"):
+            parallel.split_range(*args)
+    for n_groups in (0, 2.0):
+        with pytest.raises(ValueError, match="n_groups"):
+            parallel.deal([(1, None)], n_groups)
+    with pytest.raises(TypeError, match="min_weight"):
+        parallel.run_jobs([(1, lambda: None)], min_weight="x")
+    import numpy
+    assert parallel.split_range(numpy.int64(10), numpy.int64(2)) == [(0, 5), (5, 10)]

@@ -26,12 +26,14 @@ use; ``1`` turns off the library's use of threads). CuPy arrays never go through
 
 from __future__ import annotations
 
+import numbers
 import os
 import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from . import blas_threads
+from ._validate import int_arg
 
 
 __all__ = ["num_threads", "map_blocks", "run_blocks", "run_tasks", "run_jobs", "deal", "submit", "split_range"]
@@ -76,8 +78,12 @@ def _executor(n: int) -> ThreadPoolExecutor:
 
 def split_range(n: int, parts: int, min_size: int = 1) -> list:
     """Split ``range(n)`` into at most ``parts`` contiguous ``(start, stop)`` blocks of
-    nearly equal size, none smaller than ``min_size`` (except when n itself is smaller)."""
-    if n <= 0:
+    nearly equal size, none smaller than ``min_size`` (except when n itself is smaller).
+    ``n`` is an int >= 0, ``parts`` and ``min_size`` ints >= 1 (ValueError otherwise)."""
+    n = int_arg("split_range", "n", n, low=0)
+    parts = int_arg("split_range", "parts", parts)
+    min_size = int_arg("split_range", "min_size", min_size)
+    if n == 0:
         return []
     parts = max(1, min(parts, n // max(min_size, 1)))
     bounds = [n * k // parts for k in range(parts + 1)]
@@ -252,7 +258,9 @@ def run_tasks(tasks) -> list:
 def deal(jobs, n_groups: int) -> list:
     """Split ``(weight, fn)`` jobs into at most ``n_groups`` non-empty lists of fns with
     nearly equal total weight: largest job first, each to the lightest group so far
-    (ties keep the jobs' order, so the split is the same on every run)."""
+    (ties keep the jobs' order, so the split is the same on every run). ``n_groups`` is an
+    int >= 1."""
+    n_groups = int_arg("deal", "n_groups", n_groups)
     groups = [[] for _ in range(n_groups)]
     loads = [0] * n_groups
     for weight, fn in sorted(jobs, key=lambda job: -job[0]):
@@ -273,6 +281,8 @@ def run_jobs(jobs, min_weight=0, gemm: bool = False) -> None:
     Jobs must write to disjoint memory. Returns nothing; re-raises a job's exception.
     """
     jobs = list(jobs)
+    if isinstance(min_weight, bool) or not isinstance(min_weight, numbers.Real):
+        raise TypeError(f"run_jobs: min_weight must be a number, got {min_weight!r}")
     threads = num_threads()
     if (threads < 2 or len(jobs) < 2 or sum(w for w, _ in jobs) < min_weight
             or (gemm and not blas_threads.cooperative())):

@@ -485,3 +485,38 @@ def test_plan_passes_the_digits_present_to_the_cost_model(monkeypatch):
     assert last.mode == "select" and len(last.spans) == 16
     monkeypatch.setattr(lookup_module, "_digits_present", lambda uniq, shape, xp: list(shape))
     assert plan_lookup(ids, row_shape, col_shape, ranks, strategy="prefix").levels[-1].mode == "expand"
+
+
+def test_plan_and_checked_rows_check_their_own_arguments():
+    """plan_lookup computed digits in the ids' own dtype (int8 ids gave wrong rows, uint8 ids
+    overflowed) and read id -1 as the last row; rows_of_checked_ids skipped every check but the
+    ids' (a wrong row_shape gave other rows, a bad padding_idx was ignored); mode was checked
+    late or not at all."""
+    from tinytt.tt.lookup import rows_of_checked_ids
+
+    rng = numpy.random.default_rng(0)
+    row_shape, col_shape, ranks = (4, 8, 8), (2, 2, 2), (1, 3, 3, 1)
+    cores = [rng.standard_normal((ranks[k], v, d, ranks[k + 1])) for k, (v, d) in enumerate(zip(row_shape, col_shape))]
+    dense = tt.TTMatrix([tt.Tensor(c) for c in cores]).full().data
+    ids = rng.integers(0, 127, size=100)
+    for strategy in STRATEGIES:
+        plan = plan_lookup(ids.astype(numpy.int8), row_shape, col_shape, ranks, strategy=strategy)
+        wide = plan_lookup(ids, row_shape, col_shape, ranks, strategy=strategy)
+        assert numpy.array_equal(plan.inverse, wide.inverse) and numpy.array_equal(plan.uniq, wide.uniq)
+    plan_lookup(numpy.array([0, 5, 200], dtype=numpy.uint8), (2, 300), (1, 1), (1, 1, 1))
+    with pytest.raises(IndexError, match=r"ids must lie in \[0, 256\)"):
+        plan_lookup(numpy.array([-1, 0]), row_shape, col_shape, ranks)
+    with pytest.raises(ValueError, match="mode"):
+        plan_lookup(ids, row_shape, col_shape, ranks, mode=["select"])
+    tensors = [tt.Tensor(c) for c in cores]
+    good = rows_of_checked_ids(tensors, ids[:5], row_shape, col_shape)
+    assert_close(good.data, dense[ids[:5]])
+    with pytest.raises(ValueError, match="row_shape"):
+        rows_of_checked_ids(tensors, ids[:5], (8, 4, 8), col_shape)
+    for pad in (-1, 256, 1.5):
+        with pytest.raises(ValueError, match="padding_idx"):
+            rows_of_checked_ids(tensors, ids[:5], row_shape, col_shape, padding_idx=pad)
+    for mode in ("bogus", ["select"]):
+        with pytest.raises(ValueError, match="mode"):
+            tt_matrix_rows(tensors, numpy.zeros(0, dtype=numpy.int64), row_shape, col_shape, mode=mode)
+    assert tt_matrix_rows(tensors, ids[:5], row_shape, col_shape, padding_idx=numpy.array(5)).shape == (5, 8)

@@ -103,3 +103,23 @@ def test_large_primes_and_semiprimes_factor_quickly():
     assert _prime_factors(2**61 - 1) == [2**61 - 1]
     assert _prime_factors((2**31 - 1) * (2**61 - 1)) == [2**31 - 1, 2**61 - 1]
     assert auto_shape(2**61 - 1, 3) == (1, 1, 2**61 - 1)
+
+
+def test_shape_helpers_check_their_arguments():
+    import numpy
+
+    from tinytt.tt.init import glorot_std
+    from tinytt.tt.shapes import normalize_ranks, shape_entropy
+
+    with pytest.raises(ValueError, match="equal length"):
+        glorot_std((25, 30, 40), (4, 8), 16)
+    with pytest.raises(ValueError, match="positive"):
+        glorot_std((-5,), (2,), 1)
+    for factors in ([], [-1, 2], [1, 0]):
+        with pytest.raises(ValueError, match="shape_entropy"):
+            shape_entropy(factors)
+    assert isinstance(shape_entropy([5]), float)
+    for ndim in (0, -1):
+        with pytest.raises(ValueError, match="ndim"):
+            normalize_ranks(3, ndim)
+    assert normalize_ranks(numpy.array(3), 2) == [1, 3, 1]

@@ -25,8 +25,13 @@ __all__ = ["glorot_std", "glorot_tt_matrix_cores", "glorot_tt_matrix"]
 def glorot_std(row_shape, col_shape, ranks) -> float:
     """Per-entry core std ``s = (sigma^2 / prod_k r_k)^(1/(2N))``, ``sigma^2 = 2 / (prod m + prod n)``:
     the std the cores are drawn with (before ``glorot_tt_matrix_cores``' common rescaling)."""
+    row_shape = positive_int_tuple(row_shape, "glorot_std: row_shape")
+    col_shape = positive_int_tuple(col_shape, "glorot_std: col_shape")
+    if len(row_shape) != len(col_shape) or not row_shape:
+        raise ValueError(f"glorot_std: row_shape and col_shape must be non-empty and of equal length, got "
+                         f"{row_shape} and {col_shape}")
     n = len(row_shape)
-    ranks = normalize_ranks(ranks, n, "rank")
+    ranks = normalize_ranks(ranks, n, "glorot_std: ranks")
     return (_glorot_variance(row_shape, col_shape) / math.prod(ranks[1:-1])) ** (1.0 / (2 * n))
 
 

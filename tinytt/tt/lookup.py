@@ -66,6 +66,7 @@ import collections
 import functools
 import math
 import numbers
+import operator
 import os
 import threading
 from dataclasses import dataclass
@@ -324,9 +325,18 @@ def plan_lookup(flat_ids, row_shape, col_shape, ranks, strategy: str = "auto", m
     by digit here, so each digit's nodes are contiguous; parents, the final rows and
     the batch's ``inverse`` are relabelled to match.
     """
-    if mode not in (None, "select", "expand"):
+    if not (mode is None or (isinstance(mode, str) and mode in ("select", "expand"))):
         raise ValueError(f"mode must be None, 'select' or 'expand', got {mode!r}")
     xp = get_xp(flat_ids)
+    if flat_ids.ndim != 1 or flat_ids.dtype.kind not in "iu":
+        raise ValueError(f"plan_lookup: flat_ids must be a 1-D integer array, got {flat_ids.dtype} of shape "
+                         f"{tuple(flat_ids.shape)}")
+    if flat_ids.dtype != xp.intp:
+        flat_ids = flat_ids.astype(xp.intp)   # narrow dtypes would wrap in the digit arithmetic
+    n_rows = math.prod(row_shape)
+    if flat_ids.shape[0] and xp is numpy and not (0 <= int(flat_ids.min()) and int(flat_ids.max()) < n_rows):
+        raise IndexError(f"plan_lookup: ids must lie in [0, {n_rows}), got values from {int(flat_ids.min())} to "
+                         f"{int(flat_ids.max())}")
     uniq, inverse = _unique_inverse(flat_ids, math.prod(row_shape), xp)
     counts = _node_counts(uniq, row_shape, "prefix", xp) if strategy in ("auto", "prefix") else None
     present = _digits_present(uniq, row_shape, xp) if strategy in ("auto", "prefix") else None
@@ -626,12 +636,28 @@ def tt_matrix_rows(cores, ids, row_shape, col_shape, strategy: str = "auto", pad
     cores = [c if isinstance(c, Tensor) else Tensor(c) for c in cores]
     row_shape, col_shape = _check_core_shapes(cores, row_shape, col_shape)
     n_rows = math.prod(row_shape)
-    if padding_idx is not None and (isinstance(padding_idx, bool) or not isinstance(padding_idx, numbers.Integral)
-                                    or not 0 <= padding_idx < n_rows):
-        raise ValueError(f"tt_matrix_rows: padding_idx must be None or an int in [0, {n_rows}), got {padding_idx!r}")
+    padding_idx = _check_lookup_options(strategy, mode, padding_idx, n_rows, "tt_matrix_rows")
     xp = get_xp(*(c.data for c in cores))
     ids = check_ids(ids, n_rows, xp, "tt_matrix_rows")
     return rows_of_checked_ids(cores, ids, row_shape, col_shape, strategy, padding_idx, mode=mode)
+
+
+def _check_lookup_options(strategy, mode, padding_idx, n_rows: int, where: str):
+    """Check ``strategy``, ``mode`` and ``padding_idx`` (None or an int, NumPy integer or 0-d
+    integer array in [0, n_rows)); returns padding_idx as an int or None."""
+    if not isinstance(strategy, str) or (strategy != "auto" and strategy not in STRATEGIES):
+        raise ValueError(f"strategy must be 'auto' or one of {STRATEGIES}, got {strategy!r}")
+    if not (mode is None or (isinstance(mode, str) and mode in ("select", "expand"))):
+        raise ValueError(f"mode must be None, 'select' or 'expand', got {mode!r}")
+    if padding_idx is None:
+        return None
+    try:
+        pad = None if isinstance(padding_idx, (bool, numpy.bool_)) else operator.index(padding_idx)
+    except TypeError:
+        pad = None
+    if pad is None or not 0 <= pad < n_rows:
+        raise ValueError(f"{where}: padding_idx must be None or an int in [0, {n_rows}), got {padding_idx!r}")
+    return pad
 
 
 def _check_core_shapes(cores, row_shape, col_shape) -> tuple:
@@ -660,9 +686,11 @@ def rows_of_checked_ids(cores, ids, row_shape, col_shape, strategy: str = "auto"
                         *, mode=None) -> Tensor:
     """``tt_matrix_rows`` without validating ``ids`` (a backend integer array already checked
     with ``ops.check_ids``): callers that validated against a tighter bound (the real
-    vocabulary of ``TTEmbedding``) skip a second pass over the ids."""
-    if strategy != "auto" and strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be 'auto' or one of {STRATEGIES}, got {strategy!r}")
+    vocabulary of ``TTEmbedding``) skip a second pass over the ids. Every other argument is
+    checked as ``tt_matrix_rows`` checks it."""
+    cores = [c if isinstance(c, Tensor) else Tensor(c) for c in cores]
+    row_shape, col_shape = _check_core_shapes(cores, row_shape, col_shape)
+    padding_idx = _check_lookup_options(strategy, mode, padding_idx, math.prod(row_shape), "rows_of_checked_ids")
     arrays = [c.data for c in cores]
     xp = get_xp(*arrays)
     d_total = math.prod(col_shape)

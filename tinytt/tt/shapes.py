@@ -147,9 +147,13 @@ def _factor_tuples(n: int, d: int, lo: int, divisors: list[int]):
 
 
 def shape_entropy(factors: Sequence[int]) -> float:
-    """Entropy ``-sum p log p`` of ``p = f / sum(f)`` (natural log, like ``scipy.stats.entropy``)."""
+    """Entropy ``-sum p log p`` of ``p = f / sum(f)`` (natural log, like ``scipy.stats.entropy``)
+    for a non-empty sequence of positive factors (ValueError otherwise)."""
+    factors = positive_int_tuple(factors, "shape_entropy: factors")
+    if not factors:
+        raise ValueError("shape_entropy: factors must not be empty")
     total = float(sum(factors))
-    return -sum((f / total) * math.log(f / total) for f in factors if f > 0)
+    return float(-sum((f / total) * math.log(f / total) for f in factors))
 
 
 def _arrange(factors: tuple[int, ...], mode: str) -> tuple[int, ...]:
@@ -245,8 +249,12 @@ def normalize_ranks(ranks, ndim: int, name: str = "ranks") -> list[int]:
 
     Boundary ranks must be 1. Raises ValueError/TypeError naming ``name`` otherwise.
     """
+    if isinstance(ndim, bool) or not isinstance(ndim, int) or ndim < 1:
+        raise ValueError(f"normalize_ranks: ndim must be an int >= 1, got {ndim!r}")
     if isinstance(ranks, bool):
         raise TypeError(f"{name} must be an int or a list of {ndim + 1} ints, got {ranks!r}")
+    if getattr(ranks, "ndim", None) == 0:
+        ranks = ranks.item() if hasattr(ranks, "item") else ranks   # a 0-d array: its int
     if isinstance(ranks, int) or hasattr(ranks, "__index__") and not hasattr(ranks, "__len__"):
         r = _check_positive_int(ranks, name)
         return [1] + [r] * (ndim - 1) + [1]
