@@ -316,3 +316,4 @@ def test_helpers_check_their_integer_arguments():
         parallel.run_jobs([(1, lambda: None)], min_weight="x")
     import numpy
     assert parallel.split_range(numpy.int64(10), numpy.int64(2)) == [(0, 5), (5, 10)]
+    assert parallel.split_range(10, 4, 0) == [(0, 2), (2, 5), (5, 7), (7, 10)]   # min_size 0 counts as 1

@@ -79,10 +79,11 @@ def _executor(n: int) -> ThreadPoolExecutor:
 def split_range(n: int, parts: int, min_size: int = 1) -> list:
     """Split ``range(n)`` into at most ``parts`` contiguous ``(start, stop)`` blocks of
     nearly equal size, none smaller than ``min_size`` (except when n itself is smaller).
-    ``n`` is an int >= 0, ``parts`` and ``min_size`` ints >= 1 (ValueError otherwise)."""
+    ``n`` and ``min_size`` are ints >= 0 (a ``min_size`` of 0 counts as 1), ``parts`` an int
+    >= 1 (ValueError otherwise)."""
     n = int_arg("split_range", "n", n, low=0)
     parts = int_arg("split_range", "parts", parts)
-    min_size = int_arg("split_range", "min_size", min_size)
+    min_size = int_arg("split_range", "min_size", min_size, low=0)
     if n == 0:
         return []
     parts = max(1, min(parts, n // max(min_size, 1)))

@@ -122,4 +122,4 @@ def test_shape_helpers_check_their_arguments():
     for ndim in (0, -1):
         with pytest.raises(ValueError, match="ndim"):
             normalize_ranks(3, ndim)
-    assert normalize_ranks(numpy.array(3), 2) == [1, 3, 1]
+    assert normalize_ranks(numpy.array(3), 2) == [1, 3, 1] and normalize_ranks(4, numpy.int64(3)) == [1, 4, 4, 1]

@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from .._validate import int_arg
+
 __all__ = ["auto_shape", "suggest_shape", "tt_matrix_num_params", "shape_entropy", "normalize_ranks"]
 
 _MODES = ("ascending", "descending", "mixed")
@@ -249,8 +251,7 @@ def normalize_ranks(ranks, ndim: int, name: str = "ranks") -> list[int]:
 
     Boundary ranks must be 1. Raises ValueError/TypeError naming ``name`` otherwise.
     """
-    if isinstance(ndim, bool) or not isinstance(ndim, int) or ndim < 1:
-        raise ValueError(f"normalize_ranks: ndim must be an int >= 1, got {ndim!r}")
+    ndim = int_arg("normalize_ranks", "ndim", ndim)
     if isinstance(ranks, bool):
         raise TypeError(f"{name} must be an int or a list of {ndim + 1} ints, got {ranks!r}")
     if getattr(ranks, "ndim", None) == 0:
