@@ -10,15 +10,23 @@ import operator
 
 import numpy
 
-__all__ = ["int_arg", "number_arg"]
+__all__ = ["as_int", "int_arg", "number_arg"]
+
+
+def as_int(value):
+    """``value`` as a Python int when it is an int, NumPy integer or 0-d integer array (not a
+    bool: True is no index), else None."""
+    if isinstance(value, (bool, numpy.bool_)):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
 
 
 def int_arg(where: str, name: str, value, low: int = 1) -> int:
     """``value`` (an int, NumPy integer or 0-d integer array; not a bool) as an int >= ``low``."""
-    try:
-        out = None if isinstance(value, (bool, numpy.bool_)) else operator.index(value)
-    except TypeError:
-        out = None
+    out = as_int(value)
     if out is None or out < low:
         raise ValueError(f"{where}: {name} must be an int >= {low}, got {value!r}")
     return out

@@ -25,9 +25,10 @@ calls it on import; the ``tinytt`` command calls it for ``train`` and ``demo`` (
 from __future__ import annotations
 
 import ctypes
-import operator
 import os
 import sys
+
+from ._validate import as_int
 
 __all__ = ["keep_freed_memory", "kept_bytes"]
 
@@ -51,11 +52,7 @@ def keep_freed_memory(pad_bytes: int = 256 << 20) -> bool:
         TypeError / ValueError for a pad that is not a non-negative int below 2**31.
     Cost: one C call; afterwards the process may hold up to ``pad_bytes`` more memory.
     """
-    try:   # an int, NumPy integer or 0-d integer array; not a bool
-        pad_bytes = None if isinstance(pad_bytes, bool) or type(pad_bytes).__name__ == "bool_" \
-            else operator.index(pad_bytes)
-    except TypeError:
-        pad_bytes = None
+    pad_bytes = as_int(pad_bytes)
     if pad_bytes is None:
         raise TypeError("keep_freed_memory: pad_bytes must be an int")
     if not 0 <= pad_bytes < 1 << 31:

@@ -88,10 +88,8 @@ def _fraction(text):
 
 
 def _tt_shape(text):
-    from .models import parse_tt_shape
-
     try:
-        rows, cols = parse_tt_shape(text)
+        rows, cols = models.parse_tt_shape(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     if len(rows) < 2:  # as --cores: one core is just the dense matrix
@@ -476,7 +474,6 @@ def cmd_train(args, parser) -> int:
     """``tinytt train``: read the data, build the model (or resume a checkpoint), train with
     Adam, evaluate, optionally save; returns the exit code. Bad arguments go to
     ``parser.error`` (exit status 2) with a message naming the flag."""
-    from . import models
     from .data import Vocab
     from .optim import Adam
     from .train import (ClassificationData, ClassificationTask, LanguageModelTask, fit, load_checkpoint, lm_stream,
@@ -615,7 +612,6 @@ def cmd_train(args, parser) -> int:
 # ----------------------------------------------------------------------------- eval
 def cmd_eval(args, parser) -> int:
     """``tinytt eval``: load a checkpoint and report its metric on ``--test``; returns the exit code."""
-    from . import models
     from .data import read_lm_tokens, read_tsv, tokenize
     from .train import ClassificationData, ClassificationTask, LanguageModelTask, load_checkpoint, lm_stream
 
@@ -814,7 +810,6 @@ def run_demo(steps=None, seconds=None, vocab_size=None, show_progress=True, out=
     each per batch), so both get the same number of steps even when the wall-time cap
     ``seconds`` (both models together) ends training before ``steps``.
     """
-    from . import models
     from .backend import to_device
     from .data import Vocab, bptt_batches, load_embedded_corpus, progress
     from .functional import cross_entropy

@@ -8,10 +8,10 @@ from many small primitives.
 from __future__ import annotations
 
 import numbers
-import operator
 
 import numpy
 
+from ._validate import as_int
 from .backend import get_xp, sum_dtype
 from .ops import as_tensor, astype, stable_sigmoid
 from .tensor import Tensor, record
@@ -115,13 +115,8 @@ def _numeric_targets(targets, xp, dtype, where: str):
 def _check_loss_options(ignore_index, label_smoothing, where: str) -> None:
     """ignore_index: None or an int (not a bool: True would ignore class 1); label_smoothing:
     a number in [0, 1). ValueError/TypeError naming the argument otherwise."""
-    if ignore_index is not None:
-        try:
-            ok = not isinstance(ignore_index, (bool, numpy.bool_)) and operator.index(ignore_index) is not None
-        except TypeError:
-            ok = False
-        if not ok:
-            raise TypeError(f"{where}: ignore_index must be None or an int, got {ignore_index!r}")
+    if ignore_index is not None and as_int(ignore_index) is None:
+        raise TypeError(f"{where}: ignore_index must be None or an int, got {ignore_index!r}")
     if isinstance(label_smoothing, (bool, numpy.bool_)) or not isinstance(label_smoothing, (numbers.Real, numpy.ndarray)) \
             or numpy.ndim(label_smoothing) != 0 or not 0.0 <= float(label_smoothing) < 1.0:
         raise ValueError(f"{where}: label_smoothing must be a number in [0, 1), got {label_smoothing!r}")

@@ -17,11 +17,11 @@ accumulates. The operator methods of ``Tensor`` (``+``, ``@``, ``x[i]``,
 from __future__ import annotations
 
 import numbers
-import operator
 
 import numpy
 
 from . import parallel
+from ._validate import as_int
 from .backend import get_xp, index_add, scatter_add
 from .tensor import Tensor, record
 
@@ -519,10 +519,7 @@ def split(x, indices_or_sections, axis: int = 0) -> list:
             raise TypeError(f"split: indices_or_sections must be an int or a sequence of int split points, "
                             f"got {indices_or_sections!r}")
         points = list(sections.tolist() if hasattr(sections, "tolist") else sections)
-        try:   # ints, NumPy integers and 0-d integer arrays
-            points = [None if isinstance(q, (bool, numpy.bool_)) else operator.index(q) for q in points]
-        except TypeError:
-            points = [None]
+        points = [as_int(q) for q in points]   # ints, NumPy integers and 0-d integer arrays
         if any(q is None for q in points):
             raise TypeError(f"split: split points must be ints, got {indices_or_sections!r}")
     edges = [0] + points + [n]

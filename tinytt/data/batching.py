@@ -11,12 +11,11 @@
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from .._validate import int_arg
+from .._validate import as_int, int_arg
 
 __all__ = ["pad_sequences", "BucketBatcher", "iterate_batches", "bptt_batches"]
 
@@ -33,10 +32,7 @@ def _check_max_len(max_len, where):
 
 def _check_pad_id(pad_id, where):
     """An int64 value (negative ones too: -100 pads targets for ``ignore_index=-100``)."""
-    try:
-        value = None if isinstance(pad_id, (bool, np.bool_)) else operator.index(pad_id)
-    except TypeError:
-        value = None
+    value = as_int(pad_id)
     if value is None or not -2 ** 63 <= value < 2 ** 63:
         raise ValueError(f"{where}: pad_id must be an int64 value, got {pad_id!r}")
     return value

@@ -15,7 +15,7 @@ from ..backend import get_xp
 from ..tensor import Tensor
 from ..tt.init import glorot_tt_matrix_cores
 from ..ops import check_ids
-from ..tt.lookup import STRATEGIES, rows_of_checked_ids
+from ..tt.lookup import rows_of_checked_ids
 from ..tt.shapes import auto_shape, matrix_shape_arg, normalize_ranks, suggest_shape, tt_matrix_num_params
 from ..tt.tt_matrix import TTMatrix, tt_matrix_svd
 from .layers import check_padding_idx
@@ -163,12 +163,12 @@ class TTEmbedding(Module):
     @property
     def row_shape(self) -> tuple:
         """Factors ``(v_1, ..., v_N)`` of the padded vocabulary size V'."""
-        return self.matrix.row_shape
+        return tuple(int(c.shape[1]) for c in self.cores)   # (not via .matrix: no re-validation per call)
 
     @property
     def col_shape(self) -> tuple:
         """Factors ``(d_1, ..., d_N)`` of the embedding dimension D."""
-        return self.matrix.col_shape
+        return tuple(int(c.shape[2]) for c in self.cores)
 
     @property
     def ranks(self) -> tuple:
@@ -216,7 +216,5 @@ class TTEmbedding(Module):
         if ids.size == 0:
             raise ValueError(f"TTEmbedding: ids must not be empty, got shape {tuple(ids.shape)}")
         strategy = self.strategy if strategy is None else strategy
-        if strategy != "auto" and strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be 'auto' or one of {STRATEGIES}, got {strategy!r}")
         return rows_of_checked_ids(self.cores, ids, self.row_shape, self.col_shape, strategy=strategy,
                                    padding_idx=self.padding_idx)

@@ -15,13 +15,12 @@ All arrays are NumPy arrays on the host; move them to a device yourself.
 
 from __future__ import annotations
 
-import operator
 
 import numpy
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from .._validate import int_arg
+from .._validate import as_int, int_arg
 
 __all__ = ["shapes", "broadcastable_shapes", "float_arrays", "tt_shapes", "tt_ranks", "tt_matrix_shapes",
            "tt_matrix_cores", "embedding_ids", "lstm_problems"]
@@ -151,12 +150,7 @@ def embedding_ids(num_embeddings: int, max_dims: int = 3, max_side: int = 6, pad
     num_embeddings = int_arg(where, "num_embeddings", num_embeddings)
     max_dims, max_side = int_arg(where, "max_dims", max_dims), int_arg(where, "max_side", max_side)
     if padding_idx is not None:
-        pad = None
-        if not isinstance(padding_idx, (bool, numpy.bool_)):
-            try:
-                pad = operator.index(padding_idx)  # int, NumPy integer, 0-d integer array
-            except TypeError:
-                pass
+        pad = as_int(padding_idx)
         if pad is None or not 0 <= pad < num_embeddings:
             raise ValueError(f"embedding_ids: padding_idx must be None or an int in [0, {num_embeddings}), "
                              f"got {padding_idx!r}")

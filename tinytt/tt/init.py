@@ -16,7 +16,7 @@ import numpy
 
 from .. import backend
 from ..tensor import Tensor
-from .shapes import normalize_ranks, positive_int_tuple
+from .shapes import matrix_shapes, normalize_ranks
 from .tt_matrix import TTMatrix
 
 __all__ = ["glorot_std", "glorot_tt_matrix_cores", "glorot_tt_matrix"]
@@ -25,11 +25,7 @@ __all__ = ["glorot_std", "glorot_tt_matrix_cores", "glorot_tt_matrix"]
 def glorot_std(row_shape, col_shape, ranks) -> float:
     """Per-entry core std ``s = (sigma^2 / prod_k r_k)^(1/(2N))``, ``sigma^2 = 2 / (prod m + prod n)``:
     the std the cores are drawn with (before ``glorot_tt_matrix_cores``' common rescaling)."""
-    row_shape = positive_int_tuple(row_shape, "glorot_std: row_shape")
-    col_shape = positive_int_tuple(col_shape, "glorot_std: col_shape")
-    if len(row_shape) != len(col_shape) or not row_shape:
-        raise ValueError(f"glorot_std: row_shape and col_shape must be non-empty and of equal length, got "
-                         f"{row_shape} and {col_shape}")
+    row_shape, col_shape = matrix_shapes(row_shape, col_shape, "glorot_std")
     n = len(row_shape)
     ranks = normalize_ranks(ranks, n, "glorot_std: ranks")
     return (_glorot_variance(row_shape, col_shape) / math.prod(ranks[1:-1])) ** (1.0 / (2 * n))
@@ -50,12 +46,7 @@ def glorot_tt_matrix_cores(row_shape, col_shape, rank, seed=None, dtype="float32
     :mod:`tinytt.nn.init` does): one seed gives the same layer in float32 and float64 and on
     every backend. Cost O(number of parameters).
     """
-    row_shape = positive_int_tuple(row_shape, "row_shape")
-    col_shape = positive_int_tuple(col_shape, "col_shape")
-    if len(row_shape) != len(col_shape) or not row_shape:
-        raise ValueError(
-            f"row_shape and col_shape must be non-empty and of equal length, got {row_shape} and {col_shape}"
-        )
+    row_shape, col_shape = matrix_shapes(row_shape, col_shape)
     ranks = normalize_ranks(rank, len(row_shape), "rank")
     dtype = numpy.dtype(dtype)
     if dtype not in (numpy.float32, numpy.float64):

@@ -66,13 +66,13 @@ import collections
 import functools
 import math
 import numbers
-import operator
 import os
 import threading
 from dataclasses import dataclass
 
 import numpy
 
+from .._validate import as_int
 from ..backend import get_xp, scatter_add, take_rows
 from ..einsum import CacheInfo   # (hits, misses, size), as for einsum's plan cache
 from ..ops import check_ids
@@ -325,8 +325,7 @@ def plan_lookup(flat_ids, row_shape, col_shape, ranks, strategy: str = "auto", m
     by digit here, so each digit's nodes are contiguous; parents, the final rows and
     the batch's ``inverse`` are relabelled to match.
     """
-    if not (mode is None or (isinstance(mode, str) and mode in ("select", "expand"))):
-        raise ValueError(f"mode must be None, 'select' or 'expand', got {mode!r}")
+    _check_mode(mode)
     xp = get_xp(flat_ids)
     if flat_ids.ndim != 1 or flat_ids.dtype.kind not in "iu":
         raise ValueError(f"plan_lookup: flat_ids must be a 1-D integer array, got {flat_ids.dtype} of shape "
@@ -639,7 +638,12 @@ def tt_matrix_rows(cores, ids, row_shape, col_shape, strategy: str = "auto", pad
     padding_idx = _check_lookup_options(strategy, mode, padding_idx, n_rows, "tt_matrix_rows")
     xp = get_xp(*(c.data for c in cores))
     ids = check_ids(ids, n_rows, xp, "tt_matrix_rows")
-    return rows_of_checked_ids(cores, ids, row_shape, col_shape, strategy, padding_idx, mode=mode)
+    return _lookup(cores, ids, row_shape, col_shape, strategy, padding_idx, mode)
+
+
+def _check_mode(mode) -> None:
+    if not (mode is None or (isinstance(mode, str) and mode in ("select", "expand"))):
+        raise ValueError(f"mode must be None, 'select' or 'expand', got {mode!r}")
 
 
 def _check_lookup_options(strategy, mode, padding_idx, n_rows: int, where: str):
@@ -647,14 +651,10 @@ def _check_lookup_options(strategy, mode, padding_idx, n_rows: int, where: str):
     integer array in [0, n_rows)); returns padding_idx as an int or None."""
     if not isinstance(strategy, str) or (strategy != "auto" and strategy not in STRATEGIES):
         raise ValueError(f"strategy must be 'auto' or one of {STRATEGIES}, got {strategy!r}")
-    if not (mode is None or (isinstance(mode, str) and mode in ("select", "expand"))):
-        raise ValueError(f"mode must be None, 'select' or 'expand', got {mode!r}")
+    _check_mode(mode)
     if padding_idx is None:
         return None
-    try:
-        pad = None if isinstance(padding_idx, (bool, numpy.bool_)) else operator.index(padding_idx)
-    except TypeError:
-        pad = None
+    pad = as_int(padding_idx)
     if pad is None or not 0 <= pad < n_rows:
         raise ValueError(f"{where}: padding_idx must be None or an int in [0, {n_rows}), got {padding_idx!r}")
     return pad
@@ -691,6 +691,11 @@ def rows_of_checked_ids(cores, ids, row_shape, col_shape, strategy: str = "auto"
     cores = [c if isinstance(c, Tensor) else Tensor(c) for c in cores]
     row_shape, col_shape = _check_core_shapes(cores, row_shape, col_shape)
     padding_idx = _check_lookup_options(strategy, mode, padding_idx, math.prod(row_shape), "rows_of_checked_ids")
+    return _lookup(cores, ids, row_shape, col_shape, strategy, padding_idx, mode)
+
+
+def _lookup(cores, ids, row_shape, col_shape, strategy, padding_idx, mode) -> Tensor:
+    """The lookup itself, on arguments already checked (``tt_matrix_rows``/``rows_of_checked_ids``)."""
     arrays = [c.data for c in cores]
     xp = get_xp(*arrays)
     d_total = math.prod(col_shape)

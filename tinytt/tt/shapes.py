@@ -38,6 +38,18 @@ def positive_int_tuple(values, name: str) -> tuple:
     return tuple(_check_positive_int(m, f"{name} entry") for m in values)
 
 
+def matrix_shapes(row_shape, col_shape, where: str = "") -> tuple:
+    """``(row_shape, col_shape)`` of a TT-matrix as tuples of positive ints of one non-zero
+    length; TypeError/ValueError (prefixed with ``where``) otherwise."""
+    prefix = f"{where}: " if where else ""
+    row_shape = positive_int_tuple(row_shape, prefix + "row_shape")
+    col_shape = positive_int_tuple(col_shape, prefix + "col_shape")
+    if len(row_shape) != len(col_shape) or not row_shape:
+        raise ValueError(f"{prefix}row_shape and col_shape must be non-empty and of equal length, got "
+                         f"{row_shape} and {col_shape}")
+    return row_shape, col_shape
+
+
 def int_tuple(values, what: str) -> tuple:
     """``values`` (a sequence of ints: Python or NumPy integers, not bools, floats or
     strings) as a tuple of Python ints; ValueError naming ``what`` otherwise. Shared by the
@@ -234,13 +246,7 @@ def tt_matrix_num_params(row_shape: Sequence[int], col_shape: Sequence[int], ran
     an int (every internal rank) or the full list of N+1 ranks with ``r_0 = r_N = 1``.
     Example: ``tt_matrix_num_params((25, 30, 40), (4, 8, 8), 16) == 68160``.
     """
-    row_shape = list(positive_int_tuple(row_shape, "row_shape"))
-    col_shape = list(positive_int_tuple(col_shape, "col_shape"))
-    if len(row_shape) != len(col_shape) or not row_shape:
-        raise ValueError(
-            "row_shape and col_shape must be non-empty and of equal length, "
-            f"got {tuple(row_shape)} and {tuple(col_shape)}"
-        )
+    row_shape, col_shape = matrix_shapes(row_shape, col_shape)
     n = len(row_shape)
     ranks = normalize_ranks(ranks, n, "ranks")
     return sum(ranks[k] * row_shape[k] * col_shape[k] * ranks[k + 1] for k in range(n))
@@ -255,7 +261,7 @@ def normalize_ranks(ranks, ndim: int, name: str = "ranks") -> list[int]:
     if isinstance(ranks, bool):
         raise TypeError(f"{name} must be an int or a list of {ndim + 1} ints, got {ranks!r}")
     if getattr(ranks, "ndim", None) == 0:
-        ranks = ranks.item() if hasattr(ranks, "item") else ranks   # a 0-d array: its int
+        ranks = ranks.item()   # a 0-d array: its int
     if isinstance(ranks, int) or hasattr(ranks, "__index__") and not hasattr(ranks, "__len__"):
         r = _check_positive_int(ranks, name)
         return [1] + [r] * (ndim - 1) + [1]

@@ -19,7 +19,7 @@ from ..ops import as_tensor
 from ..tensor import Tensor
 from .decompositions import round_cores, tt_svd_cores
 from .lookup import tt_matrix_rows
-from .shapes import positive_int_tuple
+from .shapes import matrix_shapes
 from .tensor_train import CoreChain, TensorTrain, _as_core_tensors
 
 __all__ = ["TTMatrix", "tt_matrix_svd"]
@@ -138,12 +138,7 @@ def tt_matrix_svd(w, row_shape, col_shape, eps: float = 1e-12, max_rank=None,
     ``||w - full||_F <= eps ||w||_F`` and ranks ``<= max_rank``. Cost: one transpose copy plus
     the TT-SVD.
     """
-    row_shape = positive_int_tuple(row_shape, "row_shape")
-    col_shape = positive_int_tuple(col_shape, "col_shape")
-    if len(row_shape) != len(col_shape) or not row_shape:
-        raise ValueError(
-            f"row_shape and col_shape must be non-empty and of equal length, got {row_shape} and {col_shape}"
-        )
+    row_shape, col_shape = matrix_shapes(row_shape, col_shape)
     if isinstance(w, Tensor):
         w = w.data
     xp = backend.get_xp(w)
