@@ -649,3 +649,52 @@ def test_dropout_and_cross_entropy_options_are_checked():
         with pytest.raises(exc, match=needle):
             tt.cross_entropy(numpy.zeros((2, 3)), numpy.array([0, 1]), **kw)
     assert nn.CrossEntropyLoss(ignore_index=numpy.int64(1))(numpy.zeros((2, 3)), numpy.array([0, 1])).shape == ()
+
+
+def _numpy_lstm_forward(x, W_ih, W_hh, b):
+    """Oracle in float64 NumPy, written from the equations (no tinytt): (outputs, h, c)."""
+    x, W_ih, W_hh, b = (numpy.asarray(a, dtype=numpy.float64) for a in (x, W_ih, W_hh, b))
+    B, T, _ = x.shape
+    H = W_hh.shape[0]
+    h = numpy.zeros((B, H))
+    c = numpy.zeros((B, H))
+    out = numpy.zeros((B, T, H))
+    for t in range(T):
+        z = x[:, t] @ W_ih + h @ W_hh + b
+        i, f, o = (1.0 / (1.0 + numpy.exp(-z[:, k * H:(k + 1) * H])) for k in (0, 1, 3))
+        g = numpy.tanh(z[:, 2 * H:3 * H])
+        c = f * c + i * g
+        h = o * numpy.tanh(c)
+        out[:, t] = h
+    return out, h, c
+
+
+@pytest.mark.parametrize("dtype, scale, rtol", [("float32", 1e-4, 2e-6), ("float32", 1e-6, 2e-6),
+                                                ("float64", 1e-12, 1e-14)])
+def test_small_pre_activations_keep_their_relative_accuracy(dtype, scale, rtol):
+    # g = tanh(z) of a tiny z: computed as 2 sigmoid(2z) - 1 it cancelled (1.7e-4 relative
+    # error in c at z = 1e-4 in float32, 7e-2 at 1e-6, 9e-5 at 1e-12 in float64)
+    rng = numpy.random.default_rng(3)
+    x = (rng.uniform(0.5, 1.0, (2, 3, 2)) * scale).astype(dtype)
+    W_ih = rng.uniform(0.5, 1.0, (2, 4 * 3)).astype(dtype)
+    W_hh = numpy.zeros((3, 4 * 3), dtype)      # keeps h @ W_hh out: every z stays ~scale
+    b = numpy.zeros(4 * 3, dtype)
+    out, h, c = lstm_layer(*(tt.Tensor(a) for a in (x, W_ih, W_hh, b)))
+    want_out, want_h, want_c = _numpy_lstm_forward(x, W_ih, W_hh, b)
+    for got, want in ((out, want_out), (h, want_h), (c, want_c)):
+        rel = numpy.max(numpy.abs(got.data - want) / numpy.abs(want))
+        assert rel < rtol, (dtype, scale, rel)
+
+
+@pytest.mark.parametrize("dtype, z, rtol", [("float32", -17.0, 1e-5), ("float32", -10.0, 1e-5),
+                                            ("float64", -30.0, 1e-13)])
+def test_gradient_through_a_closed_gate_keeps_its_relative_accuracy(dtype, z, rtol):
+    # d c / d W[i] = x * tanh(z_g) * s (1 - s) with s = sigmoid(z_i): the derivative was
+    # 1/4 - (s - 1/2)^2, which cancels for s near 0 (28 % off at z = -17 in float32)
+    W = tt.Tensor(numpy.array([[z, 0.0, 3.0, 0.0]], dtype), requires_grad=True)
+    x = tt.Tensor(numpy.ones((1, 1, 1), dtype))
+    _, _, c = lstm_layer(x, W, tt.Tensor(numpy.zeros((1, 4), dtype)), tt.Tensor(numpy.zeros(4, dtype)))
+    c.sum().backward()
+    s = 1.0 / (1.0 + numpy.exp(-z))
+    want = numpy.tanh(3.0) * s * (1.0 - s)
+    assert abs(float(W.grad[0, 0]) - want) <= rtol * want

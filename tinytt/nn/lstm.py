@@ -30,10 +30,13 @@ The fused op (``lstm_layer``) records ONE node per layer and direction with VJPs
   BLAS thread (:mod:`tinytt.blas_threads`). Forward at 64 x 200 x 256 -> 128 on 2 cores:
   139 ms serial, 118 ms in row blocks, 0.90x that with the pipeline. Gate
   nonlinearities in preallocated arrays
-  (one ``exp`` over all four gates: the weight columns are pre-scaled by -1 (i, f, o)
-  and -2 (g) so that ``1 / (1 + exp(z'))`` is sigmoid(z) and sigmoid(2z); then
-  ``g = 2 sigmoid(2z) - 1 = tanh(z)``. ``exp`` is several times cheaper than ``tanh``
-  in NumPy, and an overflow to inf gives the exact limit 0).
+  (the i, f, o weight columns are pre-scaled by -1, so ``1 / (1 + exp(z'))`` is
+  sigmoid(z) with no negation pass, and an overflow of ``exp`` to inf gives the exact
+  limit 0; g is ``tanh(z)`` itself: ``2 sigmoid(2z) - 1``, cheaper in NumPy, loses the
+  relative accuracy of small g to cancellation, 1.7e-4 at z = 1e-4 in float32).
+  The backward's gate derivatives are the factored ``a (1 - a)`` and ``(1 - g)(1 + g)``,
+  accurate also for a saturated gate (``1/4 - (a - 1/2)^2`` was 28 % off at
+  sigmoid(-17) in float32).
 - backward: one GEMM per step for ``dh_{t-1} = dz_t @ W_hh^T``; the per-step ``dz_t``
   are kept, and ``dW_ih``, ``dW_hh``, ``dx`` are each ONE large GEMM at the end. On
   NumPy with several cores those products are instead computed per chunk of steps by a
@@ -114,18 +117,18 @@ def check_lengths(lengths, batch: int, time: int, xp):
 def _gate_constants(h: int, dtype, xp):
     """Column constants over the 4H gate columns [i | f | g | o].
 
-    colscale: the weights are pre-multiplied by it so that ``1 / (1 + exp(z'))`` gives
-    sigmoid(z) for i, f, o (scale -1) and sigmoid(2z) for g (scale -2; then g = 2 s - 1).
-    shift, kfac: the backward's derivative ``kfac - (a - shift)^2`` equals a(1 - a)
-    for the sigmoid gates and 1 - g^2 for g.
+    colscale: the weights are pre-multiplied by it, -1 for i, f, o (so that
+    ``1 / (1 + exp(z'))`` gives sigmoid(z)) and 1 for g (``tanh(z)``).
+    offset: the backward's derivative ``(1 - a)(a + offset)`` is a(1 - a) for the sigmoid
+    gates (offset 0) and (1 - g)(1 + g) = 1 - g^2 for g (offset 1). Factored, it keeps its
+    relative accuracy when a gate saturates: ``1 - a`` is exact for a >= 1/2, and a + 0
+    and 1 + g (exact for g <= -1/2) are accurate where the other factor is small.
     """
     colscale = numpy.full(4 * h, -1.0)
-    colscale[2 * h:3 * h] = -2.0
-    shift = numpy.full(4 * h, 0.5)
-    shift[2 * h:3 * h] = 0.0
-    kfac = numpy.full(4 * h, 0.25)
-    kfac[2 * h:3 * h] = 1.0
-    return tuple(xp.asarray(a, dtype=dtype) for a in (colscale, shift, kfac))
+    colscale[2 * h:3 * h] = 1.0
+    offset = numpy.zeros(4 * h)
+    offset[2 * h:3 * h] = 1.0
+    return tuple(xp.asarray(a, dtype=dtype) for a in (colscale, offset))
 
 
 #: a block of batch rows gets its own thread only with at least this many (rows x H)
@@ -201,7 +204,7 @@ def _forward_kernel(x_tm, W_ih, W_hh, b, h0, c0, lengths_np, xp):
     H = W_hh.shape[0]
     G = 4 * H
     dtype = W_hh.dtype
-    colscale, shift, kfac = _gate_constants(H, dtype, xp)
+    colscale, offset = _gate_constants(H, dtype, xp)
     mask = None
     if lengths_np is not None:
         mask = xp.asarray((numpy.arange(T)[None, :] < lengths_np[:, None]).astype(dtype))  # (B, T)
@@ -249,7 +252,7 @@ def _forward_kernel(x_tm, W_ih, W_hh, b, h0, c0, lengths_np, xp):
     if isinstance(x_tm, _TimeMajorInput):
         x_tm = x_tm.complete()       # steps the recurrence never needed (all padding) too
     saved = dict(x_tm=x_tm, acts=acts, Hs=Hs, Cs=Cs, Tc=Tc, mask=mask, lengths_np=lengths_np,
-                 kfac=kfac, shift=shift)
+                 offset=offset)
     return Y, saved
 
 
@@ -493,7 +496,6 @@ def _forward_rows(acts, Hs, Cs, Tc, Y, mask, spans, Whh_s, xp, ready=None) -> No
     h_last = Y[:, T]
     c_last = Y[:, T + 1]
     one = dtype.type(1)
-    two = dtype.type(2)
     known = T if ready is None else 0  # steps below this have their input projection
     with numpy.errstate(over="ignore"):  # exp(large) = inf gives the exact limit 0
         for t in range(t_eff):
@@ -502,12 +504,14 @@ def _forward_rows(acts, Hs, Cs, Tc, Y, mask, spans, Whh_s, xp, ready=None) -> No
             a = acts[t]
             xp.matmul(Hs[t], Whh_s, out=z)
             z += a
-            xp.exp(z, out=a)
-            a += one
-            xp.reciprocal(a, out=a)
+            # i, f and o: 1 / (1 + exp(-z)) (columns pre-scaled by -1); g: tanh(z)
+            for gates in (slice(0, 2 * H), slice(3 * H, G)):
+                s = a[:, gates]
+                xp.exp(z[:, gates], out=s)
+                s += one
+                xp.reciprocal(s, out=s)
+            xp.tanh(z[:, 2 * H:3 * H], out=a[:, 2 * H:3 * H])
             i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
-            g *= two
-            g -= one
             c_prev, h_prev = Cs[t], Hs[t]
             last = t == t_eff - 1
             c_next = c_last if last else Cs[t + 1]
@@ -759,7 +763,7 @@ def _backward_kernel(gY, W_ih, W_hh, saved, need, xp, defer: bool = False):
     back as ``tensor.Deferred`` (still being summed by a worker thread, see
     ``_WeightGradPipeline``)."""
     acts, Hs, Cs, Tc = saved["acts"], saved["Hs"], saved["Cs"], saved["Tc"]
-    mask, kfac, shift = saved["mask"], saved["kfac"], saved["shift"]
+    mask, offset = saved["mask"], saved["offset"]
     T, B = acts.shape[:2]
     gathered = saved["x_tm"] if isinstance(saved["x_tm"], _GatheredInput) else None
     if gathered is not None:   # W_ih and the source rows: from the per-row sums of dz, below
@@ -822,10 +826,10 @@ def _backward_kernel(gY, W_ih, W_hh, saved, need, xp, defer: bool = False):
             xp.multiply(dc, i, out=dzg)
             xp.multiply(dc, Cs[t], out=dzf)
             dc *= f
-            # through the nonlinearities: sigmoid' = a(1-a) = 1/4 - (a-1/2)^2, tanh' = 1 - g^2
-            xp.subtract(a, shift, out=t4)
-            t4 *= t4
-            xp.subtract(kfac, t4, out=t4)
+            # through the nonlinearities: sigmoid' = (1 - a) a, tanh' = (1 - g)(1 + g)
+            xp.subtract(one, a, out=t4)
+            dz *= t4
+            xp.add(a, offset, out=t4)
             dz *= t4
             xp.matmul(dz, WhhT, out=dh)
             if partial:
