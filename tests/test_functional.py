@@ -358,3 +358,19 @@ def test_cross_entropy_range_check_of_huge_unsigned_targets():
     # uint64 targets of 2**63 and more must not wrap negative past the range check
     with pytest.raises(IndexError, match="targets must lie in"):
         tt.cross_entropy(T(np.zeros((2, 3)), True), on_device(np.array([2 ** 63 + 5, 0], dtype=np.uint64)))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_bce_at_infinite_logits_is_the_limit_not_nan(dtype):
+    # the loss of one element tends to (1 - y) * x as x -> +inf and to -y * x as x -> -inf:
+    # inf where that weight is positive, 0 where it is zero (the formula gave inf - inf = nan)
+    cases = [(np.inf, 0.0, np.inf), (np.inf, 0.5, np.inf), (np.inf, 1.0, 0.0),
+             (-np.inf, 0.0, 0.0), (-np.inf, 0.25, np.inf)]
+    for x, y, want in cases:
+        logits = T(np.array([x, 2.0], dtype=dtype), True)
+        loss = tt.binary_cross_entropy_with_logits(logits, on_device(np.array([y, 1.0])))
+        finite = np.log1p(np.exp(-2.0))          # the second element's loss
+        assert loss.item() == pytest.approx((want + finite) / 2, rel=1e-6), (x, y)
+        loss.backward()
+        sig = 1.0 if x > 0 else 0.0                     # sigmoid at +-inf
+        assert_close(logits.grad, [(sig - y) / 2, (1 / (1 + np.exp(-2.0)) - 1) / 2], rtol=1e-6, atol=0)

@@ -196,8 +196,10 @@ def cross_entropy(logits, targets, ignore_index: int | None = None, label_smooth
 def binary_cross_entropy_with_logits(logits, targets) -> Tensor:
     """Mean of ``-y log sigmoid(x) - (1 - y) log(1 - sigmoid(x))``, stable for any x.
 
-    Uses ``max(x, 0) - x y + log(1 + exp(-|x|))``. logits and targets have the
-    same shape; targets are floats in [0, 1]. VJP: (sigmoid(x) - y) / n.
+    Uses ``max(x, 0) - x y + log(1 + exp(-|x|))``; an infinite logit costs its limit,
+    ``(1 - y) inf`` at +inf and ``y inf`` at -inf, which is 0 where that weight is 0 (the
+    formula would give inf - inf = nan). logits and targets have the same shape; targets
+    are floats in [0, 1]. VJP: (sigmoid(x) - y) / n.
     """
     logits = as_tensor(logits)
     xp = get_xp(logits.data)
@@ -210,7 +212,13 @@ def binary_cross_entropy_with_logits(logits, targets) -> Tensor:
                          f"logits shape {logits.shape}")
     x = logits.data
     n = max(x.size, 1)
-    per = xp.maximum(x, 0) - x * y + xp.log1p(xp.exp(-xp.abs(x)))
+    infinite = xp.isinf(x)
+    with numpy.errstate(invalid="ignore"):       # inf - inf at infinite logits, replaced below
+        per = xp.maximum(x, 0) - x * y + xp.log1p(xp.exp(-xp.abs(x)))
+    if bool(infinite.any()):
+        weight = xp.where(x > 0, 1 - y, y)       # what multiplies |x| in the limit
+        limit = xp.where(weight == 0, 0, xp.copysign(xp.inf, weight)).astype(per.dtype)
+        per = xp.where(infinite, limit, per)
     loss = (per.sum() / n).astype(logits.dtype)
     inputs, vjps = (logits,), ((lambda g: (stable_sigmoid(x, xp) - y) * (g / n)),)
     if isinstance(targets, Tensor) and targets.requires_grad:  # d/dy = -x / n
