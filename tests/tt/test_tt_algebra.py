@@ -300,3 +300,46 @@ def test_orthogonalize_of_a_tiny_norm_or_nan_cores():
             numpy.testing.assert_allclose(back, float(value) ** 3, rtol=1e-2)   # subnormal precision
     bad = TensorTrain([tinytt.to_device(numpy.full((1, 4, 1), numpy.nan)), tinytt.to_device(numpy.ones((1, 4, 1)))])
     assert numpy.isnan(tinytt.to_numpy(bad.orthogonalize().full().data)).all()
+
+
+@given(pair=tt_pair(max_dims=5, max_side=4, max_rank=3),
+       steps=st.lists(st.integers(-1000, 1000), min_size=4, max_size=4))
+def test_unevenly_scaled_cores_give_the_tensors_values(pair, steps):
+    # cores times powers of two whose product is 1 (the same tensor): contracted as they are,
+    # the partial products overflowed or underflowed (dot gave 0.0 or nan for an O(1) tensor).
+    # The first k cores together carry 2**u_k (u_0 = u_N = 0, |u_k| <= 1000, so <A, A>'s
+    # partial products reach 2**2000); each core's own shift stays within 1000 either way,
+    # so no core of the test's input is subnormal or infinite
+    a, b, _ = pair
+    n = len(a)
+    if n < 2:
+        return
+    u = [0]
+    for d in steps[:n - 1]:
+        u.append(max(-1000, min(1000, u[-1] + d)))
+    u.append(0)
+    shifts = [u[k + 1] - u[k] for k in range(n)]
+    scaled = TensorTrain([numpy.ldexp(c, k) for c, k in zip(a, shifts)])
+    plain_a, plain_b = TensorTrain(a), TensorTrain(b)
+    dense_a, dense_b = full_cores(a), full_cores(b)
+    scale_ab = numpy.abs(dense_a).sum() * numpy.abs(dense_b).sum()
+    assert abs(float(dot(scaled, plain_b).data) - (dense_a * dense_b).sum()) <= 1e-12 * scale_ab
+    assert abs(float(dot(scaled, scaled).data) - (dense_a ** 2).sum()) <= 1e-12 * numpy.abs(dense_a).sum() ** 2
+    numpy.testing.assert_allclose(scaled.full().data, dense_a, rtol=1e-12, atol=1e-12 * numpy.abs(dense_a).max())
+    prod = hadamard(scaled, scaled).full().data
+    numpy.testing.assert_allclose(prod, dense_a ** 2, rtol=1e-12, atol=1e-12 * (dense_a ** 2).max())
+
+
+def test_unevenly_scaled_float32_cores_and_gradients():
+    rng = numpy.random.default_rng(0)
+    cores = [rng.standard_normal(s) for s in ((1, 3, 2), (2, 4, 3), (3, 5, 1))]
+    want = (full_cores(cores) ** 2).sum()
+    a32 = TensorTrain([numpy.ldexp(c, k).astype(numpy.float32) for c, k in zip(cores, (-100, 100, 0))])
+    assert float(dot(a32, a32).data) == pytest.approx(want, rel=1e-5)
+    # gradient of <A, A> in core 0 scaled by 2**-660 is 2**660 times the unscaled one
+    scaled = [Tensor(numpy.ldexp(c, k), requires_grad=True) for c, k in zip(cores, (-660, 660, 0))]
+    plain = [Tensor(c, requires_grad=True) for c in cores]
+    dot(TensorTrain(scaled), TensorTrain(scaled)).backward()
+    dot(TensorTrain(plain), TensorTrain(plain)).backward()
+    numpy.testing.assert_allclose(scaled[0].grad, numpy.ldexp(plain[0].grad, 660), rtol=1e-12)
+    numpy.testing.assert_allclose(scaled[2].grad, plain[2].grad, rtol=1e-12)

@@ -20,7 +20,7 @@ from ..ops import as_tensor, concat
 from ..ops import sum as tsum
 from ..tensor import Tensor
 from .decompositions import _norm, core_norm
-from .tensor_train import TensorTrain
+from .tensor_train import TensorTrain, balanced_cores
 from .tt_matrix import TTMatrix
 
 __all__ = ["add", "sub", "scale", "hadamard", "dot", "norm", "round_tt"]
@@ -96,11 +96,13 @@ def sub(a: TensorTrain, b: TensorTrain) -> TensorTrain:
 def hadamard(a: TensorTrain, b: TensorTrain) -> TensorTrain:
     """Elementwise product ``A * B``: cores ``G^A_k[:, i, :] kron G^B_k[:, i, :]``, ranks ``r^A r^B``.
 
-    Cost O(sum_k n_k (r^A r^B)^2); exact and differentiable.
+    Cost O(sum_k n_k (r^A r^B)^2); exact and differentiable. The operands' cores are balanced
+    first (``balanced_cores``) when their scales are very uneven, so a product core does not
+    overflow where the product tensor does not.
     """
     _check_pair(a, b, "hadamard")
     out = []
-    for x, y in zip(a.cores, b.cores):
+    for x, y in zip(balanced_cores(a.cores), balanced_cores(b.cores)):
         (ra, n, sa), (rb, _, sb) = x.shape, y.shape
         out.append(einsum("anb,cnd->acnbd", x, y).reshape(ra * rb, n, sa * sb))
     return TensorTrain(out)
@@ -109,12 +111,14 @@ def hadamard(a: TensorTrain, b: TensorTrain) -> TensorTrain:
 def dot(a: TensorTrain, b: TensorTrain) -> Tensor:
     """Inner product ``<A, B> = sum_i A[i] B[i]`` as a 0-d Tensor, without building either tensor.
 
-    Contracts left to right keeping an (r^A_k, r^B_k) matrix; cost
-    O(sum_k n_k r^A r^B (r^A + r^B)). Differentiable in both.
+    Contracts left to right keeping an (r^A_k, r^B_k) matrix (cores of very uneven scale
+    balanced first, ``balanced_cores``, so the partial products neither overflow nor underflow
+    where the result does not); cost O(sum_k n_k r^A r^B (r^A + r^B)). Differentiable in both.
     """
     _check_pair(a, b, "dot")
-    v = einsum("anb,cnd->bd", a.cores[0], b.cores[0])
-    for x, y in zip(a.cores[1:], b.cores[1:]):
+    a_cores, b_cores = balanced_cores(a.cores), balanced_cores(b.cores)
+    v = einsum("anb,cnd->bd", a_cores[0], b_cores[0])
+    for x, y in zip(a_cores[1:], b_cores[1:]):
         v = einsum("ac,anb,cnd->bd", v, x, y)
     return tsum(v)
 

@@ -12,7 +12,10 @@ algebra (``+``, ``-``, scalar ``*``, ``hadamard``) are differentiable. ``tt_svd`
 
 from __future__ import annotations
 
+import math
 import numbers
+
+import numpy
 
 from .. import backend
 from ..ops import as_tensor, take
@@ -22,6 +25,46 @@ from .cores import check_cores, random_cores
 from .decompositions import orthogonalize_cores, round_cores, tt_svd_cores
 
 __all__ = ["TensorTrain", "tt_svd", "random_tt"]
+
+
+#: cores whose largest entries lie within 2**BALANCE_SPREAD of each other are contracted as
+#: they are; beyond it, ``balanced_cores`` first evens out their scales
+BALANCE_SPREAD = 64
+
+
+def balanced_cores(cores) -> list:
+    """The same TT (a list of core Tensors), each core multiplied by an exact power of two so
+    that their largest entries all lie near ``2**(E / N)``, ``E`` the sum of their binary
+    exponents: the product of the factors is 1, so every entry of the tensor is unchanged.
+
+    Contracted left to right, unevenly scaled cores (one 2**660, the next 2**-660) overflow or
+    underflow in the partial products although the tensor itself is ordinary; balanced, a
+    partial product of k cores has the scale of ``2**(k E / N)``. Differentiable (constant
+    factors). Cost: one pass over each core for its largest entry and one device sync; cores
+    within ``2**BALANCE_SPREAD`` of each other, zero or non-finite cores come back unchanged.
+    """
+    cores = list(cores)
+    if len(cores) < 2:
+        return cores
+    xp = backend.get_xp(cores[0].data)
+    peaks = backend.to_numpy(xp.stack([xp.abs(c.data).max() for c in cores]).astype(xp.float64))
+    if not (peaks > 0).all() or not numpy.isfinite(peaks).all():
+        return cores
+    exps = [math.frexp(float(p))[1] for p in peaks]
+    if max(exps) - min(exps) <= BALANCE_SPREAD:
+        return cores
+    n, total = len(exps), sum(exps)
+    targets = [total // n + (1 if k < total % n else 0) for k in range(n)]   # sum(targets) == total
+    step_limit = 100 if cores[0].dtype.itemsize <= 4 else 1000   # 2**step stays a finite scalar
+    out = []
+    for core, e, target in zip(cores, exps, targets):
+        shift = target - e
+        while shift:                     # each step exact: the entries move towards the target
+            step = max(-step_limit, min(step_limit, shift))
+            core = core * (2.0 ** step)
+            shift -= step
+        out.append(core)
+    return out
 
 
 def _as_core_tensors(cores, ndim_core: int, name: str = "cores") -> list:
@@ -97,11 +140,12 @@ class TensorTrain(CoreChain):
     def full(self) -> Tensor:
         """The dense tensor (n_1..n_N), differentiable; C order.
 
-        Contracts left to right: cost ``sum_{k>=2} (n_1..n_k) r_{k-1} r_k`` multiply-adds, memory
-        ``prod n``.
+        Contracts left to right (cores of very uneven scale balanced first, ``balanced_cores``):
+        cost ``sum_{k>=2} (n_1..n_k) r_{k-1} r_k`` multiply-adds, memory ``prod n``.
         """
-        res = self.cores[0].reshape(self.shape[0], self.ranks[1])
-        for c in self.cores[1:]:
+        cores = balanced_cores(self.cores)
+        res = cores[0].reshape(self.shape[0], self.ranks[1])
+        for c in cores[1:]:
             r0, n, r1 = c.shape
             res = (res @ c.reshape(r0, n * r1)).reshape(-1, r1)
         return res.reshape(*self.shape)
