@@ -361,8 +361,8 @@ def test_clip_grad_norm_property(grads, max_norm):
             np.testing.assert_array_equal(p.grad, g)
     else:
         coef = max_norm / (total + 1e-6)
-        for p, g in zip(params, grads):
-            np.testing.assert_allclose(p.grad, g * coef, rtol=1e-12, atol=0)
+        for p, g in zip(params, grads):   # atol: subnormal results (a subnormal max_norm)
+            np.testing.assert_allclose(p.grad, g * coef, rtol=1e-12, atol=1e-322)
 
 
 @pytest.mark.parametrize("scale", [1e-200, 1e-160, 1e160, 1e200])
@@ -380,6 +380,22 @@ def test_clip_grad_norm_true_norm_for_huge_and_tiny_gradients(scale):
         with np.errstate(invalid="ignore"):   # inf * 0 and nan: NaN gradients, as in PyTorch
             got = clip_grad_norm([q], 1.0)
         assert (math.isnan(got) if want is None else got == want)
+
+
+@pytest.mark.parametrize("dtype, grad, max_norm", [("float32", [1e38, -1e37], 1e-3),
+                                                   ("float32", [1e38, -1e37], 1e-10),
+                                                   ("float64", [1e300, 3e299], 1e-20),
+                                                   ("float64", [1e300], 1e-300)])
+def test_clip_grad_norm_keeps_the_digits_of_a_factor_below_the_smallest_normal(dtype, grad, max_norm):
+    # max_norm / total is subnormal in the gradient's dtype (1e-41 in float32, 1e-320 in
+    # float64): applied as one scalar it lost its digits (2.5e-5 relative error, or 0)
+    from fractions import Fraction
+    g = np.array(grad, dtype=dtype)
+    p = P(np.zeros_like(g), g.copy())
+    total = clip_grad_norm([p], max_norm)
+    want = [float(Fraction(float(v)) * Fraction(max_norm) / (Fraction(total) + Fraction(1e-6))) for v in g]
+    np.testing.assert_allclose(p.grad, np.array(want, dtype=dtype), rtol=2 * np.finfo(dtype).eps, atol=0)
+    assert p.grad.dtype == g.dtype
 
 
 def test_clip_grad_norm_scales_at_the_threshold_like_torch():
@@ -407,7 +423,9 @@ def test_clip_grad_norm_matches_torch(grads, max_norm):
     t_total = float(torch.nn.utils.clip_grad_norm_(tparams, max_norm))
     assert total == pytest.approx(t_total, rel=1e-12, abs=1e-300)
     for p, tp in zip(params, tparams):
-        np.testing.assert_allclose(p.grad, tp.grad.numpy(), rtol=1e-12, atol=0)
+        # atol: a few subnormal steps (a subnormal max_norm gives subnormal gradients; torch
+        # rounds its subnormal factor first, tinytt applies it exactly, see the test above)
+        np.testing.assert_allclose(p.grad, tp.grad.numpy(), rtol=1e-12, atol=1e-322)
 
 
 # ----------------------------------------------------------------------------- state dicts

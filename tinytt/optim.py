@@ -600,7 +600,8 @@ def clip_grad_norm(params, max_norm: float, error_if_nonfinite: bool = False) ->
     float64 and rescaled by the largest entry when the squares would overflow or underflow
     (gradients of 1e-200 or 1e200 get their true norm). Like PyTorch, every gradient is then
     multiplied by ``min(1, max_norm / (total + 1e-6))`` when that is below 1 (same dtype; a
-    gradient array shared by several parameters is scaled once). Parameters whose ``.grad``
+    factor below the dtype's smallest normal number is applied as mantissa and exact power of
+    two, so it keeps its digits; a gradient array shared by several parameters is scaled once). Parameters whose ``.grad``
     is None are skipped.
 
     Args:
@@ -653,7 +654,19 @@ def clip_grad_norm(params, max_norm: float, error_if_nonfinite: bool = False) ->
             g = p.grad
             key = id(g)
             if key not in scaled:
-                xp = get_xp(g)
-                scaled[key] = xp.multiply(g, coef, dtype=g.dtype)
+                scaled[key] = _scaled_by(g, coef, max_norm, total + 1e-6)
             p.grad = scaled[key]
     return total
+
+
+def _scaled_by(g, coef: float, num: float, den: float):
+    """``g * coef`` in g's dtype, ``coef = num / den``. A factor below the dtype's smallest
+    normal number (a huge gradient clipped to a small norm: 1e-41 in float32, or 1e-320 in
+    float64) would lose its digits as a subnormal scalar, so there it is applied as the
+    quotient of the two mantissas, then an exact ``ldexp`` by the exponents' difference."""
+    xp = get_xp(g)
+    dtype = numpy.dtype(g.dtype)
+    if dtype.kind == "f" and num > 0.0 and math.isfinite(den) and coef < float(numpy.finfo(dtype).tiny):
+        (m_num, e_num), (m_den, e_den) = math.frexp(num), math.frexp(den)
+        return xp.ldexp(xp.multiply(g, m_num / m_den, dtype=dtype), e_num - e_den).astype(dtype, copy=False)
+    return xp.multiply(g, coef, dtype=dtype)
