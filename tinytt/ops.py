@@ -626,19 +626,32 @@ def clip(x, a_min=None, a_max=None) -> Tensor:
 
 
 # --- operator methods on Tensor ----------------------------------------------------------------
-Tensor.__add__ = add
-Tensor.__radd__ = lambda self, other: add(other, self)
-Tensor.__sub__ = sub
-Tensor.__rsub__ = lambda self, other: sub(other, self)
-Tensor.__mul__ = mul
-Tensor.__rmul__ = lambda self, other: mul(other, self)
-Tensor.__truediv__ = div
-Tensor.__rtruediv__ = lambda self, other: div(other, self)
+def _operator(fn, reflected: bool = False):
+    """``Tensor.__op__`` from ``fn``; NotImplemented for an operand that opts out of array
+    operators as NumPy arrays let it (``__array_ufunc__ = None``: TensorTrain, TTMatrix), so
+    its own reflected operator runs (``Tensor(2.0) * tt`` scales the TT; ``x @ tt`` is
+    Python's "unsupported operand" TypeError instead of a failed conversion to an array)."""
+    def method(self, other):
+        if not isinstance(other, Tensor) and getattr(type(other), "__array_ufunc__", False) is None:
+            return NotImplemented
+        return fn(other, self) if reflected else fn(self, other)
+    method.__name__ = fn.__name__
+    return method
+
+
+Tensor.__add__ = _operator(add)
+Tensor.__radd__ = _operator(add, reflected=True)
+Tensor.__sub__ = _operator(sub)
+Tensor.__rsub__ = _operator(sub, reflected=True)
+Tensor.__mul__ = _operator(mul)
+Tensor.__rmul__ = _operator(mul, reflected=True)
+Tensor.__truediv__ = _operator(div)
+Tensor.__rtruediv__ = _operator(div, reflected=True)
 Tensor.__neg__ = neg
-Tensor.__pow__ = power
-Tensor.__rpow__ = _rpow
-Tensor.__matmul__ = matmul
-Tensor.__rmatmul__ = lambda self, other: matmul(other, self)
+Tensor.__pow__ = _operator(power)
+Tensor.__rpow__ = _operator(lambda base, x: _rpow(x, base), reflected=True)
+Tensor.__matmul__ = _operator(matmul)
+Tensor.__rmatmul__ = _operator(matmul, reflected=True)
 Tensor.__getitem__ = getitem
 Tensor.sum = sum
 Tensor.mean = mean

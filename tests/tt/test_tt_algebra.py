@@ -343,3 +343,17 @@ def test_unevenly_scaled_float32_cores_and_gradients():
     dot(TensorTrain(plain), TensorTrain(plain)).backward()
     numpy.testing.assert_allclose(scaled[0].grad, numpy.ldexp(plain[0].grad, 660), rtol=1e-12)
     numpy.testing.assert_allclose(scaled[2].grad, plain[2].grad, rtol=1e-12)
+
+
+def test_tensor_operand_on_the_left_defers_to_the_tt():
+    a = random_tt((2, 3), 2, seed=0)
+    numpy.testing.assert_allclose((Tensor(2.0) * a).full().data, 2 * a.full().data)
+    numpy.testing.assert_allclose((Tensor(numpy.float64(2.0)) * a).full().data, (a * Tensor(2.0)).full().data)
+    with pytest.raises(TypeError, match="unsupported operand"):
+        Tensor(numpy.ones((2, 3))) @ a
+
+
+@pytest.mark.parametrize("zero", [0, 0.0, numpy.float64(0.0), numpy.int32(0)])
+def test_division_by_a_zero_scalar_raises_for_every_scalar_type(zero):
+    with pytest.raises(ZeroDivisionError, match="division by zero"):
+        random_tt((2, 3), 2, seed=0) / zero

@@ -270,3 +270,20 @@ def test_max_rank_rejects_strings_and_non_integer_caps():
         tt_svd(a, max_rank="4")               # was read as the list [4]
     with pytest.raises(ValueError, match="max_rank"):
         tt_svd(a, max_rank=[1, 2.5, 2, 1])    # was truncated to 2
+
+
+def test_finite_input_whose_norm_overflows_gets_a_message_saying_so():
+    # every entry is finite: "contains NaN or Inf" was wrong
+    with pytest.raises(ValueError, match="norm overflows float64"):
+        tt_svd(numpy.full((2, 2), 1e308))
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        tt_svd(numpy.array([[1.0, numpy.inf], [0.0, 1.0]]))
+
+
+def test_max_rank_takes_a_0d_integer_array():
+    a = numpy.random.default_rng(0).standard_normal((3, 4, 5))
+    assert tt_svd(a, max_rank=numpy.array(2)).ranks == tt_svd(a, max_rank=2).ranks == (1, 2, 2, 1)
+    assert tt_svd(a).round(max_rank=numpy.array(1)).ranks == (1, 1, 1, 1)
+    for bad in (numpy.array(True), numpy.array(2.0), numpy.array(0)):
+        with pytest.raises((TypeError, ValueError), match="max_rank"):
+            tt_svd(a, max_rank=bad)

@@ -46,7 +46,10 @@ def _bond_caps(max_rank, ndim: int) -> list:
         return [None] * (ndim + 1)
     if isinstance(max_rank, bool):
         raise TypeError(f"max_rank must be None, a positive int or {ndim + 1} ints, got {max_rank!r}")
-    if isinstance(max_rank, (int, numpy.integer)):
+    if isinstance(max_rank, (int, numpy.integer)) or (getattr(max_rank, "ndim", None) == 0
+                                                       and getattr(max_rank, "dtype", None) is not None
+                                                       and max_rank.dtype.kind in "iu"):
+        max_rank = int(max_rank)     # also a 0-d integer array, as random_tt's ranks take
         if max_rank < 1:
             raise ValueError(f"max_rank must be a positive int, got {max_rank}")
         return [int(max_rank)] * (ndim + 1)
@@ -250,6 +253,10 @@ def tt_svd_cores(a, eps: float = 1e-12, max_rank=None, name: str = "a") -> list:
     caps = _bond_caps(max_rank, nd)
     nrm = _norm(a)
     if not math.isfinite(nrm):
+        if bool(xp.isfinite(a).all()):   # finite entries whose norm exceeds float64's range
+            raise ValueError(f"{name}'s Frobenius norm overflows float64 (largest entry "
+                             f"{float(xp.abs(a).max()):.3g}); TT-SVD needs a norm below 1.8e308: "
+                             f"scale {name} down first")
         raise ValueError(f"{name} contains NaN or Inf; TT-SVD needs finite entries")
     if nrm == 0.0:
         return [xp.zeros((1, n, 1), dtype=a.dtype) for n in shape]

@@ -234,7 +234,9 @@ class TensorTrain(CoreChain):
     def __truediv__(self, c):
         from .algebra import scale
 
-        if isinstance(c, numbers.Number):
+        if isinstance(c, numbers.Number):    # Python and NumPy scalars alike
+            if c == 0:
+                raise ZeroDivisionError(f"{type(self).__name__} division by zero")
             return scale(self, 1.0 / c)
         return scale(self, 1.0 / as_tensor(c, like=self.cores[0]))
 
