@@ -22,6 +22,11 @@ large. On NumPy, Adam runs its dozen elementwise passes over cache-sized chunks 
 bit-identical to the unchunked update (each block uses its own chunk-sized scratch, 256 KiB
 in float32, allocated per step).
 
+Non-finite gradients are not caught (as in PyTorch): a NaN or infinite gradient turns the
+parameter NaN at the next step. In float32, Adam's ``(1 - beta2) g^2`` overflows to inf for
+``|g|`` above ~5.8e20 (with beta2 = 0.999), after which that entry's steps are 0. Check
+with ``clip_grad_norm(..., error_if_nonfinite=True)`` when gradients may blow up.
+
 ``state_dict()`` returns nested dicts of arrays and scalars that :func:`tinytt.io.save`
 can store; ``load_state_dict()`` checks it against the parameters and hyperparameters
 and copies its arrays to the parameters' backend.
