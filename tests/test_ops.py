@@ -761,3 +761,43 @@ def test_the_new_checks_keep_what_numpy_style_code_passes():
     assert float(tt.cross_entropy(logits, np.array([0, 1]), label_smoothing=np.array(0.1)).data) == \
         pytest.approx(np.log(3))
     assert [p.shape for p in tt.split(tt.Tensor(np.arange(6.0)), (np.array(2), np.array(4)))] == [(2,)] * 3
+
+
+@pytest.mark.parametrize("index, axis, size", [
+    ([0, 4], 0, 4), ([-5], 0, 4), ((slice(None), [0, 3]), 1, 3), ((Ellipsis, [3]), 2, 3),
+    ((None, 1, [7]), 1, 3), ((np.array([[True, False, True, True]]).T.reshape(4, 1)[:, 0], [5]), 1, 3),
+])
+def test_getitem_out_of_bounds_index_array_raises_on_every_backend(index, axis, size):
+    # NumPy raises IndexError; CuPy wraps the index around (row 1 for 5 of 4) unless checked
+    x = T(np.arange(36.0).reshape(4, 3, 3), True)
+    parts = index if isinstance(index, tuple) else (index,)
+    parts = tuple(on_device(np.asarray(p)) if isinstance(p, (list, np.ndarray)) else p for p in parts)
+    with pytest.raises(IndexError, match=f"out of bounds for axis {axis} with size {size}"):
+        x[parts if isinstance(index, tuple) else parts[0]]
+    x[on_device(np.array([-4, 3]))].sum().backward()      # in range, negative ones included
+    assert_close(x.grad[0], np.ones((3, 3)), dtype=np.float64)
+
+
+def test_complex_getitem_and_take_gradients_accumulate():
+    # CuPy's scatter_add has no complex kernels: real and imaginary parts go separately
+    x = T(np.array([1 + 2j, 3 - 1j, 0.5j]), True)
+    idx = on_device(np.array([2, 0, 2]))
+    (x[idx] * on_device(np.array([1.0, 2j, 3.0]))).sum().backward()
+    assert_close(x.grad, np.array([2j, 0, 4.0]), rtol=1e-12, atol=1e-12)
+    y = T(np.array([[1 + 1j], [2.0 + 0j]]), True)
+    tt.take(y, on_device(np.array([1, 1, 0]))).sum().backward()
+    assert_close(y.grad, np.array([[1.0 + 0j], [2.0 + 0j]]), rtol=1e-12, atol=1e-12)
+
+
+def test_clip_takes_array_bounds_on_the_tensors_backend():
+    x = T(np.array([-2.0, 0.5, 3.0]), True)
+    out = tt.clip(x, np.array([-1.0, 0.0, 0.0]), [1.0, 1.0, 2.0])
+    assert_close(out, [-1.0, 0.5, 2.0], dtype=np.float64)
+    out.sum().backward()
+    assert_close(x.grad, [0.0, 1.0, 0.0], dtype=np.float64)
+
+
+@pytest.mark.parametrize("data", ["text", ["a", "b"], [b"x"], object()])
+def test_non_numeric_python_data_is_a_type_error_on_every_backend(data):
+    with pytest.raises(TypeError, match="numeric"):
+        tt.Tensor(data)

@@ -30,6 +30,7 @@ __all__ = [
     "to_numpy",
     "to_device",
     "asarray",
+    "from_python",
     "scatter_add",
     "take_rows",
     "index_add",
@@ -185,6 +186,20 @@ def asarray(x, dtype=None, xp=None):
     return (xp or _state["xp"]).asarray(x, dtype=dtype)
 
 
+def from_python(data, xp, dtype=None):
+    """``xp.asarray(data, dtype)`` for data that is not yet a backend array (Python scalars,
+    lists, NumPy data for CuPy), read by NumPy first when ``xp`` is CuPy: a string or object
+    then comes back as a NumPy array of that dtype for the caller's dtype check to refuse
+    with a TypeError (CuPy raises ValueError "Unsupported dtype" for it), and a ragged list
+    raises NumPy's ValueError on both backends."""
+    if xp is numpy or is_cupy_array(data):
+        return xp.asarray(data, dtype=dtype)
+    host = numpy.asarray(data, dtype=dtype)
+    if host.dtype.kind not in "biufc":
+        return host
+    return xp.asarray(host)
+
+
 def index_add(target, index, values) -> None:
     """In place ``target[index] += values`` where repeated indices all accumulate.
 
@@ -196,7 +211,16 @@ def index_add(target, index, values) -> None:
     if is_cupy_array(target):
         import cupyx  # noqa: PLC0415
 
-        cupyx.scatter_add(target, index, values)
+        if target.dtype.kind == "c":   # cupyx.scatter_add has no complex kernels
+            xp = sys.modules["cupy"]
+            parts = []
+            for part in (xp.real, xp.imag):
+                acc = xp.zeros(target.shape, dtype=target.real.dtype)
+                cupyx.scatter_add(acc, index, part(xp.asarray(values, dtype=target.dtype)))
+                parts.append(acc)
+            target += parts[0] + 1j * parts[1]
+        else:
+            cupyx.scatter_add(target, index, values)
     else:
         numpy.add.at(target, index, values)
 
@@ -257,7 +281,9 @@ def take_rows(src, index, out=None):
     ``xp.take(src, index, axis=0)``; on NumPy, large gathers are split into contiguous
     blocks of ``index`` gathered by all cores at once (``tinytt.parallel``; NumPy releases
     the GIL while it copies). Negative or out-of-range indices behave exactly as in
-    ``numpy.take`` (the split path runs only when every index is in ``[0, len(src))``).
+    ``numpy.take`` (the split path runs only when every index is in ``[0, len(src))``);
+    on CuPy, whose ``take`` wraps every index around, they are not checked (a device sync
+    per call): callers pass checked ids (``ops.check_ids``).
     ``out``: an optional C-contiguous array of the result's shape and dtype to write into
     (returned). Cost: one read of each selected row and one write of the result.
     """

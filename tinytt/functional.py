@@ -12,7 +12,7 @@ import numbers
 import numpy
 
 from ._validate import as_int
-from .backend import get_xp, sum_dtype
+from .backend import from_python, get_xp, sum_dtype
 from .ops import as_tensor, astype, stable_sigmoid
 from .tensor import Tensor, record
 
@@ -106,7 +106,7 @@ def log_softmax(x, axis: int = -1) -> Tensor:
 def _numeric_targets(targets, xp, dtype, where: str):
     """An array of targets read in ``dtype``; strings, objects and complex numbers are refused
     (NumPy would parse "1" as 1.0 or drop an imaginary part)."""
-    raw = xp.asarray(targets)
+    raw = from_python(targets, xp)
     if raw.dtype.kind not in "biuf":
         raise TypeError(f"{where}: targets must be a real numeric array, got dtype {raw.dtype}")
     return raw.astype(dtype, copy=False)
@@ -273,5 +273,8 @@ def dropout(x, p: float = 0.5, training: bool = True, rng=None) -> Tensor:
         rng = _UNSEEDED.get(xp) or _UNSEEDED.setdefault(xp, xp.random.default_rng())
     draw_dtype = x.dtype if x.dtype.kind == "f" and x.dtype.itemsize in (4, 8) else xp.float64
     mask = (rng.random(x.shape, dtype=draw_dtype) >= p).astype(x.dtype)
+    if get_xp(mask) is not xp:
+        raise TypeError(f"dropout: rng draws {get_xp(mask).__name__} arrays but x is a {xp.__name__} array; "
+                        f"make the generator on x's backend (tinytt.backend.default_rng(seed))")
     mask *= 1.0 / (1.0 - p)
     return record("dropout", x.data * mask, (x,), (lambda g: g * mask,))

@@ -291,9 +291,9 @@ def _decode(node, zf: zipfile.ZipFile, names: set, to_dev: bool):
                 if arr.ndim != 0:
                     raise _Corrupt(f"scalar member {member!r} is not 0-d")
                 return arr[()]
-            # only numeric and bool arrays go to the device (CuPy has no string/datetime arrays),
-            # in native byte order
-            if not (to_dev and arr.dtype.kind in "biufc"):
+            # only numeric and bool arrays of the dtypes CuPy has go to the device (no strings,
+            # datetimes or long doubles there), in native byte order
+            if not (to_dev and arr.dtype.kind in "biufc" and arr.dtype.char in "?bhilqBHILQefdFD"):
                 return arr
             return to_device(arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("=")))
     raise _Corrupt(f"unrecognised node {str(node)[:80]!r} in the structure")

@@ -22,7 +22,7 @@ import numpy
 
 from . import parallel
 from ._validate import as_int
-from .backend import get_xp, index_add, scatter_add
+from .backend import from_python, get_xp, index_add, scatter_add
 from .tensor import Tensor, record
 
 __all__ = [
@@ -360,7 +360,7 @@ def _check_index(index, xp):
         if isinstance(p, Tensor):
             p = p.data
         if isinstance(p, (list, tuple)):   # inside an index NumPy reads a tuple as an array too
-            p = xp.asarray(p)
+            p = from_python(p, xp)
             if p.size == 0 and p.dtype.kind == "f":   # [] or (): no values to have a dtype
                 p = p.astype(xp.intp)
         if hasattr(p, "dtype") and hasattr(p, "shape"):
@@ -377,6 +377,35 @@ def _check_index(index, xp):
     return (tuple(out) if isinstance(index, tuple) else out[0]), advanced
 
 
+def _check_device_bounds(index, shape: tuple, xp) -> None:
+    """IndexError for an integer index array out of bounds for its axis, as NumPy raises:
+    CuPy wraps such indices around silently. One device sync for all the index arrays."""
+    parts = index if isinstance(index, tuple) else (index,)
+    is_array = [hasattr(p, "dtype") and hasattr(p, "shape") for p in parts]
+    explicit = 0    # axes the index names (this module's ``sum`` is the Tensor op)
+    for p, arr in zip(parts, is_array):
+        explicit += (p.ndim if p.dtype.kind == "b" else 1) if arr else (0 if p is None or p is Ellipsis else 1)
+    axis, checks = 0, []
+    for p, arr in zip(parts, is_array):
+        if p is Ellipsis:
+            axis += len(shape) - explicit
+        elif p is None:
+            continue
+        elif arr and p.dtype.kind == "b":
+            axis += p.ndim
+        else:
+            if arr and p.size and axis < len(shape):
+                checks.append((p, axis))
+            axis += 1
+    if not checks:
+        return
+    bounds = xp.stack([xp.stack([p.min(), p.max()]).astype(xp.int64) for p, _ in checks]).tolist()
+    for (lo, hi), (_, ax) in zip(bounds, checks):
+        if lo < -shape[ax] or hi >= shape[ax]:
+            bad = hi if hi >= shape[ax] else lo
+            raise IndexError(f"index {bad} is out of bounds for axis {ax} with size {shape[ax]}")
+
+
 def getitem(x, index) -> Tensor:
     """``x[index]`` with NumPy semantics (ints, slices, None, Ellipsis, integer/bool arrays).
 
@@ -385,6 +414,8 @@ def getitem(x, index) -> Tensor:
     x = as_tensor(x)
     xp = get_xp(x.data)
     index, advanced = _check_index(index, xp)
+    if advanced and xp is not numpy:
+        _check_device_bounds(index, x.shape, xp)
     out = x.data[index]
 
     def vjp(g):
@@ -412,7 +443,7 @@ def check_ids(ids, num_rows: int, xp, name: str = "ids"):
         ids = ids.data
     if isinstance(ids, (list, tuple, numbers.Integral)) and not isinstance(ids, bool):
         try:
-            ids = xp.asarray(ids)
+            ids = from_python(ids, xp)
         except ValueError as exc:
             raise ValueError(f"{name}: ids must be a rectangular (nested) list of ints: {exc}") from None
         if ids.size == 0 and ids.dtype.kind == "f":  # [] or [[], []]: no values to have a dtype
@@ -612,6 +643,8 @@ def clip(x, a_min=None, a_max=None) -> Tensor:
         raise TypeError("clip: a_min and a_max must be numbers or arrays (constants, they get no gradient), "
                         "not Tensors; pass their .data")
     xp = get_xp(x.data)
+    # array bounds on x's backend (CuPy's ufuncs refuse NumPy arrays); scalars stay scalars
+    a_min, a_max = (b if b is None or isinstance(b, numbers.Number) else from_python(b, xp) for b in (a_min, a_max))
     if a_min is not None and a_max is not None and bool(xp.any(xp.asarray(a_min) > xp.asarray(a_max))):
         raise ValueError(f"clip: a_min={a_min} is greater than a_max={a_max}")
     out = xp.clip(x.data, a_min, a_max)

@@ -22,7 +22,7 @@ import threading
 
 import numpy
 
-from .backend import get_xp, is_cupy_array, to_numpy
+from .backend import from_python, get_xp, is_cupy_array, to_numpy
 
 _NDARRAY = numpy.ndarray
 
@@ -91,7 +91,7 @@ class Tensor:
             data = data.data
         xp = get_xp(data)
         if dtype is not None or not isinstance(data, xp.ndarray):
-            data = xp.asarray(data, dtype=dtype)
+            data = from_python(data, xp, dtype=dtype)   # (strings get the TypeError below on CuPy too)
         if data.dtype.kind not in "biufc":
             raise TypeError(f"Tensor: data must be a numeric array (bool, integer, floating or complex), "
                             f"got dtype {data.dtype}")

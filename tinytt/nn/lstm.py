@@ -959,7 +959,8 @@ def lstm_layer(x, W_ih, W_hh, b, h0=None, c0=None, lengths=None, reverse: bool =
     Cost: forward 2BT(in + H)4H flops, backward twice that; memory O(B T H).
     """
     x, W_ih, W_hh, b, h0, c0 = _checked_layer_inputs(x, W_ih, W_hh, b, h0, c0)
-    xp = get_xp(x.data, W_ih.data, W_hh.data, b.data)
+    # (the states too: a host h0 for a device LSTM is the mixing TypeError here, not a failed copy)
+    xp = get_xp(x.data, W_ih.data, W_hh.data, b.data, *(s.data for s in (h0, c0) if s is not None))
     B, T, n_in = x.shape
     H = W_hh.shape[0]
     if T == 0:
