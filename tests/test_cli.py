@@ -10,6 +10,7 @@ import threading
 import numpy
 import pytest
 
+import tinytt
 from tinytt import cli
 from tinytt.train import load_checkpoint
 
@@ -178,6 +179,9 @@ def test_lm_training_from_plain_text(tmp_path, capsys):
 def test_resume_with_dropout_equals_an_uninterrupted_run(tsv, tmp_path, capsys):
     # the dropout generators' states travel in the checkpoint: 2 epochs straight and 1 + 1
     # resumed epochs give the same losses (they differed before)
+    if tinytt.get_backend() == "cupy":
+        pytest.skip("CuPy's random generators cannot be serialised: a resumed GPU run draws other "
+                    "dropout masks (random_states warns)")
     base = ["train", "--train", tsv["train"], "--valid", tsv["valid"], "--dropout", "0.5", "--json"] + SMALL
     code, out, err = run(base + ["--epochs", "2"], capsys)
     assert code == 0, err

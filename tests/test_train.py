@@ -166,6 +166,9 @@ def test_mr_split_is_fixed_and_honours_valid_fraction(data_dir):
 
 def test_random_states_of_any_numpy_bit_generator_survive_a_checkpoint(tmp_path):
     from tinytt.train import random_states, set_random_states  # noqa: PLC0415
+    if tt.get_backend() == "cupy":
+        pytest.skip("CuPy's random generators cannot be serialised: checkpoints carry no dropout states "
+                    "there (random_states warns; see test_random_states_warn_about_cupy_generators)")
 
     def model():
         m = tt.nn.Sequential(tt.nn.Linear(2, 2, seed=0),
@@ -201,6 +204,9 @@ def test_lstm_dropout_stream_differs_from_the_models_other_dropout_streams():
     # the LSTM seeded its dropout with seed + 1 from the seed + 1 it was given: seed + 2,
     # the classifier's Dropout seed, so the two masks were the same stream
     from tinytt.train import random_states  # noqa: PLC0415
+    if tt.get_backend() == "cupy":
+        pytest.skip("CuPy's random generators cannot be serialised: checkpoints carry no dropout states "
+                    "there (random_states warns; see test_random_states_warn_about_cupy_generators)")
 
     model = build_model({"task": "classify", "model": "lstm", "embedding": "dense", "emb_dim": 8, "hidden": 8,
                          "dropout": 0.5, "layers": 2, "num_classes": 2, "seed": 0}, 50, 2)
@@ -330,3 +336,20 @@ def test_fit_result_test_metrics_have_the_same_keys_on_both_paths(tmp_path):
         results.append(fit(model, tt.optim.Adam(model.parameters(), lr=0.01), task, 2, test_every_epoch=every))
     assert set(results[0].test) == set(results[1].test) == {"loss", "accuracy", "n"}
     assert results[0].test == results[1].test
+
+
+def test_random_states_warn_about_cupy_generators():
+    # CuPy generators cannot be serialised: leaving them out silently made GPU resumes draw
+    # other dropout masks without a word
+    from tinytt.train import random_states  # noqa: PLC0415
+
+    model = build_model({"task": "classify", "model": "lstm", "embedding": "dense", "emb_dim": 8, "hidden": 8,
+                         "dropout": 0.5, "layers": 2, "num_classes": 2, "seed": 0}, 50, 2)
+    if tt.get_backend() != "cupy":
+        import warnings  # noqa: PLC0415
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert set(random_states(model)) == {"lstm._rng", "drop.rng"}
+        return
+    with pytest.warns(RuntimeWarning, match="cannot be saved"):
+        assert random_states(model) == {}

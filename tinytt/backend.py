@@ -131,6 +131,14 @@ def is_cupy_array(x) -> bool:
     return cupy is not None and isinstance(x, cupy.ndarray)
 
 
+def is_cupy_generator(x) -> bool:
+    """True for a ``cupy.random.Generator`` (CuPy's generators cannot be serialised); never
+    imports CuPy to find out."""
+    cupy = sys.modules.get("cupy")
+    generator = getattr(getattr(cupy, "random", None), "Generator", None)
+    return isinstance(generator, type) and isinstance(x, generator)
+
+
 def get_xp(*arrays):
     """The array namespace (``numpy`` or ``cupy``) of the given arrays (or Tensors).
 

@@ -27,13 +27,14 @@ import json
 import math
 import numbers
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy
 
 from . import ops
 from ._validate import int_arg, number_arg
-from .backend import get_xp, to_device, to_numpy
+from .backend import get_xp, is_cupy_generator, to_device, to_numpy
 from .data import BucketBatcher, Vocab, bptt_batches, progress
 from .functional import cross_entropy
 from .io import load, save
@@ -330,14 +331,14 @@ class LanguageModelTask:
 
 
 # ----------------------------------------------------------------------------- checkpoints
-def _generators(model):
-    """``(name, numpy Generator)`` of every random generator held by the model's modules
-    (dropout masks), in a fixed order."""
+def _generators(model, device: bool = False):
+    """``(name, Generator)`` of every NumPy random generator held by the model's modules
+    (dropout masks), in a fixed order; with ``device``, its CuPy generators instead."""
     out = []
     for name, module in model.named_modules():
         for attr in sorted(vars(module)):
             value = vars(module)[attr]
-            if isinstance(value, numpy.random.Generator):
+            if (is_cupy_generator(value) if device else isinstance(value, numpy.random.Generator)):
                 out.append((f"{name}.{attr}" if name else attr, value))
     return out
 
@@ -365,7 +366,16 @@ def _from_jsonable(value):
 def random_states(model) -> dict:
     """The bit-generator states of the model's NumPy random generators, by dotted name (a
     JSON-serialisable dict), so a resumed run draws the same dropout masks as an
-    uninterrupted one. CuPy generators are not included."""
+    uninterrupted one.
+
+    CuPy's generators (a model built on the GPU) cannot be serialised: they are left out,
+    with a RuntimeWarning naming them, and a run resumed from such a checkpoint draws other
+    dropout masks than an uninterrupted one would (same distribution, other values)."""
+    device = [name for name, _ in _generators(model, device=True)]
+    if device:
+        warnings.warn(f"random_states: the CuPy generators {device} cannot be saved (CuPy random states "
+                      f"are not serialisable); a run resumed from this state draws other dropout masks than "
+                      f"an uninterrupted run", RuntimeWarning, stacklevel=2)
     return {name: _jsonable(gen.bit_generator.state) for name, gen in _generators(model)}
 
 
