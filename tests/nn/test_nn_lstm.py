@@ -278,7 +278,8 @@ def test_threaded_paths_match_reference(monkeypatch, threads, chunk_rows, chunk_
     threads: lstm._row_blocks), and the backward's big products computed per chunk
     of steps by a worker while the recurrence runs (lstm._WeightGradPipeline: one step per
     chunk, or chunks of ceil(T/4) steps) equal the
-    step-by-step reference; row blocks then have different lengths."""
+    step-by-step reference; row blocks then have different lengths. (On CuPy there are no
+    threaded paths: the same batches, NaN padding included, are compared on the device.)"""
     from tinytt import blas_threads
 
     lstm_mod = _threaded_paths(monkeypatch, threads, chunk_rows)
