@@ -7,12 +7,14 @@ import tinytt as tt
 import tinytt.io  # noqa: F401  (tt.io)
 from tinytt import nn
 
+from conftest import on_device
+
 
 class Block(nn.Module):
     def __init__(self):
         self.lin = nn.Linear(3, 4, seed=0)
-        self.scale = nn.Parameter(numpy.ones(4, dtype=numpy.float32))
-        self.plain = tt.Tensor(numpy.zeros(2))  # not a parameter
+        self.scale = nn.Parameter(on_device(numpy.ones(4, dtype=numpy.float32)))
+        self.plain = tt.Tensor(on_device(numpy.zeros(2)))  # not a parameter
         self.drop = nn.Dropout(0.5)
 
     def forward(self, x):
@@ -23,7 +25,7 @@ class Net(nn.Module):
     def __init__(self):
         self.first = Block()
         self.layers = [nn.Linear(4, 4, seed=1), nn.Linear(4, 2, seed=2)]
-        self.head_bias = nn.Parameter(numpy.zeros(2, dtype=numpy.float32))
+        self.head_bias = nn.Parameter(on_device(numpy.zeros(2, dtype=numpy.float32)))
 
     def forward(self, x):
         x = self.first(x)
@@ -55,7 +57,7 @@ def test_dict_of_modules_is_a_named_group():
     class Heads(nn.Module):
         def __init__(self):
             self.heads = {"sentiment": nn.Linear(2, 2, seed=0), "topic": nn.Linear(2, 3, seed=1),
-                          "scale": nn.Parameter(numpy.ones(2)), "note": "not a module"}
+                          "scale": nn.Parameter(on_device(numpy.ones(2))), "note": "not a module"}
             self.drop = {"p": nn.Dropout(0.5)}
 
     m = Heads()
@@ -93,7 +95,7 @@ def test_train_eval_recursive_and_zero_grad():
     assert all(not m.training for m in net.modules())
     net.train()
     assert all(m.training for m in net.modules())
-    x = tt.Tensor(numpy.ones((2, 3), dtype=numpy.float32))
+    x = tt.Tensor(on_device(numpy.ones((2, 3), dtype=numpy.float32)))
     net(x).sum().backward()
     assert all(p.grad is not None for p in net.parameters())
     net.zero_grad()
@@ -108,7 +110,7 @@ def test_state_dict_round_trip(tmp_path):
     assert list(sd) == [n for n, _ in a.named_parameters()]
     sd_copy = {k: v.copy() for k, v in sd.items()}
     a.first.lin.weight.data[...] = -1  # state_dict holds copies
-    numpy.testing.assert_array_equal(sd["first.lin.weight"], sd_copy["first.lin.weight"])
+    numpy.testing.assert_array_equal(tt.to_numpy(sd["first.lin.weight"]), tt.to_numpy(sd_copy["first.lin.weight"]))
     path = tmp_path / "m.npz"
     tt.io.save(sd, path)
     loaded = tt.io.load(path)
@@ -118,7 +120,7 @@ def test_state_dict_round_trip(tmp_path):
     assert b.first.lin.weight is ref  # copied in place
     for (n1, p1), (n2, p2) in zip(b.named_parameters(), sd_copy.items()):
         assert n1 == n2
-        numpy.testing.assert_array_equal(tt.to_numpy(p1.data), p2)
+        numpy.testing.assert_array_equal(tt.to_numpy(p1.data), tt.to_numpy(p2))
 
 
 def test_load_state_dict_strict_errors():
@@ -139,7 +141,7 @@ def test_load_state_dict_strict_errors():
     sd2 = dict(dtype_bad, **{"first.lin.weight": numpy.full((3, 4), 5, dtype=numpy.float32)})
     with pytest.raises(TypeError, match="head_bias.*dtype"):
         net.load_state_dict(sd2)
-    numpy.testing.assert_array_equal(net.first.lin.weight.data, before)  # nothing changed
+    numpy.testing.assert_array_equal(tt.to_numpy(net.first.lin.weight.data), tt.to_numpy(before))  # nothing changed
 
 
 def test_sequential():
@@ -147,16 +149,17 @@ def test_sequential():
     assert len(seq) == 3 and isinstance(seq[1], nn.ReLU) and seq[-1] is seq[2]
     assert [n for n, _ in seq.named_parameters()] == ["0.weight", "0.bias", "2.weight", "2.bias"]
     x = numpy.ones((4, 3), dtype=numpy.float32)
-    y = seq(tt.Tensor(x))
-    expect = numpy.maximum(x @ seq[0].weight.data + seq[0].bias.data, 0) @ seq[2].weight.data + seq[2].bias.data
-    numpy.testing.assert_allclose(y.data, expect, rtol=1e-6)
+    y = seq(tt.Tensor(on_device(x)))
+    w0, b0, w2, b2 = (tt.to_numpy(p.data) for p in seq.parameters())
+    expect = numpy.maximum(x @ w0 + b0, 0) @ w2 + b2
+    numpy.testing.assert_allclose(tt.to_numpy(y.data), expect, rtol=1e-6)
     with pytest.raises(TypeError):
         nn.Sequential(nn.ReLU(), 3)
     assert "Linear" in repr(seq)
     # a slice is a Sequential of the same modules (renumbered from 0), like a list slice
     head = seq[:2]
     assert isinstance(head, nn.Sequential) and len(head) == 2 and head[0] is seq[0] and head[1] is seq[1]
-    numpy.testing.assert_array_equal(seq[2](head(tt.Tensor(x))).data, y.data)
+    numpy.testing.assert_array_equal(tt.to_numpy(seq[2](head(tt.Tensor(on_device(x))))), tt.to_numpy(y))
     assert [type(m) for m in seq[::-1]] == [type(m) for m in reversed(list(seq))]
     assert len(seq[5:]) == 0
     with pytest.raises(IndexError, match="out of range"):
@@ -189,7 +192,7 @@ def test_two_parameters_with_one_name_are_an_error():
 
 
 def test_loss_modules():
-    logits = tt.Tensor(numpy.array([[1.0, 2.0], [0.5, -1.0]]))
-    t = numpy.array([1, 0])
+    logits = tt.Tensor(on_device(numpy.array([[1.0, 2.0], [0.5, -1.0]])))
+    t = on_device(numpy.array([1, 0]))
     assert nn.CrossEntropyLoss()(logits, t).item() == tt.cross_entropy(logits, t).item()
     assert nn.functional.cross_entropy is tt.cross_entropy
