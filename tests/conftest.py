@@ -70,3 +70,20 @@ def data_dir():
 def on_device(array):
     """Move a NumPy test array to the backend under test."""
     return tinytt.to_device(numpy.asarray(array))
+
+
+def assert_same_runs(actual, expected, rtol=None, atol=None, err_msg=""):
+    """Two runs of one computation agree: bit for bit on NumPy; on CuPy to rounding, since
+    its backward passes sum with atomic adds (``cupyx.scatter_add``: the summation order,
+    and so the last bits, change from run to run). ``rtol``/``atol`` default to 1e-6/1e-7
+    for float32 and 1e-12/1e-14 for float64; a training loop that carries such
+    differences through several optimizer steps passes wider ones."""
+    actual, expected = tinytt.to_numpy(actual), tinytt.to_numpy(expected)
+    if tinytt.get_backend() == "numpy":
+        numpy.testing.assert_array_equal(actual, expected, err_msg=err_msg)
+        return
+    single = numpy.float32 in (actual.dtype, expected.dtype)
+    numpy.testing.assert_allclose(
+        actual, expected, err_msg=err_msg,
+        rtol=(1e-6 if single else 1e-12) if rtol is None else rtol,
+        atol=(1e-7 if single else 1e-14) if atol is None else atol)

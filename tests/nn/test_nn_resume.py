@@ -1,4 +1,5 @@
-"""Resuming training from a checkpoint (model + Adam state through tinytt.io) is bit-identical."""
+"""Resuming training from a checkpoint (model + Adam state through tinytt.io) is bit-identical
+(on CuPy identical to rounding: the embedding's backward sums with atomic adds there)."""
 
 import numpy
 
@@ -6,6 +7,8 @@ import tinytt as tt
 import tinytt.io
 import tinytt.optim
 from tinytt import nn
+
+from conftest import assert_same_runs, on_device
 
 
 class Classifier(nn.Module):
@@ -32,7 +35,7 @@ def _batches(n):
 def _train(model, opt, batches):
     for ids, lengths, y in batches:
         opt.zero_grad()
-        loss = tt.cross_entropy(model(ids, lengths), y)
+        loss = tt.cross_entropy(model(on_device(ids), lengths), on_device(y))
         loss.backward()
         opt.step()
 
@@ -58,5 +61,7 @@ def test_resume_is_bit_identical(tmp_path):
 
     for (n1, p1), (n2, p2) in zip(straight.named_parameters(), resumed.named_parameters()):
         assert n1 == n2
-        assert numpy.array_equal(tt.to_numpy(p1.data), tt.to_numpy(p2.data)), n1
+        # float32 parameters after 10 Adam steps from gradients that may differ in their last
+        # bits on CuPy (see assert_same_runs)
+        assert_same_runs(p2.data, p1.data, rtol=1e-5, atol=1e-6, err_msg=n1)
     numpy.testing.assert_array_equal(tt.to_numpy(resumed.emb.weight.data[0]), 0)
