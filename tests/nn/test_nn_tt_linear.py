@@ -7,6 +7,8 @@ import tinytt as tt
 from tinytt import nn
 from tinytt.testing import assert_close, check_grads
 
+from conftest import on_device
+
 pytest.importorskip("tinytt.nn.tt_linear")
 
 
@@ -14,7 +16,7 @@ pytest.importorskip("tinytt.nn.tt_linear")
 def test_tt_linear_matches_dense(path, monkeypatch):
     layer = nn.TTLinear(24, 30, rank=3, dtype="float64", seed=0)
     assert layer.row_shape == (2, 3, 4) or numpy.prod(layer.row_shape) == 24
-    layer.bias.data[...] = numpy.arange(30) * 0.1
+    layer.bias.data[...] = on_device(numpy.arange(30) * 0.1)
     if path == "direct":
         monkeypatch.setattr(nn.TTLinear, "_costs", lambda self, b: (0, 1))
     else:
@@ -22,9 +24,9 @@ def test_tt_linear_matches_dense(path, monkeypatch):
     x = numpy.random.default_rng(1).standard_normal((2, 5, 24))
     w = tt.to_numpy(layer.matrix.full().data)
     assert w.shape == (24, 30)
-    y = layer(tt.Tensor(x))
+    y = layer(tt.Tensor(on_device(x)))
     assert y.shape == (2, 5, 30)
-    assert_close(y.data, x @ w + layer.bias.data, rtol=1e-10, atol=1e-12)
+    assert_close(y.data, x @ w + tt.to_numpy(layer.bias.data), rtol=1e-10, atol=1e-12)
     cores = [c.data.copy() for c in layer.cores]
 
     def f(x, b, *cs):
@@ -32,7 +34,7 @@ def test_tt_linear_matches_dense(path, monkeypatch):
         probe.cores, probe.bias = list(cs), b
         return probe(x)
 
-    check_grads(f, x, layer.bias.data.copy(), *cores)
+    check_grads(f, on_device(x), layer.bias.data.copy(), *cores)
 
 
 def test_tt_linear_params_and_shape():
@@ -63,7 +65,7 @@ def test_rank_list_as_for_tt_embedding():
     assert "rank=(1, 3, 5, 1)" in repr(layer)
     x = numpy.random.default_rng(2).standard_normal((3, 64))
     w = tt.to_numpy(layer.matrix.full().data)
-    assert_close(layer(tt.Tensor(x)).data, x @ w, rtol=1e-10, atol=1e-12)
+    assert_close(layer(tt.Tensor(on_device(x))).data, x @ w, rtol=1e-10, atol=1e-12)
     assert nn.TTLinear(64, 32, rank=4, shape=shape).ranks == (1, 4, 4, 1)
     for bad in ([1, 3, 1], [2, 3, 3, 1], [1, 0, 2, 1], 0, True, "3", 2.0):
         with pytest.raises((ValueError, TypeError), match="rank"):
