@@ -167,7 +167,7 @@ def test_bad_input_errors():
 
 def test_from_dense_shape_rank_and_dtype_arguments():
     rng = numpy.random.default_rng(5)
-    w = rng.standard_normal((20, 12))
+    w = tt.to_device(rng.standard_normal((20, 12)))
     # either shape alone sets the number of cores; the other one follows the heuristic
     only_cols = TTEmbedding.from_dense(w, eps=1e-12, col_shape=(3, 4))
     assert only_cols.col_shape == (3, 4) and len(only_cols.row_shape) == 2
@@ -209,8 +209,8 @@ def test_mean_pooled_lookup_gradient_equals_materialised_upstream(kind):
         return tt.nn.TTEmbedding(50, 12, rank=3, dtype="float64", seed=1)
     upstream = rng.standard_normal((3, 12))
     pooled = layer()
-    pooled(ids).mean(axis=1).backward(tt.to_device(upstream))
+    pooled(tt.to_device(ids)).mean(axis=1).backward(tt.to_device(upstream))
     full = layer()
-    full(ids).backward(tt.to_device(numpy.repeat(upstream[:, None, :] / 7, 7, axis=1)))
+    full(tt.to_device(ids)).backward(tt.to_device(numpy.repeat(upstream[:, None, :] / 7, 7, axis=1)))
     for a, b in zip(pooled.parameters(), full.parameters()):
         assert_close(a.grad, b.grad, rtol=1e-12, atol=1e-14)
