@@ -7,6 +7,8 @@ import tinytt as tt
 from tinytt.models import (LSTMClassifier, LSTMLanguageModel, MLPClassifier, build_model, describe,
                            make_embedding, parse_tt_shape)
 
+from conftest import on_device
+
 V, E, H, C = 60, 8, 6, 3
 
 
@@ -28,14 +30,14 @@ def test_classifier_shapes_and_padding(kind, embedding, readout):
                          "hidden": H, "rank": 3}, V, C)
     model.eval()
     ids, lengths = _batch(rng)
-    out = model(ids, lengths)
+    out = model(on_device(ids), lengths)
     assert out.shape == (4, C) and out.dtype == numpy.float32
     # extra padding columns change nothing
     padded = numpy.concatenate([ids, numpy.zeros((4, 5), dtype=ids.dtype)], axis=1)
-    tt.testing.assert_close(model(padded, lengths).data, out.data, rtol=1e-5, atol=1e-6)
+    tt.testing.assert_close(model(on_device(padded), lengths).data, out.data, rtol=1e-5, atol=1e-6)
     # each row alone, without any padding, gives the same logits
     for b in range(4):
-        single = model(ids[b:b + 1, :lengths[b]], lengths[b:b + 1])
+        single = model(on_device(ids[b:b + 1, :lengths[b]]), lengths[b:b + 1])
         tt.testing.assert_close(single.data[0], out.data[b], rtol=1e-4, atol=1e-5)
 
 
@@ -44,9 +46,9 @@ def test_final_readout_is_the_last_real_state():
     model = LSTMClassifier(make_embedding("dense", V, E), H, C, readout="final", dropout=0.0)
     model.eval()
     ids, lengths = _batch(rng)
-    feats = model.features(ids, lengths).data
-    outputs, _ = model.lstm(model.embedding(ids), lengths=lengths)
-    last = outputs.data[numpy.arange(4), lengths - 1]
+    feats = model.features(on_device(ids), lengths).data
+    outputs, _ = model.lstm(model.embedding(on_device(ids)), lengths=lengths)
+    last = tt.to_numpy(outputs.data)[numpy.arange(4), lengths - 1]
     tt.testing.assert_close(feats, last, rtol=1e-5, atol=1e-6)
 
 
@@ -55,7 +57,7 @@ def test_gradients_flow_to_all_parameters():
     for model in (LSTMClassifier(make_embedding("tt", V, E, rank=2), H, C, bidirectional=True, readout="mean"),
                   MLPClassifier(make_embedding("dense", V, E), H, C)):
         ids, lengths = _batch(rng)
-        loss = tt.cross_entropy(model(ids, lengths), numpy.array([0, 1, 2, 1]))
+        loss = tt.cross_entropy(model(on_device(ids), lengths), on_device(numpy.array([0, 1, 2, 1])))
         loss.backward()
         for name, p in model.named_parameters():
             assert p.grad is not None and p.grad.shape == p.shape, name
@@ -75,7 +77,7 @@ def test_parse_tt_shape_and_describe():
 
 def test_language_model_shapes_and_state():
     model = LSTMLanguageModel(make_embedding("tt", V, E, rank=2), H, num_layers=2, dropout=0.1)
-    ids = numpy.random.default_rng(3).integers(0, V, size=(3, 5))
+    ids = on_device(numpy.random.default_rng(3).integers(0, V, size=(3, 5)))
     logits, (h, c) = model(ids)
     assert logits.shape == (3, 5, V) and h.shape == (2, 3, H) and c.shape == (2, 3, H)
     logits2, _ = model(ids, model.detach_state((h, c)))
@@ -95,8 +97,8 @@ def test_tiny_language_model_learns(embedding):
     for epoch in range(6):
         state = None
         for x, y in tt.data.bptt_batches(stream, 4, 10):
-            logits, state = model(x, model.detach_state(state))
-            loss = tt.cross_entropy(tt.reshape(logits, (-1, 20)), y.reshape(-1))
+            logits, state = model(on_device(x), model.detach_state(state))
+            loss = tt.cross_entropy(tt.reshape(logits, (-1, 20)), on_device(y.reshape(-1)))
             opt.zero_grad()
             loss.backward()
             opt.step()
