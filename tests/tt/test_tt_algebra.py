@@ -319,14 +319,16 @@ def test_unevenly_scaled_cores_give_the_tensors_values(pair, steps):
         u.append(max(-1000, min(1000, u[-1] + d)))
     u.append(0)
     shifts = [u[k + 1] - u[k] for k in range(n)]
-    scaled = TensorTrain([numpy.ldexp(c, k) for c, k in zip(a, shifts)])
-    plain_a, plain_b = TensorTrain(a), TensorTrain(b)
+    scaled = TensorTrain([tinytt.to_device(numpy.ldexp(c, k)) for c, k in zip(a, shifts)])
+    plain_b = TensorTrain([tinytt.to_device(c) for c in b])
     dense_a, dense_b = full_cores(a), full_cores(b)
     scale_ab = numpy.abs(dense_a).sum() * numpy.abs(dense_b).sum()
-    assert abs(float(dot(scaled, plain_b).data) - (dense_a * dense_b).sum()) <= 1e-12 * scale_ab
-    assert abs(float(dot(scaled, scaled).data) - (dense_a ** 2).sum()) <= 1e-12 * numpy.abs(dense_a).sum() ** 2
-    numpy.testing.assert_allclose(scaled.full().data, dense_a, rtol=1e-12, atol=1e-12 * numpy.abs(dense_a).max())
-    prod = hadamard(scaled, scaled).full().data
+    assert abs(float(tinytt.to_numpy(dot(scaled, plain_b).data)) - (dense_a * dense_b).sum()) <= 1e-12 * scale_ab
+    assert abs(float(tinytt.to_numpy(dot(scaled, scaled).data)) - (dense_a ** 2).sum()) \
+        <= 1e-12 * numpy.abs(dense_a).sum() ** 2
+    numpy.testing.assert_allclose(tinytt.to_numpy(scaled.full().data), dense_a, rtol=1e-12,
+                                  atol=1e-12 * numpy.abs(dense_a).max())
+    prod = tinytt.to_numpy(hadamard(scaled, scaled).full().data)
     numpy.testing.assert_allclose(prod, dense_a ** 2, rtol=1e-12, atol=1e-12 * (dense_a ** 2).max())
 
 
@@ -334,23 +336,25 @@ def test_unevenly_scaled_float32_cores_and_gradients():
     rng = numpy.random.default_rng(0)
     cores = [rng.standard_normal(s) for s in ((1, 3, 2), (2, 4, 3), (3, 5, 1))]
     want = (full_cores(cores) ** 2).sum()
-    a32 = TensorTrain([numpy.ldexp(c, k).astype(numpy.float32) for c, k in zip(cores, (-100, 100, 0))])
-    assert float(dot(a32, a32).data) == pytest.approx(want, rel=1e-5)
+    a32 = TensorTrain([tinytt.to_device(numpy.ldexp(c, k).astype(numpy.float32)) for c, k in zip(cores, (-100, 100, 0))])
+    assert float(tinytt.to_numpy(dot(a32, a32).data)) == pytest.approx(want, rel=1e-5)
     # gradient of <A, A> in core 0 scaled by 2**-660 is 2**660 times the unscaled one
-    scaled = [Tensor(numpy.ldexp(c, k), requires_grad=True) for c, k in zip(cores, (-660, 660, 0))]
-    plain = [Tensor(c, requires_grad=True) for c in cores]
+    scaled = [Tensor(tinytt.to_device(numpy.ldexp(c, k)), requires_grad=True) for c, k in zip(cores, (-660, 660, 0))]
+    plain = [Tensor(tinytt.to_device(c), requires_grad=True) for c in cores]
     dot(TensorTrain(scaled), TensorTrain(scaled)).backward()
     dot(TensorTrain(plain), TensorTrain(plain)).backward()
-    numpy.testing.assert_allclose(scaled[0].grad, numpy.ldexp(plain[0].grad, 660), rtol=1e-12)
-    numpy.testing.assert_allclose(scaled[2].grad, plain[2].grad, rtol=1e-12)
+    numpy.testing.assert_allclose(tinytt.to_numpy(scaled[0].grad), numpy.ldexp(tinytt.to_numpy(plain[0].grad), 660),
+                                  rtol=1e-12)
+    numpy.testing.assert_allclose(tinytt.to_numpy(scaled[2].grad), tinytt.to_numpy(plain[2].grad), rtol=1e-12)
 
 
 def test_tensor_operand_on_the_left_defers_to_the_tt():
     a = random_tt((2, 3), 2, seed=0)
-    numpy.testing.assert_allclose((Tensor(2.0) * a).full().data, 2 * a.full().data)
-    numpy.testing.assert_allclose((Tensor(numpy.float64(2.0)) * a).full().data, (a * Tensor(2.0)).full().data)
+    numpy.testing.assert_allclose(tinytt.to_numpy((Tensor(2.0) * a).full()), 2 * tinytt.to_numpy(a.full()))
+    numpy.testing.assert_allclose(tinytt.to_numpy((Tensor(tinytt.to_device(numpy.float64(2.0))) * a).full()),
+                                  tinytt.to_numpy((a * Tensor(2.0)).full()))
     with pytest.raises(TypeError, match="unsupported operand"):
-        Tensor(numpy.ones((2, 3))) @ a
+        Tensor(tinytt.to_device(numpy.ones((2, 3)))) @ a
 
 
 @pytest.mark.parametrize("zero", [0, 0.0, numpy.float64(0.0), numpy.int32(0)])
