@@ -1,7 +1,10 @@
 """The documentation runs as shown.
 
 - Every ```python block of README.md and docs/*.md is executed; the blocks of one file run
-  in order in one namespace, in a temporary working directory.
+  in order in one namespace, in a temporary working directory, on the NumPy backend
+  whatever ``TINYTT_BACKEND`` says: the docs are written for the default backend and pass
+  NumPy arrays to tinytt (under ``TINYTT_BACKEND=cupy`` the backend is switched to NumPy
+  for the file and restored after it).
 - A block preceded by ``<!-- no-test -->`` is not run (shell-like or GPU-only snippets).
 - A block that needs the datasets (preceded by ``<!-- needs-data -->``, or calling
   ``load_dataset``/``load_ptb``) runs only when ``TINYTT_DATA`` points at a folder; otherwise
@@ -68,6 +71,7 @@ def test_python_blocks_run(path, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": f"doc_{path.stem}"}
     backend = tinytt.get_backend()
+    tinytt.set_backend("numpy")   # the docs' code is written for the default (NumPy) backend
     try:
         for line, _, code, marker in python_blocks(path):
             if "no-test" in marker:
