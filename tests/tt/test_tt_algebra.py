@@ -336,7 +336,8 @@ def test_unevenly_scaled_float32_cores_and_gradients():
     rng = numpy.random.default_rng(0)
     cores = [rng.standard_normal(s) for s in ((1, 3, 2), (2, 4, 3), (3, 5, 1))]
     want = (full_cores(cores) ** 2).sum()
-    a32 = TensorTrain([tinytt.to_device(numpy.ldexp(c, k).astype(numpy.float32)) for c, k in zip(cores, (-100, 100, 0))])
+    a32 = TensorTrain([tinytt.to_device(numpy.ldexp(c, k).astype(numpy.float32))
+                       for c, k in zip(cores, (-100, 100, 0))])
     assert float(tinytt.to_numpy(dot(a32, a32).data)) == pytest.approx(want, rel=1e-5)
     # gradient of <A, A> in core 0 scaled by 2**-660 is 2**660 times the unscaled one
     scaled = [Tensor(tinytt.to_device(numpy.ldexp(c, k)), requires_grad=True) for c, k in zip(cores, (-660, 660, 0))]
