@@ -533,3 +533,12 @@ def test_backend_is_the_only_module_that_imports_cupy():
             if any(n.split(".")[0] in ("cupy", "cupyx") for n in names):
                 offenders.append(f"{path.relative_to(root)}:{node.lineno}")
     assert offenders and all(o.startswith("backend.py:") for o in offenders), offenders
+
+
+def test_scatter_add_of_zero_width_rows_is_zeros():
+    # values (K, 0) with K > 0: the CuPy branch reshaped them to (-1, 0), which raises
+    out = backend.scatter_add(on_device(np.array([0, 2])), on_device(np.zeros((2, 0))), 3)
+    assert tuple(out.shape) == (3, 0)
+    w = tt.Tensor(on_device(np.zeros((4, 0))), requires_grad=True)
+    tt.take(w, on_device(np.array([1, 1, 2]))).sum().backward()
+    assert tuple(w.grad.shape) == (4, 0)

@@ -270,7 +270,7 @@ def scatter_add(indices, values, num_rows: int, skip=None):
         # 5,000 x 0.01 sums to 32)
         acc = sum_dtype(values.dtype)
         out = xp.zeros((num_rows,) + rest, dtype=acc)
-        if indices.size:
+        if indices.size and values.size:   # (rows of width 0: nothing to add, and no (-1, 0) reshape)
             index_add(out, indices.reshape(-1), values.reshape((-1,) + rest).astype(acc, copy=False))
         if skip is not None:
             out[skip] = 0
