@@ -748,3 +748,24 @@ def test_load_state_dict_reports_bad_entries_as_value_errors():
     bad["params"]["0"]["shape"] = None
     with pytest.raises(ValueError, match="shape"):
         Adam([P(np.ones(3))]).load_state_dict(bad)
+
+
+@pytest.mark.parametrize("make", [lambda ps: Adam(ps, lr=1e-3), lambda ps: AdamW(ps, lr=1e-3),
+                                  lambda ps: Adam(ps, lr=1e-3, weight_decay=0.1)])
+def test_adam_on_float16_parameters_steps_in_float32(make):
+    # float16 cannot hold eps = 1e-8 or (1 - b2) g^2 for |g| < ~8e-3: the update divided by
+    # zero (a gradient of 1e-3 gave -inf, a zero gradient nan)
+    g = np.array([1e-3, 1e-1, 0.0, -2.0], np.float16)
+    p16 = P(np.ones(4, np.float16), g.copy())
+    p32 = P(np.ones(4, np.float32), g.astype(np.float32))
+    opt16, opt32 = make([p16]), make([p32])
+    for _ in range(3):
+        opt16.step()
+        opt32.step()
+    assert p16.data.dtype == np.float16 and np.isfinite(p16.data).all()
+    # the float32 steps, each rounded into float16 (ulp 2**-11 below 1)
+    np.testing.assert_allclose(p16.data.astype(np.float32), p32.data, rtol=0, atol=2 * 2.0 ** -11)
+    assert (p16.data[g != 0] != 1).all()                 # every entry with a gradient moved
+    state = opt16.state_dict()
+    fresh = make([P(np.ones(4, np.float16), g.copy())])
+    fresh.load_state_dict(state)                                            # float32 moments accepted

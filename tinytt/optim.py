@@ -353,6 +353,10 @@ class Optimizer:
         """Check the hyperparameters' values (subclasses extend); raise ValueError naming one."""
         self.lr = self.lr
 
+    def _state_dtype(self, p):
+        """dtype of the state arrays of parameter ``p``: the parameter's own."""
+        return p.data.dtype
+
     def _load_entry(self, i: int, p, entry: dict) -> dict:
         """Check one parameter's saved state and copy its arrays to ``p``'s backend."""
         if not entry:
@@ -372,10 +376,10 @@ class Optimizer:
                 continue
             if not _is_array(v):
                 raise ValueError(f"state of parameter {i}: {k!r} must be an array, got {type(v).__name__}")
-            if tuple(v.shape) != tuple(p.data.shape) or v.dtype != p.data.dtype:
+            if tuple(v.shape) != tuple(p.data.shape) or v.dtype != self._state_dtype(p):
                 raise ValueError(
                     f"state of parameter {i}: {k!r} has shape {tuple(v.shape)} and dtype {v.dtype}, "
-                    f"expected {tuple(p.data.shape)} and {p.data.dtype}"
+                    f"expected {tuple(p.data.shape)} and {self._state_dtype(p)}"
                 )
             if xp is numpy:
                 out[k] = numpy.array(to_numpy(v), copy=True)
@@ -479,7 +483,10 @@ class Adam(Optimizer):
         weight_decay: L2 coefficient, >= 0 (see :class:`AdamW` for decoupled decay).
 
     State per parameter: ``step`` (int), ``exp_avg`` and ``exp_avg_sq`` (parameter's
-    shape and dtype). Cost per step: O(size) elementwise work per parameter.
+    shape and dtype; float32 for a float16 parameter, whose step runs in float32 and is
+    rounded into it: float16 cannot hold ``eps`` = 1e-8 or ``(1 - beta2) g^2`` of a gradient
+    below ~8e-3, and the update divided by zero, inf or NaN for every entry with a zero
+    gradient). Cost per step: O(size) elementwise work per parameter.
     """
 
     hyperparameters = ("lr", "betas", "eps", "weight_decay")
@@ -500,15 +507,18 @@ class Adam(Optimizer):
         self.eps = _check_number("eps", self.eps, low=0.0)
         self.weight_decay = _check_number("weight_decay", self.weight_decay, low=0.0)
 
+    def _state_dtype(self, p):
+        return numpy.dtype(numpy.float32) if p.data.dtype == numpy.float16 else p.data.dtype
+
     def _update(self, i, p, g, state) -> None:
         xp = get_xp(p.data)
         if not state:
             state["step"] = 0
-            state["exp_avg"] = xp.zeros_like(p.data)
-            state["exp_avg_sq"] = xp.zeros_like(p.data)
+            state["exp_avg"] = xp.zeros_like(p.data, dtype=self._state_dtype(p))
+            state["exp_avg_sq"] = xp.zeros_like(p.data, dtype=self._state_dtype(p))
         state["step"] += 1
         m, v = state["exp_avg"], state["exp_avg_sq"]
-        if xp is numpy and _can_chunk(p.data, g, m, v):
+        if xp is numpy and m.dtype == p.data.dtype and _can_chunk(p.data, g, m, v):
             flat = [a.reshape(-1) for a in (p.data, g, m, v)]
 
             def block(start, stop):
@@ -520,6 +530,12 @@ class Adam(Optimizer):
                                     s0[:b - a], None if s1 is None else s1[:b - a])
 
             map_blocks(block, p.data.size, min_size=_CHUNK)
+        elif m.dtype != p.data.dtype:   # a float16 parameter: the step in float32, then rounded
+            needs_wd = self.weight_decay != 0.0 and not self._decoupled
+            p32, g32 = p.data.astype(m.dtype), g.astype(m.dtype)
+            self._adam_math(xp, p32, g32, m, v, state["step"], xp.empty_like(p32),
+                            xp.empty_like(p32) if needs_wd else None)
+            p.data[...] = p32
         else:
             needs_wd = self.weight_decay != 0.0 and not self._decoupled
             self._adam_math(xp, p.data, g, m, v, state["step"], self._tmp(p.data, 0),
