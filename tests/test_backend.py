@@ -542,3 +542,12 @@ def test_scatter_add_of_zero_width_rows_is_zeros():
     w = tt.Tensor(on_device(np.zeros((4, 0))), requires_grad=True)
     tt.take(w, on_device(np.array([1, 1, 2]))).sum().backward()
     assert tuple(w.grad.shape) == (4, 0)
+
+
+@pytest.mark.parametrize("lead", [(2, 0), (0, 2), (0,)])
+def test_segment_sum_of_empty_multidimensional_indices_is_zeros(lead):
+    # (2, 0) and (0, 2) indices raised "cannot reshape array of size 0" from inside
+    out = segment_sum.segment_sum(np.zeros(lead, np.int64), np.ones(lead + (3,), np.float32), 4)
+    assert out.shape == (4, 3) and out.dtype == np.float32 and not out.any()
+    with pytest.raises(ValueError, match="must start with the indices' shape"):
+        segment_sum.segment_sum(np.zeros((2,), np.int64), np.ones((3, 3)), 4)

@@ -815,3 +815,36 @@ def test_clip_takes_array_bounds_on_the_tensors_backend():
 def test_non_numeric_python_data_is_a_type_error_on_every_backend(data):
     with pytest.raises(TypeError, match="numeric"):
         tt.Tensor(data)
+
+
+def test_backward_does_not_read_index_buffers_the_caller_reused():
+    # take, getitem, where, BCE targets and TensorTrain.gather kept the caller's int64 ids /
+    # mask / targets and read them at backward: reusing the buffer for the next batch
+    # between forward and backward changed the gradient (int32 ids were converted, so right)
+    w = np.arange(12.0).reshape(6, 2)
+    want = np.array([1.0, 2.0, 0.0, 0.0, 0.0, 1.0])
+    for op in (lambda x, i: tt.take(x, i), lambda x, i: x[i], lambda x, i: x[(i,)]):
+        x = T(w, True)
+        idx = on_device(np.array([0, 1, 1, 5]))
+        y = op(x, idx)
+        idx[...] = 2
+        y.backward(on_device(np.ones((4, 2))))
+        assert_close(x.grad[:, 0], want, dtype=np.float64)
+    a = T(np.ones(3), True)
+    cond = on_device(np.array([True, False, True]))
+    y = tt.where(cond, a, 0.0)
+    cond[...] = False
+    y.backward(on_device(np.ones(3)))
+    assert_close(a.grad, [1.0, 0.0, 1.0], dtype=np.float64)
+    logits = T(np.zeros(3), True)
+    targets = on_device(np.ones(3))
+    loss = tt.binary_cross_entropy_with_logits(logits, targets)
+    targets[...] = 0
+    loss.backward()
+    assert_close(logits.grad, [-1 / 6] * 3, dtype=np.float64)
+    core = T(np.ones((1, 3, 1)), True)
+    ids = on_device(np.array([[0], [2]]))
+    y = tt.tt.TensorTrain([core]).gather(ids)
+    ids[...] = 1
+    y.backward(on_device(np.ones(2)))
+    assert_close(core.grad.reshape(-1), [1.0, 0.0, 1.0], dtype=np.float64)

@@ -769,3 +769,12 @@ def test_adam_on_float16_parameters_steps_in_float32(make):
     state = opt16.state_dict()
     fresh = make([P(np.ones(4, np.float16), g.copy())])
     fresh.load_state_dict(state)                                            # float32 moments accepted
+
+
+def test_parameters_that_are_views_of_one_array_are_refused():
+    a = np.ones((3, 2))
+    for other in (a.T, a[1:], a[:, 0]):
+        with pytest.raises(ValueError, match="overlap in memory"):
+            Adam([P(a, None), P(other, None)])
+    SGD([P(a[::2], None), P(a[1::2], None)], lr=0.1)     # interleaved, disjoint: fine
+    SGD([P(np.ones(2), None), P(np.ones(2), None)], lr=0.1)

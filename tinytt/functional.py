@@ -207,6 +207,8 @@ def binary_cross_entropy_with_logits(logits, targets) -> Tensor:
         raise TypeError(f"binary_cross_entropy_with_logits: logits must be floating point, got dtype {logits.dtype}")
     y = targets.data if isinstance(targets, Tensor) else _numeric_targets(targets, xp, logits.dtype,
                                                                            "binary_cross_entropy_with_logits")
+    if y is targets:     # the caller's array: the backward reads it, after the caller may reuse it
+        y = y.copy()
     if tuple(y.shape) != logits.shape:
         raise ValueError(f"binary_cross_entropy_with_logits: targets shape {tuple(y.shape)} must equal "
                          f"logits shape {logits.shape}")

@@ -351,8 +351,16 @@ def transpose(x, *axes) -> Tensor:
     return record("transpose", x.data.transpose(axes), (x,), (lambda g: g.transpose(inverse),))
 
 
+def _own(array, given):
+    """``array``, copied when it is the caller's object ``given`` (or a view the caller holds):
+    a VJP reads its index, mask or condition at backward time, after the caller may have
+    reused that buffer for the next batch (int64 ids were kept, int32 ones converted)."""
+    return array.copy() if array is given else array
+
+
 def _check_index(index, xp):
-    """Convert Tensor/list/tuple parts of an index to arrays; reject float index arrays."""
+    """Convert Tensor/list/tuple parts of an index to arrays (private copies of the caller's
+    arrays, which the backward reads); reject float index arrays."""
     parts = index if isinstance(index, tuple) else (index,)
     out = []
     advanced = False
@@ -369,7 +377,7 @@ def _check_index(index, xp):
                     f"index arrays must be integer or boolean, got dtype {p.dtype}; "
                     "convert float ids with .astype(int) first"
                 )
-            p = xp.asarray(p)
+            p = _own(xp.asarray(p), p)
             advanced = True
         elif isinstance(p, float):
             raise TypeError(f"indices must be integers, slices or integer arrays, got float {p!r}")
@@ -478,7 +486,8 @@ def take(x, indices) -> Tensor:
     if x.ndim == 0:
         raise ValueError("take: x must have at least one dimension")
     n = x.shape[0]
-    indices = check_ids(indices, n, xp, "take")
+    given = indices.data if isinstance(indices, Tensor) else indices
+    indices = _own(check_ids(indices, n, xp, "take"), given)   # read again by the backward
     out = xp.take(x.data, indices, axis=0)
     return record("take", out, (x,), (lambda g: scatter_add(indices, g, n),))
 
@@ -563,7 +572,7 @@ def where(condition, a, b) -> Tensor:
         condition = condition.data
     a, b = _lift(a, b)
     xp = get_xp(condition, a.data, b.data)
-    condition = xp.asarray(condition)
+    condition = _own(xp.asarray(condition), condition)   # read again by the backward
     if condition.dtype.kind != "b":
         raise TypeError(f"where: condition must be a boolean array, got dtype {condition.dtype}")
     out = xp.where(condition, a.data, b.data)

@@ -9,7 +9,8 @@ A parameter is any object with
 
 ``tinytt.Tensor`` and ``tinytt.nn.Parameter`` are such objects. The update rules follow
 PyTorch's formulation (see each class). Optimizer state (moment buffers) has the dtype
-and backend of its parameter (float32 parameters keep float32 state, nothing is upcast);
+and backend of its parameter (float32 parameters keep float32 state, nothing is upcast;
+the one exception: Adam's moments of a float16 parameter are float32, see :class:`Adam`);
 step counts are Python ints and scalar factors such as bias corrections are computed on
 the host in Python floats, so ``step()`` never synchronises with the GPU.
 
@@ -78,6 +79,19 @@ def _check_betas(betas) -> tuple:
 _CHUNK = 65536
 
 
+def _check_no_overlap(params) -> None:
+    """ValueError when two parameters' NumPy arrays overlap in memory (``Parameter(a)`` and
+    ``Parameter(a.T)``): both would be stepped, each with its own moments. Exact
+    (``numpy.shares_memory``) where the bounds overlap; CuPy arrays are compared by identity
+    only, above."""
+    host = [(i, p.data) for i, p in enumerate(params) if isinstance(p.data, numpy.ndarray)]
+    for n, (i, a) in enumerate(host):
+        for j, b in host[n + 1:]:
+            if numpy.may_share_memory(a, b) and numpy.shares_memory(a, b):
+                raise ValueError(f"params[{i}] and params[{j}] overlap in memory (views of one array): "
+                                 f"each would be updated with its own state, the shared entries twice")
+
+
 def _can_chunk(*arrays) -> bool:
     """True when every array is C-contiguous with the same shape, so flat slices line up."""
     return all(a.flags.c_contiguous and a.shape == arrays[0].shape for a in arrays)
@@ -102,7 +116,8 @@ class Optimizer:
             turned into a list once, so a generator such as ``model.parameters()`` is fine.
 
     Raises:
-        ValueError: the list is empty or holds the same parameter (or the same array) twice.
+        ValueError: the list is empty or holds the same parameter (or the same array) twice,
+            or two NumPy parameters whose arrays overlap (views of one array).
         TypeError: a parameter has no ``.data`` or its ``.data`` is not a floating-point
             NumPy/CuPy array.
     """
@@ -140,6 +155,7 @@ class Optimizer:
                                  f"Tensor over the same array, which would be updated twice per step)")
             seen.add(id(p))
             seen.add(id(p.data))
+        _check_no_overlap(params)
         self.params = params
         self.lr = lr
         self.state = [dict() for _ in params]

@@ -157,6 +157,11 @@ def segment_sum(indices, values, num_rows: int, skip=None):
     """
     lead = tuple(indices.shape)
     rest = tuple(values.shape[len(lead):])
+    if tuple(values.shape[:len(lead)]) != lead:
+        raise ValueError(f"segment_sum: values of shape {tuple(values.shape)} must start with the "
+                         f"indices' shape {lead}")
+    if indices.size == 0 or math.prod(rest) == 0:   # nothing to add (and no (0, -1) reshapes)
+        return numpy.zeros((num_rows,) + rest, dtype=values.dtype)
     floats_per_row = math.prod(rest)
     counts = numpy.bincount(indices.reshape(-1), minlength=num_rows)
     out = _broadcast_sum(indices, values, num_rows, counts, skip)

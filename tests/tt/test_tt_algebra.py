@@ -362,3 +362,15 @@ def test_tensor_operand_on_the_left_defers_to_the_tt():
 def test_division_by_a_zero_scalar_raises_for_every_scalar_type(zero):
     with pytest.raises(ZeroDivisionError, match="division by zero"):
         random_tt((2, 3), 2, seed=0) / zero
+
+
+def test_full_of_a_one_core_tt_is_a_copy_not_a_view_of_the_core():
+    # writing into full() (or TTEmbedding.to_dense() with n_cores=1) changed the parameter
+    core = Tensor(tinytt.to_device(numpy.arange(3.0).reshape(1, 3, 1)), requires_grad=True)
+    dense = TensorTrain([core]).full()
+    dense.data[...] = 0
+    assert tinytt.to_numpy(core.data).ravel().tolist() == [0.0, 1.0, 2.0]
+    emb = tinytt.nn.TTEmbedding(4, 3, rank=2, n_cores=1, dtype="float64", seed=0)
+    row = tinytt.to_numpy(emb(tinytt.to_device(numpy.array([1]))).data)
+    emb.to_dense().data[...] = 0
+    numpy.testing.assert_array_equal(tinytt.to_numpy(emb(tinytt.to_device(numpy.array([1]))).data), row)

@@ -18,7 +18,7 @@ import numbers
 import numpy
 
 from .. import backend
-from ..ops import as_tensor, take
+from ..ops import as_tensor, astype, take
 from ..einsum import einsum
 from ..tensor import Tensor
 from .cores import check_cores, random_cores
@@ -144,6 +144,8 @@ class TensorTrain(CoreChain):
         cost ``sum_{k>=2} (n_1..n_k) r_{k-1} r_k`` multiply-adds, memory ``prod n``.
         """
         cores = balanced_cores(self.cores)
+        if len(cores) == 1:   # a copy: a reshape would be a view of the core (writes reach it)
+            return astype(cores[0].reshape(*self.shape), cores[0].dtype)
         res = cores[0].reshape(self.shape[0], self.ranks[1])
         for c in cores[1:]:
             r0, n, r1 = c.shape
