@@ -848,3 +848,20 @@ def test_backward_does_not_read_index_buffers_the_caller_reused():
     ids[...] = 1
     y.backward(on_device(np.ones(2)))
     assert_close(core.grad.reshape(-1), [1.0, 0.0, 1.0], dtype=np.float64)
+
+
+def test_lists_of_backend_arrays_and_python_bools_in_indices():
+    # on CuPy, lists holding device arrays went through NumPy first and were refused; a
+    # Python bool in an index (a new axis, like None) was counted as naming an axis
+    d = on_device(np.array(1.0))
+    assert_close(tt.Tensor([d, d]), [1.0, 1.0], dtype=np.float64)
+    y = T(np.arange(15.0).reshape(5, 3), True)
+    i0, i4 = on_device(np.array(0)), on_device(np.array(4))
+    assert_close(y[[i0, i4]], np.arange(15.0).reshape(5, 3)[[0, 4]], dtype=np.float64)
+    assert_close(tt.take(y, [i0, i4]), np.arange(15.0).reshape(5, 3)[[0, 4]], dtype=np.float64)
+    for index in ((True, [0, 4]), (True, slice(None), [2]), (None, False, [1])):
+        want = np.arange(15.0).reshape(5, 3)[index]
+        got = y[tuple(on_device(np.array(p)) if isinstance(p, list) else p for p in index)]
+        assert tuple(got.shape) == want.shape
+        if tt.get_backend() == "numpy":   # (the CPU stand-in for CuPy mis-reads bool scalars here)
+            assert_close(got, want, dtype=np.float64)

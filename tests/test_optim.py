@@ -778,3 +778,23 @@ def test_parameters_that_are_views_of_one_array_are_refused():
             Adam([P(a, None), P(other, None)])
     SGD([P(a[::2], None), P(a[1::2], None)], lr=0.1)     # interleaved, disjoint: fine
     SGD([P(np.ones(2), None), P(np.ones(2), None)], lr=0.1)
+
+
+def test_adam_loads_float16_moments_saved_for_a_float16_parameter_before_float32_moments():
+    p = P(np.ones(4, np.float16), np.full(4, 0.1, np.float16))
+    opt = Adam([p], lr=1e-3)
+    opt.step()
+    state = opt.state_dict()
+    for key in ("exp_avg", "exp_avg_sq"):           # the layout before float32 moments
+        state["state"]["0"][key] = state["state"]["0"][key].astype(np.float16)
+    again = Adam([P(np.ones(4, np.float16), np.full(4, 0.1, np.float16))], lr=1e-3)
+    again.load_state_dict(state)
+    assert again.state_dict()["state"]["0"]["exp_avg"].dtype == np.float32
+
+
+def test_overlap_check_is_fast_for_many_parameters():
+    import time  # noqa: PLC0415
+    params = [P(np.ones(8), None) for _ in range(3000)]
+    start = time.perf_counter()
+    SGD(params, lr=0.1)
+    assert time.perf_counter() - start < 2.0          # pairwise checks took 3.4 s

@@ -202,7 +202,10 @@ def from_python(data, xp, dtype=None):
     raises NumPy's ValueError on both backends."""
     if xp is numpy or is_cupy_array(data):
         return xp.asarray(data, dtype=dtype)
-    host = numpy.asarray(data, dtype=dtype)
+    try:
+        host = numpy.asarray(data, dtype=dtype)
+    except TypeError:     # a list holding device arrays (no implicit conversion): CuPy reads it
+        return xp.asarray(data, dtype=dtype)
     if host.dtype.kind not in "biufc":
         return host
     return xp.asarray(host)

@@ -390,14 +390,15 @@ def _check_device_bounds(index, shape: tuple, xp) -> None:
     CuPy wraps such indices around silently. One device sync for all the index arrays."""
     parts = index if isinstance(index, tuple) else (index,)
     is_array = [hasattr(p, "dtype") and hasattr(p, "shape") for p in parts]
-    explicit = 0    # axes the index names (this module's ``sum`` is the Tensor op)
-    for p, arr in zip(parts, is_array):
-        explicit += (p.ndim if p.dtype.kind == "b" else 1) if arr else (0 if p is None or p is Ellipsis else 1)
+    explicit = 0    # axes the index names (this module's ``sum`` is the Tensor op); a Python bool,
+    for p, arr in zip(parts, is_array):     # like None, adds an axis instead of naming one
+        explicit += (p.ndim if p.dtype.kind == "b" else 1) if arr else \
+            (0 if p is None or p is Ellipsis or isinstance(p, bool) else 1)
     axis, checks = 0, []
     for p, arr in zip(parts, is_array):
         if p is Ellipsis:
             axis += len(shape) - explicit
-        elif p is None:
+        elif p is None or isinstance(p, bool):
             continue
         elif arr and p.dtype.kind == "b":
             axis += p.ndim

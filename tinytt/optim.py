@@ -39,6 +39,7 @@ import math
 import numbers
 
 import numpy
+from numpy.lib.array_utils import byte_bounds
 
 from tinytt.backend import get_xp, is_cupy_array, to_numpy
 from tinytt.parallel import map_blocks
@@ -84,12 +85,19 @@ def _check_no_overlap(params) -> None:
     ``Parameter(a.T)``): both would be stepped, each with its own moments. Exact
     (``numpy.shares_memory``) where the bounds overlap; CuPy arrays are compared by identity
     only, above."""
-    host = [(i, p.data) for i, p in enumerate(params) if isinstance(p.data, numpy.ndarray)]
-    for n, (i, a) in enumerate(host):
-        for j, b in host[n + 1:]:
-            if numpy.may_share_memory(a, b) and numpy.shares_memory(a, b):
-                raise ValueError(f"params[{i}] and params[{j}] overlap in memory (views of one array): "
+    # sweep over the arrays' byte ranges sorted by start: only ranges that overlap are compared
+    # exactly, so the check is O(P log P) for P parameters in separate buffers
+    host = sorted((byte_bounds(p.data), i, p.data) for i, p in enumerate(params)
+                  if isinstance(p.data, numpy.ndarray) and p.data.size)
+    open_ranges = []                     # (end, index, array) of ranges that may still overlap
+    for (start, end), i, a in host:
+        open_ranges = [r for r in open_ranges if r[0] > start]
+        for _, j, b in open_ranges:
+            if numpy.shares_memory(a, b):
+                i0, j0 = sorted((i, j))
+                raise ValueError(f"params[{i0}] and params[{j0}] overlap in memory (views of one array): "
                                  f"each would be updated with its own state, the shared entries twice")
+        open_ranges.append((end, i, a))
 
 
 def _can_chunk(*arrays) -> bool:
@@ -392,15 +400,16 @@ class Optimizer:
                 continue
             if not _is_array(v):
                 raise ValueError(f"state of parameter {i}: {k!r} must be an array, got {type(v).__name__}")
-            if tuple(v.shape) != tuple(p.data.shape) or v.dtype != self._state_dtype(p):
+            old_float16 = v.dtype == p.data.dtype == numpy.float16   # Adam state saved before session 14
+            if tuple(v.shape) != tuple(p.data.shape) or (v.dtype != self._state_dtype(p) and not old_float16):
                 raise ValueError(
                     f"state of parameter {i}: {k!r} has shape {tuple(v.shape)} and dtype {v.dtype}, "
                     f"expected {tuple(p.data.shape)} and {self._state_dtype(p)}"
                 )
             if xp is numpy:
-                out[k] = numpy.array(to_numpy(v), copy=True)
+                out[k] = numpy.array(to_numpy(v), copy=True, dtype=self._state_dtype(p))
             else:
-                out[k] = xp.array(v, copy=True)  # host -> device or device -> device copy
+                out[k] = xp.array(v, copy=True, dtype=self._state_dtype(p))  # host/device -> device copy
         return out
 
     def __repr__(self) -> str:

@@ -46,8 +46,7 @@ def _bond_caps(max_rank, ndim: int) -> list:
         return [None] * (ndim + 1)
     if isinstance(max_rank, bool):
         raise TypeError(f"max_rank must be None, a positive int or {ndim + 1} ints, got {max_rank!r}")
-    if isinstance(max_rank, (int, numpy.integer)) or (getattr(max_rank, "ndim", None) == 0
-                                                       and getattr(max_rank, "dtype", None) is not None
+    if isinstance(max_rank, (int, numpy.integer)) or (isinstance(max_rank, numpy.ndarray) and max_rank.ndim == 0
                                                        and max_rank.dtype.kind in "iu"):
         max_rank = int(max_rank)     # also a 0-d integer array, as random_tt's ranks take
         if max_rank < 1:
