@@ -224,10 +224,11 @@ def index_add(target, index, values) -> None:
 
         if target.dtype.kind == "c":   # cupyx.scatter_add has no complex kernels
             xp = sys.modules["cupy"]
+            values = xp.asarray(values, dtype=target.dtype)
             parts = []
             for part in (xp.real, xp.imag):
                 acc = xp.zeros(target.shape, dtype=target.real.dtype)
-                cupyx.scatter_add(acc, index, part(xp.asarray(values, dtype=target.dtype)))
+                cupyx.scatter_add(acc, index, part(values))
                 parts.append(acc)
             target += parts[0] + 1j * parts[1]
         else:

@@ -13,7 +13,7 @@ import numpy
 
 from ._validate import as_int
 from .backend import from_python, get_xp, sum_dtype
-from .ops import as_tensor, astype, stable_sigmoid
+from .ops import _own, as_tensor, astype, stable_sigmoid
 from .tensor import Tensor, record
 
 __all__ = [
@@ -207,8 +207,7 @@ def binary_cross_entropy_with_logits(logits, targets) -> Tensor:
         raise TypeError(f"binary_cross_entropy_with_logits: logits must be floating point, got dtype {logits.dtype}")
     y = targets.data if isinstance(targets, Tensor) else _numeric_targets(targets, xp, logits.dtype,
                                                                            "binary_cross_entropy_with_logits")
-    if y is targets:     # the caller's array: the backward reads it, after the caller may reuse it
-        y = y.copy()
+    y = _own(y, targets)     # the backward reads it, after the caller may reuse the array
     if tuple(y.shape) != logits.shape:
         raise ValueError(f"binary_cross_entropy_with_logits: targets shape {tuple(y.shape)} must equal "
                          f"logits shape {logits.shape}")

@@ -102,7 +102,8 @@ def hadamard(a: TensorTrain, b: TensorTrain) -> TensorTrain:
     """
     _check_pair(a, b, "hadamard")
     out = []
-    for x, y in zip(balanced_cores(a.cores), balanced_cores(b.cores)):
+    a_cores = balanced_cores(a.cores)
+    for x, y in zip(a_cores, a_cores if b is a else balanced_cores(b.cores)):
         (ra, n, sa), (rb, _, sb) = x.shape, y.shape
         out.append(einsum("anb,cnd->acnbd", x, y).reshape(ra * rb, n, sa * sb))
     return TensorTrain(out)
@@ -116,7 +117,8 @@ def dot(a: TensorTrain, b: TensorTrain) -> Tensor:
     where the result does not); cost O(sum_k n_k r^A r^B (r^A + r^B)). Differentiable in both.
     """
     _check_pair(a, b, "dot")
-    a_cores, b_cores = balanced_cores(a.cores), balanced_cores(b.cores)
+    a_cores = balanced_cores(a.cores)
+    b_cores = a_cores if b is a else balanced_cores(b.cores)   # <A, A>: norm's gradient path
     v = einsum("anb,cnd->bd", a_cores[0], b_cores[0])
     for x, y in zip(a_cores[1:], b_cores[1:]):
         v = einsum("ac,anb,cnd->bd", v, x, y)
