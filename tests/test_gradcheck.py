@@ -268,3 +268,20 @@ def test_strategies_take_numpy_ints_float32_complex_and_zero_scales(ids, cores, 
     assert ids.dtype == np.int64 and 0 <= ids.min() and ids.max() < 24
     assert all(c.dtype == np.float32 for c in cores) and all(c.dtype == np.complex128 for c in complex_cores)
     assert all(not w.any() for w in problem["weights"].values())
+
+
+def test_tt_matrix_cores_complex_draws_have_imaginary_parts():
+    """tt_matrix_cores(dtype=complex) drew real values cast to complex (imaginary parts all zero)."""
+    from hypothesis import settings
+    from tinytt.testing.strategies import tt_matrix_cores
+
+    seen = []
+
+    @settings(max_examples=20, deadline=None, database=None)
+    @given(tt_matrix_cores(max_order=2, max_mode=3, max_rank=2, dtype=np.complex64))
+    def draw(cores):
+        assert all(c.dtype == np.complex64 for c in cores)
+        seen.append(any(np.abs(c.imag).max() > 0 for c in cores))
+
+    draw()
+    assert any(seen)

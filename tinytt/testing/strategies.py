@@ -118,9 +118,11 @@ def tt_matrix_cores(min_order: int = 1, max_order: int = 4, max_mode: int = 5, m
                     dtype=numpy.float64):
     """Strategy for the cores of a random TT-matrix: a list of N arrays ``(r_{k-1}, v_k, d_k, r_k)``
     with shapes from ``tt_matrix_shapes``, ranks from ``tt_ranks`` and standard normal entries
-    (from a drawn seed) in ``dtype`` (a float or complex dtype). ``[c.shape[1] for c in
-    cores]`` is the row shape, ``c.shape[2]`` the column shape; ``tinytt.TTMatrix(cores).full()``
-    is the dense matrix. Arguments are checked at the call."""
+    (from a drawn seed) in ``dtype`` (a float or complex dtype; complex entries have independent
+    real and imaginary parts of variance 1/2 each). ``[c.shape[1] for c in cores]`` is the row
+    shape, ``c.shape[2]`` the column shape; for real dtypes ``tinytt.TTMatrix(cores).full()``
+    is the dense matrix (tinytt's TT containers take real cores only: compare complex draws
+    with a dense einsum of your own). Arguments are checked at the call."""
     shapes_ = tt_matrix_shapes(min_order, max_order, max_mode)
     max_rank = int_arg("tt_matrix_cores", "max_rank", max_rank)
     try:
@@ -137,8 +139,13 @@ def _tt_matrix_cores(draw, shapes_, max_rank: int, dtype):
     row_shape, col_shape = draw(shapes_)
     ranks = draw(_tt_ranks(len(row_shape), max_rank))
     rng = _rng(draw)
-    return [rng.standard_normal((ranks[k], v, d, ranks[k + 1])).astype(dtype)
-            for k, (v, d) in enumerate(zip(row_shape, col_shape))]
+
+    def normal(shape):
+        if dtype.kind == "c":   # a complex dtype: a nonzero imaginary part too
+            return ((rng.standard_normal(shape) + 1j * rng.standard_normal(shape)) / numpy.sqrt(2.0)).astype(dtype)
+        return rng.standard_normal(shape).astype(dtype)
+
+    return [normal((ranks[k], v, d, ranks[k + 1])) for k, (v, d) in enumerate(zip(row_shape, col_shape))]
 
 
 def embedding_ids(num_embeddings: int, max_dims: int = 3, max_side: int = 6, padding_idx=None):
