@@ -180,6 +180,13 @@ def test_from_dense_shape_rank_and_dtype_arguments():
     for bad in ([2, 2, 3, 2], [1, 2, 1]):
         with pytest.raises(ValueError, match="from_dense: rank .*starting and ending with 1"):
             TTEmbedding.from_dense(w, rank=bad, row_shape=(2, 2, 5), col_shape=(2, 2, 3))
+    # a rank given as a NumPy integer or 0-d integer array, as tt_matrix_svd's max_rank takes
+    # (a 0-d array was refused); zero, bools, floats and 1-element arrays are not ranks
+    for rank in (numpy.int64(2), numpy.array(2)):
+        assert max(TTEmbedding.from_dense(w, rank=rank).ranks) == 2
+    for bad in (numpy.array(0), True, 2.0, numpy.array([2])):
+        with pytest.raises(ValueError, match="from_dense: rank must be a positive int"):
+            TTEmbedding.from_dense(w, rank=bad)
     # the layer's dtypes only: float16 would silently come back as float32
     with pytest.raises(TypeError, match="float32 or float64"):
         TTEmbedding.from_dense(w.astype(numpy.float16), eps=1e-2)

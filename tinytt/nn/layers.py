@@ -111,7 +111,8 @@ class Embedding(Module):
 
     Args:
         num_embeddings, embedding_dim: sizes.
-        padding_idx: a row that starts at zero and never receives a gradient.
+        padding_idx: a row that starts at zero and never receives a gradient; an int in
+            [-V, V) (negative counts from the end, as in PyTorch).
         dtype: parameter dtype (float32 by default).
         seed: initialisation seed; rows ~ N(0, 1) like PyTorch.
     """

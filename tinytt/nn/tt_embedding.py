@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 
+from .._validate import as_int
 from ..backend import get_xp
 from ..tensor import Tensor
 from ..tt.init import glorot_tt_matrix_cores
@@ -31,9 +32,11 @@ def _check_count(value, name: str) -> int:
 
 
 def _is_rank(rank) -> bool:
-    """True for a positive int or a list/tuple of positive ints (not bools, not strings)."""
+    """True for a positive int (or NumPy integer, or 0-d integer array) or a list/tuple of
+    positive ints (not bools, not strings)."""
     def positive_int(r):
-        return not isinstance(r, bool) and isinstance(r, numbers.Integral) and r >= 1
+        r = as_int(r)
+        return r is not None and r >= 1
     if isinstance(rank, (list, tuple)):
         return len(rank) > 0 and all(positive_int(r) for r in rank)
     return positive_int(rank)
@@ -57,7 +60,8 @@ class TTEmbedding(Module):
         shape: ``(row_shape, col_shape)`` with ``prod(row_shape) >= V`` and
             ``prod(col_shape) == D``; None picks ``(suggest_shape(V, N), auto_shape(D, N))``,
             the paper's entropy heuristic.
-        padding_idx: an id whose vector is always zero and receives no gradient.
+        padding_idx: an id whose vector is always zero and receives no gradient; an int in
+            [-V, V) (negative counts from the end, as in PyTorch).
         dtype: "float32" (default) or "float64".
         seed: seed of the Glorot initialisation.
 
@@ -142,7 +146,9 @@ class TTEmbedding(Module):
         n_cores = _check_count(n_cores, "n_cores") if given is None else len(tuple(given))
         row_shape = tuple(row_shape) if row_shape is not None else suggest_shape(n_rows, n_cores)
         col_shape = tuple(col_shape) if col_shape is not None else auto_shape(dim, n_cores)
-        if rank is not None and not isinstance(rank, numbers.Integral):
+        if rank is not None and not isinstance(rank, (list, tuple)):
+            rank = as_int(rank)
+        elif rank is not None:
             rank = normalize_ranks(rank, len(row_shape), "from_dense: rank")
         layer = cls.__new__(cls)
         layer.num_embeddings, layer.embedding_dim = n_rows, dim

@@ -316,8 +316,13 @@ def reference_cases(path, seed: int = 0) -> dict:
     - ``schema`` (int64): 1; ``seed`` (int64): the seed.
     - ``tt_svd/<c>/``: ``input`` (n_1..n_N), ``eps`` (0-d), ``max_rank`` (0-d, -1 = no cap),
       ``ranks`` (N+1,) and ``full`` (n_1..n_N), the reconstruction of
-      ``tt_svd(input, eps, max_rank)``. Every truncation has a clear singular-value gap, so
-      any correct TT-SVD reproduces ``ranks`` exactly and ``full`` to rounding.
+      ``tt_svd(input, eps, max_rank)``: the left-to-right sweep of docs/tensor-trains.md
+      (unfoldings ``(r_{k-1} n_k, n_{k+1}...n_N)`` for k = 1..N-1, each truncated SVD
+      dropping singular values whose tail norm is at most ``eps ||input||_F / sqrt(N-1)``,
+      then capped at ``max_rank``). Every truncation has a clear singular-value gap, so that
+      sweep reproduces ``ranks`` exactly and ``full`` to rounding; a sweep in another
+      direction may keep the same ranks but truncate other subspaces (a different ``full``
+      within the same error bound).
     - ``tt_rows/<c>/``: ``cores/<k>`` (r_{k-1}, v_k, d_k, r_k), ``row_shape`` (N,),
       ``col_shape`` (N,), ``ids`` (integer, any shape S, with repeats), ``padding_idx``
       (0-d, -1 = none), ``rows`` (S + (D,)) = ``full()[ids]`` with the padding rows zero
