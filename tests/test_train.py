@@ -357,3 +357,50 @@ def test_random_states_warn_about_cupy_generators():
         return
     with pytest.warns(RuntimeWarning, match="cannot be saved"):
         assert random_states(model) == {}
+
+
+def test_resumed_test_every_epoch_reports_the_best_epochs_test_metric(tmp_path):
+    # the best epoch ran before the resume without a test metric in its history row (or with
+    # one of an earlier, now beaten epoch): fit evaluates the best weights on test at the end
+    vocab, data, cfg = _setup(tmp_path)
+    task = ClassificationTask(data, batch_size=16, show_progress=False)
+    model = build_model(cfg, len(vocab), 2)
+    opt = tt.optim.Adam(model.parameters(), lr=0.0)   # no change: later epochs never improve
+    first = fit(model, opt, task, 1)
+    history = [dict(first.history[0])]
+    res = fit(model, opt, task, 2, start_epoch=1, history=history, best_state=first.best_state,
+              test_every_epoch=True)
+    assert res.best_epoch == 1 and res.test is not None
+    assert res.test["accuracy"] == first.test["accuracy"]
+    stale = [dict(first.history[0], epoch=1, valid_accuracy=0.0, test_accuracy=0.123, test_loss=1.0, test_n=1),
+             dict(first.history[0], epoch=2, valid_accuracy=1.0)]
+    res = fit(model, opt, task, 2, start_epoch=2, history=stale, best_state=first.best_state,
+              test_every_epoch=True)
+    assert res.best_epoch == 2 and res.test["accuracy"] == first.test["accuracy"]
+
+
+def test_classifiers_refuse_lengths_outside_the_ids(tmp_path):
+    vocab, data, cfg = _setup(tmp_path)
+    ids = numpy.array([[2, 3, 4], [5, 6, 7]])
+    for kind in ("lstm", "mlp"):
+        model = build_model(dict(cfg, model=kind), len(vocab), 2)
+        model(ids, numpy.array([3, 2]))
+        for bad in ([3, 7], [3, 0], [3, -1]):
+            with pytest.raises(ValueError, match="lengths"):
+                model(ids, numpy.array(bad))
+
+
+def test_fit_checks_that_the_config_is_json_before_training(tmp_path):
+    vocab, data, cfg = _setup(tmp_path)
+    model = build_model(cfg, len(vocab), 2)
+    task = ClassificationTask(data, batch_size=16, show_progress=False)
+    with pytest.raises(TypeError, match="config"):
+        fit(model, tt.optim.Adam(model.parameters()), task, 1, checkpoint=str(tmp_path / "c.npz"), vocab=vocab,
+            config=dict(cfg, hidden=numpy.int64(8)))
+    assert not (tmp_path / "c.npz").exists()
+
+
+@pytest.mark.parametrize("labels", [[1e20, 0.0], [numpy.inf, 0.0]])
+def test_classification_data_refuses_float_labels_that_are_not_int64(labels):
+    with pytest.raises(ValueError, match="labels"):
+        ClassificationData([[1], [2]], labels)

@@ -96,7 +96,16 @@ def _host_lengths(lengths, batch: int, time: int):
         return None
     if isinstance(lengths, Tensor):
         lengths = lengths.data
-    return to_numpy(lengths).astype(numpy.int64, copy=False).reshape(batch)
+    host = to_numpy(lengths)
+    if host.dtype.kind not in "iu" or host.size != batch:
+        raise ValueError(f"lengths must be {batch} integers (one per row of ids), got dtype {host.dtype} "
+                         f"and shape {host.shape}")
+    host = host.astype(numpy.int64, copy=False).reshape(batch)
+    if batch and (int(host.min()) < 1 or int(host.max()) > time):
+        # (a length past T or below 1 would silently change the readout's mean or be ignored)
+        raise ValueError(f"lengths must lie in [1, {time}] (ids have {time} columns), got values in "
+                         f"[{int(host.min())}, {int(host.max())}]")
+    return host
 
 
 class _TextModel(Module):

@@ -83,7 +83,9 @@ class ClassificationData:
         self.ids = ids
         self.lengths = lengths
         raw = numpy.asarray(labels)
-        if raw.size and (raw.dtype.kind not in "biuf" or (raw.dtype.kind == "f" and not numpy.all(raw == numpy.floor(raw)))
+        if raw.size and (raw.dtype.kind not in "biuf"
+                         or (raw.dtype.kind == "f" and not (numpy.all(raw == numpy.floor(raw))
+                                                            and numpy.all(raw < 2.0 ** 63)))   # inf/huge: cast wraps
                          or raw.min() < 0):
             raise ValueError(f"ClassificationData: labels must be non-negative ints (class indices), got dtype "
                              f"{raw.dtype} with values {raw.reshape(-1)[:5].tolist()}...")
@@ -425,6 +427,9 @@ def load_checkpoint(path) -> dict:
     if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path!s} is a tinytt file but not a training checkpoint "
                          f"(expected format {CHECKPOINT_FORMAT!r})")
+    missing = [k for k in ("config", "vocab", "epoch", "history", "model") if k not in obj]
+    if missing:
+        raise ValueError(f"{path!s} is a damaged training checkpoint: it lacks {', '.join(missing)}")
     return {
         "config": json.loads(obj["config"]),
         "vocab": Vocab(json.loads(obj["vocab"])),
@@ -498,6 +503,12 @@ def fit(model, optimizer, task, epochs: int, *, start_epoch: int = 0, history: l
         time_budget = number_arg("fit", "time_budget", time_budget, positive=True)
     if checkpoint is not None and not isinstance(vocab, Vocab):
         raise ValueError(f"fit: a checkpoint needs vocab (the Vocab to store with it), got {type(vocab).__name__}")
+    if checkpoint is not None:
+        try:   # checked before the first epoch, not when its checkpoint is written
+            json.dumps(config or {}, sort_keys=True)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"fit: config is stored in the checkpoint as JSON and must hold only str keys, "
+                            f"str, int, float, bool, None, lists and dicts ({exc})") from None
     if start_epoch < epochs and task.steps_per_epoch() == 0:
         raise ValueError("fit: the training split is empty (0 steps per epoch); there is nothing to train on")
     if start_epoch < epochs and not _split_present(task, "valid", task.min_eval_length):
@@ -511,8 +522,9 @@ def fit(model, optimizer, task, epochs: int, *, start_epoch: int = 0, history: l
         if _better(task, row["valid_" + metric], None if res.best_valid is None else res.best_valid[metric]):
             res.best_epoch = row["epoch"]
             res.best_valid = {"loss": row["valid_loss"], metric: row["valid_" + metric]}
-            if "test_" + metric in row:
-                res.test = {"loss": row.get("test_loss"), metric: row["test_" + metric], "n": row.get("test_n")}
+            # that epoch's test metric, or none (not an earlier epoch's): fit evaluates it at the end
+            res.test = ({"loss": row.get("test_loss"), metric: row["test_" + metric], "n": row.get("test_n")}
+                        if "test_" + metric in row else None)
         res.epoch_seconds.append(row.get("train_seconds"))
         res.eval_seconds.append(row.get("eval_seconds"))
     has_test = _split_present(task, "test")
@@ -555,7 +567,9 @@ def fit(model, optimizer, task, epochs: int, *, start_epoch: int = 0, history: l
         log(msg)
         if checkpoint is not None:
             save_checkpoint(checkpoint, model, optimizer, vocab, config or {}, epoch + 1, history, res.best_state)
-    if has_test and not test_every_epoch and res.best_state is not None:
+    # the test split at the best-validation weights; also with test_every_epoch when the best
+    # epoch ran before a resume that first asked for it (its history row has no test metric)
+    if has_test and res.best_state is not None and (not test_every_epoch or res.test is None):
         last = _copy_state(model)
         model.load_state_dict(res.best_state)
         t3 = time.perf_counter()
