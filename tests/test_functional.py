@@ -257,6 +257,15 @@ def test_logsumexp_with_infinite_rows_matches_torch_and_scipy():
     assert_close(got[2], 1.0)
 
 
+def test_logsumexp_gradient_of_large_finite_entries_beside_inf_is_zero():
+    # the row is shifted by 0 (its max is +inf): exp(800) overflowed and inf / inf gave nan
+    x = T(np.array([[800.0, 0.0, np.inf], [1.0, 2.0, 3.0]]), True)
+    tt.logsumexp(x).sum().backward()
+    g = tt.to_numpy(x.grad)
+    assert g[0, 0] == 0.0 and g[0, 1] == 0.0 and np.isnan(g[0, 2])
+    assert_close(g[1], np.exp([1.0, 2.0, 3.0]) / np.exp([1.0, 2.0, 3.0]).sum())
+
+
 def test_bce_gradient_reaches_targets_that_require_grad():
     rng = np.random.default_rng(0)
     logits = on_device(rng.standard_normal(5))

@@ -60,10 +60,11 @@ def logsumexp(x, axis: int = -1, keepdims: bool = False) -> Tensor:
     if x.shape[axis] == 0:   # the log of an empty sum: -inf, as in torch and SciPy
         shape = tuple(1 if a == axis else n for a, n in enumerate(x.shape) if keepdims or a != axis)
         return record("logsumexp", xp.full(shape, -xp.inf, dtype=x.dtype), (x,), (lambda g: xp.zeros_like(x.data),))
-    m = x.data.max(axis=axis, keepdims=True)
+    m_raw = x.data.max(axis=axis, keepdims=True)
+    m = m_raw
     # an all -inf row (max -inf) or a +inf entry: shift by 0 there, not by an infinite max
     # (inf - inf = nan); the result is then -inf or +inf, as in torch and SciPy
-    m = xp.where(xp.isfinite(m), m, 0).astype(x.dtype, copy=False)
+    m = xp.where(xp.isfinite(m_raw), m_raw, 0).astype(x.dtype, copy=False)
     with numpy.errstate(divide="ignore", invalid="ignore"):
         e = xp.exp(x.data - m)
         s = e.sum(axis=axis, keepdims=True, dtype=sum_dtype(x.dtype))
@@ -72,7 +73,12 @@ def logsumexp(x, axis: int = -1, keepdims: bool = False) -> Tensor:
 
     def vjp(g):
         gk = g if keepdims else xp.expand_dims(g, axis)
-        return gk * (e / s).astype(x.dtype, copy=False)
+        w = (e / s).astype(x.dtype, copy=False)
+        # a row holding +inf is shifted by 0, so a finite entry above ~709 has exp = inf and
+        # inf / inf = nan: its weight is the limit exp(x - inf) = 0 (as torch gives)
+        with numpy.errstate(invalid="ignore"):
+            w = xp.where((m_raw == xp.inf) & xp.isfinite(x.data), 0, w).astype(x.dtype, copy=False)
+        return gk * w
 
     return record("logsumexp", out, (x,), (vjp,))
 
