@@ -486,6 +486,7 @@ def test_partial_checkpoint_configs_are_completed_aloud(tsv, tmp_path, capsys):
     code, out, err = run(["eval", "--checkpoint", ck, "--test", tsv["test"]], capsys)
     assert code == 0, err
     assert "lacks readout" in err and "readout='mean'" in err
+    assert "lacks max_len; evaluating on whole texts" in err
     code, out, err = run(["train", "--resume", ck, "--epochs", "2", "--no-progress", "--json"], capsys)
     assert code == 0, err
     assert "lacks" in err and "valid_fraction=0.1" in err and "epoch 2/2" in err and json.loads(out)

@@ -383,3 +383,15 @@ def test_bce_at_infinite_logits_is_the_limit_not_nan(dtype):
         loss.backward()
         sig = 1.0 if x > 0 else 0.0                     # sigmoid at +-inf
         assert_close(logits.grad, [(sig - y) / 2, (1 / (1 + np.exp(-2.0)) - 1) / 2], rtol=1e-6, atol=0)
+
+
+def test_bce_of_an_empty_batch_is_nan_like_mse():
+    """The mean over no elements is NaN (mse and PyTorch agree); BCE returned 0.0. The backward
+    still runs and gives an empty gradient."""
+    for dtype in (np.float32, np.float64):
+        x = tt.Tensor(on_device(np.zeros((0, 3), dtype)), requires_grad=True)
+        loss = tt.binary_cross_entropy_with_logits(x, on_device(np.zeros((0, 3), dtype)))
+        assert loss.dtype == dtype and np.isnan(float(loss.data))
+        assert np.isnan(float(tt.mse(x, on_device(np.zeros((0, 3), dtype))).data))
+        loss.backward()
+        assert x.grad.shape == (0, 3)

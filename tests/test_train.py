@@ -400,7 +400,7 @@ def test_fit_checks_that_the_config_is_json_before_training(tmp_path):
     assert not (tmp_path / "c.npz").exists()
 
 
-@pytest.mark.parametrize("labels", [[1e20, 0.0], [numpy.inf, 0.0]])
+@pytest.mark.parametrize("labels", [[1e20, 0.0], [numpy.inf, 0.0], numpy.array([2 ** 63, 0], dtype=numpy.uint64)])
 def test_classification_data_refuses_float_labels_that_are_not_int64(labels):
     with pytest.raises(ValueError, match="labels"):
         ClassificationData([[1], [2]], labels)

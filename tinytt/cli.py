@@ -624,6 +624,9 @@ def cmd_eval(args, parser) -> int:
     cfg, vocab = dict(ck["config"]), ck["vocab"]
     cfg.setdefault("task", "classify")
     _note_missing_keys(cfg, models.MODEL_DEFAULTS.get(cfg["task"], {}), "rebuilt", skip=("seed", "dropout"))
+    if cfg["task"] == "classify" and "max_len" not in cfg:
+        _err("note: the checkpoint's config lacks max_len; evaluating on whole texts (not cut to the length "
+             "the model was trained on)")
     if cfg["task"] == "classify" and not isinstance(cfg.get("num_classes"), int):
         parser.error(f"--checkpoint: {args.checkpoint}'s config has no 'num_classes' (an int); a classifier "
                      f"checkpoint for 'tinytt eval' needs it (tinytt train writes it)")

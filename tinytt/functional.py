@@ -205,7 +205,8 @@ def binary_cross_entropy_with_logits(logits, targets) -> Tensor:
     Uses ``max(x, 0) - x y + log(1 + exp(-|x|))``; an infinite logit costs its limit,
     ``(1 - y) inf`` at +inf and ``y inf`` at -inf, which is 0 where that weight is 0 (the
     formula would give inf - inf = nan). logits and targets have the same shape; targets
-    are floats in [0, 1]. VJP: (sigmoid(x) - y) / n.
+    are floats in [0, 1]; an empty input gives NaN (the mean of nothing, as ``mse``). VJP:
+    (sigmoid(x) - y) / n.
     """
     logits = as_tensor(logits)
     xp = get_xp(logits.data)
@@ -227,6 +228,8 @@ def binary_cross_entropy_with_logits(logits, targets) -> Tensor:
         limit = xp.where(weight == 0, 0, xp.copysign(xp.inf, weight)).astype(per.dtype)
         per = xp.where(infinite, limit, per)
     loss = (per.sum() / n).astype(logits.dtype)
+    if x.size == 0:   # the mean of nothing, as mse and PyTorch (was 0.0)
+        loss = xp.full((), xp.nan, dtype=logits.dtype)
     inputs, vjps = (logits,), ((lambda g: (stable_sigmoid(x, xp) - y) * (g / n)),)
     if isinstance(targets, Tensor) and targets.requires_grad:  # d/dy = -x / n
         inputs, vjps = inputs + (targets,), vjps + ((lambda g: -x * (g / n)),)

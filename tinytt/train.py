@@ -86,7 +86,7 @@ class ClassificationData:
         if raw.size and (raw.dtype.kind not in "biuf"
                          or (raw.dtype.kind == "f" and not (numpy.all(raw == numpy.floor(raw))
                                                             and numpy.all(raw < 2.0 ** 63)))   # inf/huge: cast wraps
-                         or raw.min() < 0):
+                         or raw.min() < 0 or (raw.dtype.kind == "u" and raw.max() >= 2 ** 63)):
             raise ValueError(f"ClassificationData: labels must be non-negative ints (class indices), got dtype "
                              f"{raw.dtype} with values {raw.reshape(-1)[:5].tolist()}...")
         self.labels = raw.astype(numpy.int64).reshape(-1)
@@ -325,7 +325,7 @@ class LanguageModelTask:
             for x, y in bptt_batches(stream, bs, self.bptt):
                 logits, state = model(to_device(x), state)
                 loss = cross_entropy(ops.reshape(logits, (-1, logits.shape[-1])), to_device(y.reshape(-1)))
-                part = loss.data * y.size
+                part = loss.data.astype(numpy.float64) * y.size   # summed in float64, as the classifier's
                 loss_sum = part if loss_sum is None else loss_sum + part
                 n += y.size
         mean = float(loss_sum) / max(n, 1) if loss_sum is not None else float("nan")

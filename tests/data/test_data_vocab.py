@@ -78,6 +78,11 @@ def test_encode_decode_and_lookups():
         v.decode([0, -1])
     with pytest.raises(TypeError, match="tokenize it first"):
         v.encode("the cat")
+    # ids (or any non-str) are not tokens: they were silently mapped to <unk>
+    for bad in ([2, 3], ["the", 3.0], iter(["the", None])):
+        with pytest.raises(TypeError, match="tokens must be str"):
+            v.encode(bad)
+    assert v.encode(iter(["the", "cat"])) == [2, 3]
     assert "size=4" in repr(v)
 
 

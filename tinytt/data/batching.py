@@ -50,7 +50,7 @@ def pad_sequences(
     pad_id: int = 0,
     truncate: str = "end",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pad (and optionally truncate) id sequences into a dense matrix.
+    """Pad (and optionally truncate) id sequences into a dense (B, T) matrix plus their lengths.
 
     Parameters
     ----------

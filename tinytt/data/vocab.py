@@ -176,8 +176,17 @@ class Vocab:
         """Map a token sequence to ids (unknown tokens -> 1). Cost O(len)."""
         if isinstance(tokens, str):
             raise TypeError("Vocab.encode(tokens): tokens must be a list of str, got a str (tokenize it first)")
+        if not isinstance(tokens, (list, tuple)):
+            tokens = list(tokens)
         get = self._stoi.get
-        return [get(t, UNK_ID) for t in tokens]
+        ids = [get(t, UNK_ID) for t in tokens]
+        if UNK_ID in ids:   # only unknown tokens can be non-strings (keys are str): check those
+            bad = [t for t, i in zip(tokens, ids) if i == UNK_ID and not isinstance(t, str)]
+            if bad:
+                bad = bad[0]
+                raise TypeError(f"Vocab.encode(tokens): tokens must be str, got {type(bad).__name__} {bad!r} "
+                                f"(ids are not tokens: decode maps ids back)")
+        return ids
 
     def encode_batch(self, token_lists: Iterable[Iterable[str]]) -> list[list[int]]:
         """``[encode(toks) for toks in token_lists]``; pad the result with ``pad_sequences``."""
