@@ -495,3 +495,20 @@ def test_partial_checkpoint_configs_are_completed_aloud(tsv, tmp_path, capsys):
                     1, [])
     code, out, err = run(["train", "--resume", no_data, "--epochs", "2", "--no-progress"], capsys)
     assert code == 2 and "names no data" in err
+
+
+def test_classes_without_training_examples_are_noted(tsv, tmp_path, capsys):
+    """The class count comes from the labels of every split: a label seen only in --test, or a
+    one-class training file, gives output classes that are never trained; say so."""
+    test3 = tmp_path / "test3.tsv"
+    test3.write_text(open(tsv["test"]).read() + "2\tgood plot\n")
+    code, out, err = run(["train", "--train", tsv["train"], "--test", str(test3), "--epochs", "1"] + SMALL, capsys)
+    assert code == 0, err
+    assert "note: the model has 3 classes (0..2) but the training data has no example of class 2" in err
+    one = tmp_path / "one.tsv"
+    one.write_text("".join(line for line in open(tsv["train"]) if line.startswith("1\t")))
+    code, out, err = run(["train", "--train", str(one), "--epochs", "1"] + SMALL, capsys)
+    assert code == 0, err
+    assert "no example of class 0" in err
+    code, out, err = run(["train", "--train", tsv["train"], "--test", tsv["test"], "--epochs", "1"] + SMALL, capsys)
+    assert code == 0 and "no example of class" not in err

@@ -296,6 +296,11 @@ def _load_classify(cfg: dict, args, parser, show_progress: bool):
             num_classes = trained
     elif max(all_labels) >= num_classes:
         parser.error(f"dataset {cfg['dataset']} has labels up to {max(all_labels)}, expected < {num_classes}")
+    untrained = sorted(set(range(num_classes)) - set(splits["train"][1]))
+    if untrained:   # (labels seen only in --valid/--test, or a one-class training file)
+        shown = ", ".join(map(str, untrained[:10])) + (", ..." if len(untrained) > 10 else "")
+        _err(f"note: the model has {num_classes} classes (0..{num_classes - 1}) but the training data has "
+             f"no example of class {shown}")
     if splits.get("valid") is None:
         from .train import carve_validation
 
