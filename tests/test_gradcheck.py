@@ -242,7 +242,15 @@ def test_testing_kit_checks_its_arguments_at_the_call():
                          (lambda: S.tt_ranks(0), "order"), (lambda: S.tt_ranks(3, max_rank=0), "max_rank"),
                          (lambda: S.tt_matrix_cores(dtype=np.int64), "dtype"),
                          (lambda: S.lstm_problems(weight_scales=(-1.0,)), "weight_scales"),
-                         (lambda: S.lstm_problems(max_batch=0), "max_batch")):
+                         (lambda: S.lstm_problems(max_batch=0), "max_batch"),
+                         (lambda: S.shapes(min_dims=3, max_dims=2), "greater than"),
+                         (lambda: S.shapes(max_side=-1), "max_side"),
+                         (lambda: S.shapes(min_side=1.5), "min_side"),
+                         (lambda: S.broadcastable_shapes(num_shapes=0), "num_shapes"),
+                         (lambda: S.broadcastable_shapes(max_dims=40), "max_dims"),
+                         (lambda: S.float_arrays((2,), bound="x"), "bound"),
+                         (lambda: S.float_arrays((2,), bound=np.ones(2)), "bound"),
+                         (lambda: S.float_arrays((2,), bound=True), "bound")):
         with pytest.raises(ValueError, match=needle):
             make()                                   # at the call: no .example() needed
 

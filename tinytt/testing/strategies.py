@@ -26,14 +26,31 @@ __all__ = ["shapes", "broadcastable_shapes", "float_arrays", "tt_shapes", "tt_ra
            "tt_matrix_cores", "embedding_ids", "lstm_problems"]
 
 
+def _shape_bounds(where: str, min_dims, max_dims, min_side, max_side) -> tuple:
+    """The four bounds as ints, checked at the call (hypothesis would only complain when drawing)."""
+    min_dims, min_side = int_arg(where, "min_dims", min_dims, low=0), int_arg(where, "min_side", min_side, low=0)
+    max_dims, max_side = int_arg(where, "max_dims", max_dims, low=0), int_arg(where, "max_side", max_side, low=0)
+    _ordered(where, "min_dims", min_dims, "max_dims", max_dims)
+    _ordered(where, "min_side", min_side, "max_side", max_side)
+    if max_dims > 32:
+        raise ValueError(f"{where}: max_dims must be at most 32 (NumPy's limit), got {max_dims}")
+    return min_dims, max_dims, min_side, max_side
+
+
 def shapes(min_dims: int = 0, max_dims: int = 4, min_side: int = 1, max_side: int = 5):
-    """Strategy for shape tuples with ``min_dims..max_dims`` axes of size ``min_side..max_side``."""
+    """Strategy for shape tuples with ``min_dims..max_dims`` axes of size ``min_side..max_side``
+    (ints >= 0, checked at the call)."""
+    min_dims, max_dims, min_side, max_side = _shape_bounds("shapes", min_dims, max_dims, min_side, max_side)
     return hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=min_side, max_side=max_side)
 
 
 def broadcastable_shapes(num_shapes: int = 2, min_dims: int = 0, max_dims: int = 4,
                          min_side: int = 1, max_side: int = 5):
-    """Strategy for a tuple of ``num_shapes`` shapes that broadcast together (size-1 dims included)."""
+    """Strategy for a tuple of ``num_shapes`` shapes that broadcast together (size-1 dims
+    included); arguments as for ``shapes``, ``num_shapes`` >= 1, checked at the call."""
+    num_shapes = int_arg("broadcastable_shapes", "num_shapes", num_shapes)
+    min_dims, max_dims, min_side, max_side = _shape_bounds("broadcastable_shapes", min_dims, max_dims,
+                                                           min_side, max_side)
     return hnp.mutually_broadcastable_shapes(
         num_shapes=num_shapes, min_dims=min_dims, max_dims=max_dims, min_side=min_side, max_side=max_side
     ).map(lambda r: r.input_shapes)
@@ -46,7 +63,11 @@ def float_arrays(shape, dtype=numpy.float64, bound: float = 5.0):
     a value of the dtype (hypothesis needs bounds that the element width represents exactly;
     float16's largest finite value is 65504).
     """
-    if not bound > 0 or not numpy.isfinite(bound):
+    try:
+        valid = not isinstance(bound, (bool, numpy.bool_)) and bool(bound > 0) and bool(numpy.isfinite(bound))
+    except (TypeError, ValueError):   # a str, None, an array ...
+        valid = False
+    if not valid:
         raise ValueError(f"float_arrays: bound must be a positive finite number, got {bound!r}")
     dtype = numpy.dtype(dtype)
     if dtype.kind != "f" or dtype.itemsize not in (2, 4, 8):
