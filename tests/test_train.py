@@ -381,7 +381,7 @@ def test_resumed_test_every_epoch_reports_the_best_epochs_test_metric(tmp_path):
 
 def test_classifiers_refuse_lengths_outside_the_ids(tmp_path):
     vocab, data, cfg = _setup(tmp_path)
-    ids = numpy.array([[2, 3, 4], [5, 6, 7]])
+    ids = tt.to_device(numpy.array([[2, 3, 4], [5, 6, 7]]))
     for kind in ("lstm", "mlp"):
         model = build_model(dict(cfg, model=kind), len(vocab), 2)
         model(ids, numpy.array([3, 2]))
