@@ -128,6 +128,13 @@ def _normalize_axes(axis, ndim: int) -> tuple:
     return tuple(sorted(out))
 
 
+def _single_axis(op: str, axis, ndim: int) -> int:
+    """One axis (an int, not None or a tuple: those would silently pick the smallest axis)."""
+    if isinstance(axis, (bool, numpy.bool_)) or not isinstance(axis, numbers.Integral):
+        raise TypeError(f"{op}: axis must be a single int, got {axis!r}")
+    return _normalize_axes(axis, ndim)[0]
+
+
 # --- elementwise binary --------------------------------------------------------------------
 def add(a, b) -> Tensor:
     """Elementwise ``a + b`` with broadcasting."""
@@ -502,7 +509,7 @@ def concat(tensors, axis: int = 0) -> Tensor:
     ndim = tensors[0].ndim
     if ndim == 0:
         raise ValueError("concat: zero-dimensional tensors cannot be concatenated; use stack")
-    axis = _normalize_axes(axis, ndim)[0]
+    axis = _single_axis("concat", axis, ndim)
     for i, t in enumerate(tensors):
         if t.ndim != ndim or t.shape[:axis] + t.shape[axis + 1:] != tensors[0].shape[:axis] + tensors[0].shape[axis + 1:]:
             raise ValueError(f"concat: tensor {i} has shape {t.shape}, incompatible with {tensors[0].shape} "
@@ -528,7 +535,7 @@ def stack(tensors, axis: int = 0) -> Tensor:
         if t.shape != tensors[0].shape:
             raise ValueError(f"stack: tensor {i} has shape {t.shape}, expected {tensors[0].shape}")
     xp = get_xp(*(t.data for t in tensors))
-    axis = _normalize_axes(axis, tensors[0].ndim + 1)[0]
+    axis = _single_axis("stack", axis, tensors[0].ndim + 1)
     out = xp.stack([t.data for t in tensors], axis=axis)
 
     def picker(i):
@@ -541,7 +548,7 @@ def stack(tensors, axis: int = 0) -> Tensor:
 def split(x, indices_or_sections, axis: int = 0) -> list:
     """Split like ``numpy.split``: a number of equal sections or a list of split points."""
     x = as_tensor(x)
-    axis = _normalize_axes(axis, x.ndim)[0]
+    axis = _single_axis("split", axis, x.ndim)
     n = x.shape[axis]
     sections = indices_or_sections
     if isinstance(sections, numbers.Real) and not isinstance(sections, numbers.Integral) \

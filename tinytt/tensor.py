@@ -17,7 +17,7 @@ the graph.
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import threading
 
 import numpy
@@ -36,24 +36,47 @@ def is_grad_enabled() -> bool:
     return getattr(_grad_state, "enabled", True)
 
 
-@contextlib.contextmanager
-def _set_grad_enabled(flag: bool):
-    previous = is_grad_enabled()
-    _grad_state.enabled = flag
-    try:
-        yield
-    finally:
-        _grad_state.enabled = previous
+class _GradMode:
+    """``with`` block (or decorator) that sets gradient recording to ``flag`` and restores the
+    previous state on exit, exceptions included. Reusable and re-entrant, as ``torch.no_grad()``:
+    the previous states are kept per thread, one stack per object."""
+
+    __slots__ = ("_flag", "_saved")
+
+    def __init__(self, flag: bool):
+        self._flag = flag
+        self._saved = threading.local()
+
+    def __enter__(self):
+        stack = getattr(self._saved, "stack", None)
+        if stack is None:
+            stack = self._saved.stack = []
+        stack.append(is_grad_enabled())
+        _grad_state.enabled = self._flag
+        return None
+
+    def __exit__(self, *exc_info):
+        _grad_state.enabled = self._saved.stack.pop()
+        return False
+
+    def __call__(self, fn):
+        flag = self._flag
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with _GradMode(flag):
+                return fn(*args, **kwargs)
+        return wrapper
 
 
 def no_grad():
     """Context manager: operations inside record no graph and return tensors without gradients."""
-    return _set_grad_enabled(False)
+    return _GradMode(False)
 
 
 def enable_grad():
     """Context manager that turns recording back on inside a ``no_grad()`` block."""
-    return _set_grad_enabled(True)
+    return _GradMode(True)
 
 
 def _is_float_dtype(dtype) -> bool:

@@ -140,7 +140,9 @@ def check_grads(f, *inputs, step: float = 1e-6, rtol: float = 1e-6, atol: float 
     xp = get_xp(out.data)
     v = xp.asarray(rng.standard_normal(out.shape), dtype=out.dtype)
     if out.requires_grad:
-        out.backward(v)
+        # a copy: a VJP that (wrongly) writes into its output gradient must not change the
+        # cotangent the finite differences use below (that hid the bug)
+        out.backward(v.copy())
     analytic_grads = {i: leaves[i].grad for i in checked}
 
     for _ in range(n_directions):
