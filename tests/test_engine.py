@@ -375,3 +375,37 @@ def test_gradient_of_a_0d_leaf_used_twice_is_an_array():
         assert not isinstance(x.grad, np.generic)
         (x * 1.0).backward()             # accumulation into .grad keeps it an array too
         assert not isinstance(x.grad, np.generic) and float(x.grad) == 6.0
+
+
+def test_a_no_grad_object_is_reusable_re_entrant_and_a_decorator():
+    """A second ``with`` on one no_grad() object raised AttributeError (a contextlib generator
+    runs once); torch's can be reused and nested. The state is per thread."""
+    import threading
+
+    ng = tt.no_grad()
+    for _ in range(2):
+        with ng:
+            with ng:
+                assert not tt.is_grad_enabled()
+            assert not tt.is_grad_enabled()
+        assert tt.is_grad_enabled()
+    with pytest.raises(KeyError):
+        with ng:
+            raise KeyError
+    assert tt.is_grad_enabled()
+    with tt.no_grad():
+        with tt.enable_grad():
+            assert tt.is_grad_enabled()
+        assert not tt.is_grad_enabled()
+
+    @tt.no_grad()
+    def recording():
+        return tt.is_grad_enabled()
+
+    assert recording() is False and recording() is False and tt.is_grad_enabled()
+    seen = []
+    with tt.no_grad():
+        worker = threading.Thread(target=lambda: seen.append(tt.is_grad_enabled()))
+        worker.start()
+        worker.join()
+    assert seen == [True]

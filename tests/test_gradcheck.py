@@ -293,3 +293,33 @@ def test_tt_matrix_cores_complex_draws_have_imaginary_parts():
 
     draw()
     assert any(seen)
+
+
+def test_check_grads_is_not_fooled_by_a_vjp_writing_into_its_gradient():
+    """backward(v) handed v itself to the VJP: a VJP doubling g in place (true gradient 1,
+    returned 2) passed, since the finite differences then used the doubled v; a correct VJP
+    that scales its own input in place failed."""
+    def doubled_in_place(x):
+        def vjp(g):
+            g *= 2.0
+            return g
+        return record("wrong", x.data.copy(), (x,), (vjp,))
+
+    def tripled_right(x):
+        def vjp(g):
+            g *= 3.0
+            return g
+        return record("triple", 3.0 * x.data, (x,), (vjp,))
+
+    a = on_device(np.random.default_rng(0).standard_normal(4))
+    with pytest.raises(AssertionError):
+        check_grads(doubled_in_place, a)
+    check_grads(tripled_right, a)
+
+
+def test_check_grads_refuses_float_inputs_it_would_not_check():
+    """Python floats and lists of floats went to f unchecked, silently."""
+    for value in ([1.0, 2.0], 1.5, (0.5,)):
+        with pytest.raises(TypeError, match="would go unchecked"):
+            check_grads(lambda x, y: tt.Tensor(y) * x, value, on_device(np.ones(2)))
+    check_grads(lambda x, ids: tt.take(x, ids), on_device(np.ones((3, 2))), [0, 2])   # ints pass through

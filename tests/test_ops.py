@@ -865,3 +865,13 @@ def test_lists_of_backend_arrays_and_python_bools_in_indices():
         assert tuple(got.shape) == want.shape
         if tt.get_backend() == "numpy":   # (the CPU stand-in for CuPy mis-reads bool scalars here)
             assert_close(got, want, dtype=np.float64)
+
+
+@pytest.mark.parametrize("fn", [lambda a: tt.concat([a, a], axis=None), lambda a: tt.concat([a, a], axis=(1, 0)),
+                                lambda a: tt.stack([a, a], axis=(2, 1)), lambda a: tt.split(a, 2, axis=None),
+                                lambda a: tt.split(a, 2, axis=(1, 0))])
+def test_single_axis_ops_refuse_none_and_tuples(fn):
+    """concat/stack/split took the smallest axis of a tuple, and concat(axis=None) joined along
+    axis 0 where NumPy flattens: a TypeError now."""
+    with pytest.raises(TypeError, match="axis must be a single int"):
+        fn(T(np.ones((2, 2))))

@@ -91,7 +91,9 @@ class Tensor:
             anything ``xp.asarray`` accepts (lists, scalars). Arrays are used
             without copying; their dtype is kept.
         requires_grad: record operations on this tensor so ``backward`` can
-            fill ``.grad``. Only floating-point tensors can require gradients.
+            fill ``.grad``. Only floating-point (real or complex) tensors can require
+            gradients; complex VJPs are plain transposes, JAX's convention, not PyTorch's
+            conjugate (docs/autodiff.md).
         dtype: optional dtype to convert ``data`` to.
 
     Raises TypeError for non-numeric data (strings, objects, dates) and for

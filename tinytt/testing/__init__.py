@@ -95,8 +95,10 @@ def check_grads(f, *inputs, step: float = 1e-6, rtol: float = 1e-6, atol: float 
 
     Args:
         f: function of the inputs returning a Tensor.
-        *inputs: Tensors or arrays; float ones must be float64 and are checked,
-            others (integer ids, ...) are passed through unchanged.
+        *inputs: Tensors or arrays; real floating ones must be float64 and are checked,
+            others (integer ids, complex arrays, ...) are passed through unchanged. Python
+            floats and lists of floats are refused (they would be passed through unchecked):
+            give them as float64 arrays.
         step: finite-difference step h.
         rtol, atol: allowed |numeric - analytic| <= atol + noise + rtol * max(|numeric|,
             |analytic|), where noise = 8 eps (<|v|, |f(x+hu)|> + <|v|, |f(x-hu)|>) / 2h is
@@ -106,7 +108,7 @@ def check_grads(f, *inputs, step: float = 1e-6, rtol: float = 1e-6, atol: float 
         names: optional names of the inputs, used in the error message.
 
     Raises:
-        TypeError: a float input is not float64.
+        TypeError: a float input is not float64, or is a Python float or list of floats.
         AssertionError: naming the first input whose gradient disagrees.
     """
     if isinstance(n_directions, bool) or not isinstance(n_directions, int) or n_directions < 1:
@@ -118,6 +120,15 @@ def check_grads(f, *inputs, step: float = 1e-6, rtol: float = 1e-6, atol: float 
                              f"got {value!r}")
     rng = numpy.random.default_rng(seed)
     arrays = [x.data if isinstance(x, Tensor) else x for x in inputs]
+    for i, a in enumerate(arrays):
+        if isinstance(a, (float, list, tuple)) and not isinstance(a, numpy.generic):
+            try:
+                kind = numpy.asarray(a).dtype.kind
+            except (TypeError, ValueError):   # ragged or non-numeric: f gets it unchanged
+                continue
+            if kind == "f":
+                raise TypeError(f"check_grads: input {i} is a Python {type(a).__name__} of floats, which would "
+                                f"go unchecked; pass it as a float64 array (numpy.asarray(x, 'float64'))")
     checked = [i for i, a in enumerate(arrays) if hasattr(a, "dtype") and a.dtype.kind == "f"]
     for i in checked:
         if arrays[i].dtype != numpy.float64:
