@@ -409,3 +409,26 @@ def test_a_no_grad_object_is_reusable_re_entrant_and_a_decorator():
         worker.start()
         worker.join()
     assert seen == [True]
+
+
+def test_numpy_conversion_float_and_int_of_tensors():
+    """Tensor had no __array__: numpy.asarray(t) built an object array of 0-d tensors and
+    numpy.array(t, dtype=float) failed; float(t) and int(t) raised while bool(t) worked."""
+    from conftest import BACKEND
+
+    t = T([1.5, -2.5, 3.0], requires_grad=True)
+    assert float(T([2.5])) == 2.5 and int(T(-2.7)) == -2 and isinstance(float(T(1.0)), float)
+    for convert in (float, int):
+        with pytest.raises(TypeError, match="one element"):
+            convert(t)
+    if BACKEND == "cupy":   # no implicit device -> host copy, as CuPy itself
+        with pytest.raises(TypeError, match=r"tensor.numpy\(\)"):
+            np.asarray(t)
+        return
+    assert np.asarray(t) is t.data                     # no copy by default
+    assert np.array(t) is not t.data and np.array_equal(np.array(t), t.data)
+    assert np.asarray(t, dtype=np.float32).dtype == np.float32
+    assert np.asarray([t, t]).shape == (2, 3) and np.asarray([t, t]).dtype == np.float64
+    with pytest.raises(ValueError, match="copy=False"):
+        np.asarray(t, dtype=np.float32, copy=False)
+    assert isinstance(np.ones(3) * t, tt.Tensor)       # operators still defer to the Tensor

@@ -185,6 +185,34 @@ class Tensor:
         op = f", op={self._op}" if self._op else ""
         return f"Tensor({to_numpy(self.data)!r}{grad}{op})"
 
+    def __array__(self, dtype=None, copy=None):
+        """``numpy.asarray(tensor)``: the NumPy data itself (no copy unless ``dtype`` or
+        ``copy=True`` asks for one), so NumPy functions see the values and not an object
+        array of 0-d tensors. A tensor on the GPU raises TypeError, as CuPy arrays do: move
+        it explicitly with ``.numpy()``."""
+        data = self.data
+        if not isinstance(data, numpy.ndarray):
+            raise TypeError("a Tensor whose data is not a NumPy array (CuPy: on the GPU) is not converted to "
+                            "NumPy implicitly; use tensor.numpy()")
+        if dtype is not None and numpy.dtype(dtype) != data.dtype:
+            if copy is False:
+                raise ValueError(f"converting a {data.dtype} tensor to {numpy.dtype(dtype)} needs a copy, "
+                                 f"but copy=False")
+            return data.astype(dtype)
+        return data.copy() if copy else data
+
+    def __float__(self) -> float:
+        """``float(t)`` of a one-element real tensor (``item()``; a device sync on CuPy)."""
+        if self.data.size != 1:
+            raise TypeError(f"float() needs a tensor with one element, got shape {self.shape}")
+        return float(self.item())
+
+    def __int__(self) -> int:
+        """``int(t)`` of a one-element tensor, truncated toward zero as ``int(float)``."""
+        if self.data.size != 1:
+            raise TypeError(f"int() needs a tensor with one element, got shape {self.shape}")
+        return int(self.item())
+
     def numpy(self):
         """The data as a NumPy array on the host (``to_numpy``): a copy from the GPU, but on
         NumPy the tensor's own array, so copy it before writing into it."""
