@@ -5,9 +5,9 @@ briefly with a dense embedding; its trained V x D matrix is then decomposed by T
 (``TTEmbedding.from_dense``) at several ranks and put back into the same network (no
 retraining, and optionally ``--finetune`` epochs), and compared with TT embeddings of the
 same ranks trained from scratch. The table gives rank, compression, relative
-reconstruction error of the matrix, and test accuracy. The paper's observation is that
-training in TT format from scratch works better than compressing a trained matrix
-(a trained embedding is far from low TT rank).
+reconstruction error of the matrix, and test accuracy. The paper trains TT embeddings
+end to end rather than compressing trained ones; this script measures what each route gives
+(the authors' notebooks, not the paper, find trained embeddings far from low TT rank).
 
 Runtime with the defaults (SST-2, MLP, 2 epochs, ranks 4,16,64) on a 2-core CPU: about
 1 minute (ranks 4,16 took 42 s).

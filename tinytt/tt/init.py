@@ -1,11 +1,13 @@
-"""Glorot initialisation of TT-matrices through the cores (the TT-embedding paper's scheme).
+"""Glorot initialisation of TT-matrices through the cores (the TT-embedding paper's scheme, plus a
+rescaling of tinytt's own).
 
 Every core entry is drawn i.i.d. ``N(0, s^2)`` with ``s^2 = (sigma^2 / prod_k r_k)^(1/N)``
 (product over the internal ranks r_1..r_{N-1}) and ``sigma^2 = 2 / (V' + D)``,
 ``V' = prod m_k``, ``D = prod n_k``. Each entry of W is a sum of ``prod_k r_k`` products of N
 independent such variables, so ``E[W] = 0`` and ``Var[W] = sigma^2`` exactly in expectation.
 One draw's variance spreads around that (the entries share few random numbers), so the drawn
-cores are then scaled by one common factor that makes the variance of this W exactly sigma^2.
+cores are then scaled by one common factor that makes the variance of this W exactly sigma^2
+(tinytt's addition: the paper's code uses the i.i.d. draw as it comes).
 """
 
 from __future__ import annotations
