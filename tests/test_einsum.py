@@ -140,3 +140,26 @@ def test_einsum_bad_argument_types():
         tt.einsum(3, tt.Tensor(on_device(np.ones(2))))
     with pytest.raises(ValueError, match="at least one operand"):
         tt.einsum("i->i")
+
+
+def test_einsum_plan_cache_is_bounded_least_recently_used(monkeypatch):
+    """The cache kept a plan for every shape ever seen (a run with changing sequence lengths
+    grew it without bound); it now drops the least recently used beyond PLAN_CACHE_SIZE."""
+    import importlib
+
+    einsum_module = importlib.import_module("tinytt.einsum")
+
+    monkeypatch.setattr(einsum_module, "PLAN_CACHE_SIZE", 3)
+    tt.einsum_cache_clear()
+    b = tt.Tensor(on_device(np.ones((4, 2))))
+    first = tt.Tensor(on_device(np.ones((1, 4))))
+    for n in range(1, 6):
+        tt.einsum("ij,jk->ik", tt.Tensor(on_device(np.ones((n, 4)))), b)
+        tt.einsum("ij,jk->ik", first, b)     # kept in use: never the least recent
+    info = tt.einsum_cache_info()
+    assert info.size == 3 and info.misses == 5
+    tt.einsum("ij,jk->ik", first, b)
+    assert tt.einsum_cache_info().misses == 5    # still cached
+    tt.einsum("ij,jk->ik", tt.Tensor(on_device(np.ones((2, 4)))), b)
+    assert tt.einsum_cache_info().misses == 6    # (2, 4) was dropped
+    tt.einsum_cache_clear()

@@ -17,7 +17,8 @@ one operand (a diagonal); use ``getitem`` for that.
 
 from __future__ import annotations
 
-from collections import namedtuple
+import threading
+from collections import OrderedDict, namedtuple
 
 import opt_einsum
 
@@ -28,31 +29,42 @@ from .tensor import Tensor, record
 __all__ = ["einsum", "einsum_cache_info", "einsum_cache_clear"]
 
 CacheInfo = namedtuple("CacheInfo", ["hits", "misses", "size"])
-_plans: dict = {}
+#: plans kept (least recently used dropped first): a run whose shapes keep changing (sequence
+#: lengths, batch sizes) would otherwise grow the cache without bound
+PLAN_CACHE_SIZE = 1024
+_plans: OrderedDict = OrderedDict()
+_plans_lock = threading.Lock()
 _stats = {"hits": 0, "misses": 0}
 _LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 def einsum_cache_info() -> CacheInfo:
-    """Counts of plan-cache hits and misses, and the number of cached plans."""
+    """Counts of plan-cache hits and misses, and the number of cached plans (at most
+    ``PLAN_CACHE_SIZE``, the least recently used dropped first)."""
     return CacheInfo(_stats["hits"], _stats["misses"], len(_plans))
 
 
 def einsum_cache_clear() -> None:
     """Forget every cached plan and reset the counters."""
-    _plans.clear()
-    _stats["hits"] = _stats["misses"] = 0
+    with _plans_lock:
+        _plans.clear()
+        _stats["hits"] = _stats["misses"] = 0
 
 
 def _plan(equation: str, shapes: tuple, backend: str):
     key = (equation, shapes, backend)
-    expr = _plans.get(key)
-    if expr is None:
+    with _plans_lock:
+        expr = _plans.get(key)
+        if expr is not None:
+            _stats["hits"] += 1
+            _plans.move_to_end(key)
+            return expr
         _stats["misses"] += 1
-        expr = opt_einsum.contract_expression(equation, *shapes, optimize="auto")
+    expr = opt_einsum.contract_expression(equation, *shapes, optimize="auto")
+    with _plans_lock:
         _plans[key] = expr
-    else:
-        _stats["hits"] += 1
+        while len(_plans) > PLAN_CACHE_SIZE:
+            _plans.popitem(last=False)
     return expr
 
 

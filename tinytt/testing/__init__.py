@@ -103,6 +103,9 @@ def check_grads(f, *inputs, step: float = 1e-6, rtol: float = 1e-6, atol: float 
         rtol, atol: allowed |numeric - analytic| <= atol + noise + rtol * max(|numeric|,
             |analytic|), where noise = 8 eps (<|v|, |f(x+hu)|> + <|v|, |f(x-hu)|>) / 2h is
             the rounding floor of the central difference (eps = float64 machine epsilon).
+            That floor grows with the size of f's values: when they are large next to their
+            change over the step (``f = 1e-3 x + 1e6``), it exceeds the derivative and the
+            check cannot see errors below it; subtract such offsets from f's output first.
         n_directions: random directions per input.
         seed: seed of the random directions.
         names: optional names of the inputs, used in the error message.
