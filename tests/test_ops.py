@@ -875,3 +875,13 @@ def test_single_axis_ops_refuse_none_and_tuples(fn):
     axis 0 where NumPy flattens: a TypeError now."""
     with pytest.raises(TypeError, match="axis must be a single int"):
         fn(T(np.ones((2, 2))))
+
+
+@pytest.mark.parametrize("fn", [tt.sum, tt.mean, tt.max])
+def test_reductions_check_keepdims(fn):
+    """keepdims="no" failed deep inside NumPy ('str' object cannot be interpreted as an integer)."""
+    x = T(np.ones((2, 3)))
+    for bad in ("no", 2, None):
+        with pytest.raises(TypeError, match=f"{fn.__name__}: keepdims must be a bool"):
+            fn(x, axis=1, keepdims=bad)
+    assert fn(x, axis=1, keepdims=np.True_).shape == (2, 1) and fn(x, axis=0, keepdims=0).shape == (3,)

@@ -282,11 +282,19 @@ def _reduce(data, method: str, axes: tuple, keepdims: bool):
     return out
 
 
+def _keepdims_arg(op: str, keepdims) -> bool:
+    """``keepdims`` as a bool (True/False, NumPy bools, 0 or 1); TypeError naming ``op`` otherwise."""
+    if not isinstance(keepdims, (bool, numpy.bool_)) and not (isinstance(keepdims, int) and keepdims in (0, 1)):
+        raise TypeError(f"{op}: keepdims must be a bool, got {keepdims!r}")
+    return bool(keepdims)
+
+
 def sum(x, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001 - NumPy's name
     """Sum over ``axis`` (int, tuple or None for all). VJP: broadcast g back to x's shape."""
     x = as_tensor(x)
     xp = get_xp(x.data)
     axes = _normalize_axes(axis, x.ndim)
+    keepdims = _keepdims_arg("sum", keepdims)
     out = _reduce(x.data, "sum", axes, keepdims) if x.ndim else x.data.copy()
     return record("sum", out, (x,),
                   (lambda g: xp.broadcast_to(_expand_reduced(g, axes, keepdims, xp), x.shape),))
@@ -297,6 +305,7 @@ def mean(x, axis=None, keepdims: bool = False) -> Tensor:
     x = as_tensor(x)
     xp = get_xp(x.data)
     axes = _normalize_axes(axis, x.ndim)
+    keepdims = _keepdims_arg("mean", keepdims)
     count = 1
     for ax in axes:
         count *= x.shape[ax] if x.ndim else 1
@@ -311,6 +320,7 @@ def max(x, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001 - NumPy's
     x = as_tensor(x)
     xp = get_xp(x.data)
     axes = _normalize_axes(axis, x.ndim)
+    keepdims = _keepdims_arg("max", keepdims)
     if any(x.shape[a] == 0 for a in axes):
         raise ValueError(f"max: cannot reduce a zero-size tensor of shape {x.shape} over an empty axis "
                          f"(axis={axis!r}): the maximum of no values is undefined")
