@@ -706,3 +706,12 @@ def test_gradient_through_a_closed_gate_keeps_its_relative_accuracy(dtype, z, rt
     s = 1.0 / (1.0 + numpy.exp(-z))
     want = numpy.tanh(3.0) * s * (1.0 - s)
     assert abs(float(tt.to_numpy(W.grad)[0, 0]) - want) <= rtol * want
+
+
+def test_generator_seed_makes_dropout_reproducible():
+    x = numpy.ones((2, 3, 2), dtype=numpy.float32)
+    outs = []
+    for _ in range(2):
+        lstm = nn.LSTM(2, 4, num_layers=2, dropout=0.5, seed=numpy.random.default_rng(0))
+        outs.append(lstm(x)[0].numpy())
+    numpy.testing.assert_array_equal(outs[0], outs[1])

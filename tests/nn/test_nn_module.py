@@ -196,3 +196,45 @@ def test_loss_modules():
     t = on_device(numpy.array([1, 0]))
     assert nn.CrossEntropyLoss()(logits, t).item() == tt.cross_entropy(logits, t).item()
     assert nn.functional.cross_entropy is tt.cross_entropy
+
+
+def test_nested_groups_are_found():
+    class Nested(nn.Module):
+        def __init__(self):
+            self.blocks = [[nn.Linear(2, 2, seed=0), nn.Linear(2, 2, seed=1)], (nn.Linear(2, 1, seed=2),)]
+            self.heads = {"a": [nn.Linear(1, 1, seed=3)]}
+            self.loop = []
+            self.loop.append(self.loop)      # a list holding itself is walked once
+
+    m = Nested()
+    assert [n for n, _ in m.named_parameters()] == [
+        "blocks.0.0.weight", "blocks.0.0.bias", "blocks.0.1.weight", "blocks.0.1.bias",
+        "blocks.1.0.weight", "blocks.1.0.bias", "heads.a.0.weight", "heads.a.0.bias"]
+    assert [n for n, _ in m.named_modules()] == ["", "blocks.0.0", "blocks.0.1", "blocks.1.0", "heads.a.0"]
+    m.eval()
+    assert not m.heads["a"][0].training
+    with pytest.raises(TypeError, match="str keys"):
+        class BadKeys(nn.Module):
+            def __init__(self):
+                self.d = {0: [nn.Linear(1, 1)]}
+        BadKeys().parameters()
+
+
+def test_cycles_are_walked_once():
+    class Head(nn.Module):
+        def __init__(self, owner):
+            self.owner = owner                # a child holding its parent
+            self.fc = nn.Linear(2, 2, seed=0)
+
+    class Owner(nn.Module):
+        def __init__(self):
+            self.emb = nn.Embedding(5, 2, seed=0)
+            self.head = Head(self)
+            self.me = self
+
+    m = Owner()
+    assert [n for n, _ in m.named_parameters()] == ["emb.weight", "head.fc.weight", "head.fc.bias"]
+    assert m.num_parameters() == 10 + 4 + 2
+    assert list(m.state_dict()) == ["emb.weight", "head.fc.weight", "head.fc.bias"]
+    text = repr(m)
+    assert "(owner): <cycle: Owner>" in text and "(me): <cycle: Owner>" in text

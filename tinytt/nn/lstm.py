@@ -1158,8 +1158,15 @@ class LSTM(Module):
         from ..backend import default_rng
         # a stream of its own: seed + k would collide with the seeds the models give their
         # other dropout generators (seed + 2 was both this and the classifier's Dropout)
-        self._rng = default_rng(None if seed is None or isinstance(seed, numpy.random.Generator)
-                                else int(numpy.random.SeedSequence([int(seed), 0x157]).generate_state(1)[0]))
+        # (a Generator seed gives the dropout stream a seed drawn from it after the weights, so a
+        # seeded Generator makes the dropout masks reproducible too)
+        if seed is None:
+            drop_seed = None
+        elif isinstance(seed, numpy.random.Generator):
+            drop_seed = int(rng.integers(0, 2**63 - 1))
+        else:
+            drop_seed = int(numpy.random.SeedSequence([int(seed), 0x157]).generate_state(1)[0])
+        self._rng = default_rng(drop_seed)
 
     @property
     def num_directions(self) -> int:

@@ -7,11 +7,13 @@ first assigned (``vars(self)`` keeps insertion order):
 - a ``Module`` is a child whose parameters are named ``<attr>.<name>``;
 - a list or tuple of Modules/Parameters is a numbered group: ``<attr>.<i>.<name>``;
 - a dict of them (string keys) is a named group: ``<attr>.<key>.<name>``, in the dict's order
-  (PyTorch needs ``nn.ModuleDict`` for this and silently skips a plain dict).
+  (PyTorch needs ``nn.ModuleDict`` for this and silently skips a plain dict);
+- groups may nest (``[[a, b], [c]]`` names ``<attr>.0.1.<name>``).
 
 Plain ``Tensor`` attributes (not ``Parameter``) are not parameters. A parameter shared by
-two modules is listed once, under the first name met. Walks use an explicit stack, not
-recursion.
+two modules is listed once, under the first name met; a module reachable again (a child
+holding its parent, a module holding itself) is walked once. Walks use an explicit stack,
+not recursion.
 """
 
 from __future__ import annotations
@@ -51,21 +53,49 @@ class Parameter(Tensor):
 
 
 def _children(obj):
-    """(name, child) pairs of a module's attributes that are Parameters, Modules or groups."""
+    """(name, child) pairs of a module's attributes that are Parameters, Modules or groups.
+
+    Groups may nest (a list of lists of Modules, a dict of lists, ...): the names join the
+    indices and keys with dots, ``<attr>.<i>.<j>.<name>``. A container that holds itself is
+    walked once."""
     for name, value in vars(obj).items():
-        if isinstance(value, (Parameter, Module)):
-            yield name, value
-        elif isinstance(value, (list, tuple)):
-            for i, item in enumerate(value):
-                if isinstance(item, (Parameter, Module)):
-                    yield f"{name}.{i}", item
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                if isinstance(item, (Parameter, Module)):
-                    if not isinstance(key, str):
-                        raise TypeError(f"{type(obj).__name__}.{name}: a dict holding Modules or Parameters "
-                                        f"needs str keys (they become parameter names), got {key!r}")
-                    yield f"{name}.{key}", item
+        yield from _group_items(obj, name, value, set())
+
+
+def _group_items(obj, name, value, active):
+    if isinstance(value, (Parameter, Module)):
+        yield name, value
+        return
+    if isinstance(value, (list, tuple)):
+        items = ((f"{name}.{i}", item) for i, item in enumerate(value))
+    elif isinstance(value, dict):
+        items = []
+        for key, item in value.items():
+            if not isinstance(key, str) and _holds_children(item, set()):
+                raise TypeError(f"{type(obj).__name__}.{name}: a dict holding Modules or Parameters "
+                                f"needs str keys (they become parameter names), got {key!r}")
+            items.append((f"{name}.{key}", item))
+    else:
+        return
+    if id(value) in active:
+        return
+    active.add(id(value))
+    try:
+        for n, item in items:
+            yield from _group_items(obj, n, item, active)
+    finally:
+        active.discard(id(value))
+
+
+def _holds_children(value, active) -> bool:
+    """True when ``value`` is, or (nested) contains, a Parameter or Module."""
+    if isinstance(value, (Parameter, Module)):
+        return True
+    if isinstance(value, (list, tuple, dict)) and id(value) not in active:
+        active.add(id(value))
+        items = value.values() if isinstance(value, dict) else value
+        return any(_holds_children(v, active) for v in items)
+    return False
 
 
 class Module:
@@ -113,10 +143,15 @@ class Module:
         with a dot can spell a child's dotted name): ``state_dict`` would keep only one.
         """
         seen = set()
+        walked = set()      # modules already expanded (a cycle would otherwise never end)
         names = set()
         stack = [(prefix, self)]
         while stack:
             name, obj = stack.pop()
+            if isinstance(obj, Module):
+                if id(obj) in walked:
+                    continue
+                walked.add(id(obj))
             if isinstance(obj, Parameter):
                 if id(obj) not in seen:
                     if name in names:
@@ -222,14 +257,25 @@ class Module:
         return ""
 
     def __repr__(self) -> str:
-        lines = [f"{type(self).__name__}({self.extra_repr()}"]
-        kids = [(n, c) for n, c in _children(self) if isinstance(c, Module)]
-        if not kids:
-            return lines[0] + ")"
+        return _module_repr(self, set())
+
+
+def _module_repr(mod, active) -> str:
+    """``repr(mod)``: a module already being printed higher up (a cycle) shows as ``<cycle>``."""
+    if type(mod).__repr__ is not Module.__repr__:   # a layer with its own __repr__
+        return repr(mod)
+    lines = [f"{type(mod).__name__}({mod.extra_repr()}"]
+    kids = [(n, c) for n, c in _children(mod) if isinstance(c, Module)]
+    if not kids:
+        return lines[0] + ")"
+    active.add(id(mod))
+    try:
         for n, c in kids:
-            sub = repr(c).replace("\n", "\n  ")
-            lines.append(f"  ({n}): {sub}")
-        return "\n".join(lines) + "\n)"
+            sub = f"<cycle: {type(c).__name__}>" if id(c) in active else _module_repr(c, active)
+            lines.append(f"  ({n}): " + sub.replace("\n", "\n  "))
+    finally:
+        active.discard(id(mod))
+    return "\n".join(lines) + "\n)"
 
 
 class Sequential(Module):
