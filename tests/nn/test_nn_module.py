@@ -238,3 +238,15 @@ def test_cycles_are_walked_once():
     assert list(m.state_dict()) == ["emb.weight", "head.fc.weight", "head.fc.bias"]
     text = repr(m)
     assert "(owner): <cycle: Owner>" in text and "(me): <cycle: Owner>" in text
+
+
+def test_load_state_dict_read_only_parameter_changes_nothing():
+    class Two(nn.Module):
+        def __init__(self):
+            self.a = nn.Parameter(numpy.zeros(3, dtype=numpy.float32))
+            self.b = nn.Parameter(numpy.broadcast_to(numpy.float32(0), (3,)))   # read-only view
+
+    m = Two()
+    with pytest.raises(ValueError, match="read-only"):
+        m.load_state_dict({"a": numpy.ones(3, dtype=numpy.float32), "b": numpy.ones(3, dtype=numpy.float32)})
+    assert not m.a.data.any()

@@ -242,6 +242,9 @@ class Module:
                 raise TypeError(
                     f"load_state_dict: '{name}' has dtype {value.dtype}, the parameter has dtype {p.dtype}"
                 )
+            if not getattr(p.data.flags, "writeable", True):   # (CuPy arrays have no such flag)
+                raise ValueError(f"load_state_dict: parameter '{name}' is read-only (its array is not "
+                                 f"writeable); load_state_dict copies into parameters in place")
             xp = get_xp(p.data)
             if xp is numpy:
                 value = to_numpy(value)
