@@ -39,3 +39,23 @@ def number_arg(where: str, name: str, value, low: float = 0.0, positive: bool = 
             or value < low or (positive and value == low):
         raise ValueError(f"{where}: {name} must be a finite number {'>' if positive else '>='} {low}, got {value!r}")
     return float(value)
+
+
+def check_seed(where: str, seed):
+    """``seed`` unchanged when ``numpy.random.default_rng`` may take it as a seed: None, an int
+    >= 0, a Generator, a SeedSequence ...; ValueError naming ``where`` for bools, strings,
+    bytes, negative ints and non-integral numbers (NumPy's own errors there do not say which
+    argument was wrong, and True would silently be seed 1). An empty ``where`` adds no prefix."""
+    if isinstance(seed, (bool, numpy.bool_, str, bytes)) or (
+            isinstance(seed, numbers.Real) and (not isinstance(seed, numbers.Integral) or seed < 0)):
+        raise ValueError(f"{where + ': ' if where else ''}seed must be None, an int >= 0, a numpy.random.Generator or anything "
+                         f"numpy.random.default_rng takes, got {seed!r}")
+    return seed
+
+
+def bool_arg(where: str, name: str, value) -> bool:
+    """``value`` (a bool or NumPy bool) as a bool; TypeError naming it otherwise (a string such
+    as "False" is truthy, so it would silently mean True)."""
+    if not isinstance(value, (bool, numpy.bool_)):
+        raise TypeError(f"{where}: {name} must be a bool, got {value!r}")
+    return bool(value)

@@ -120,3 +120,17 @@ def test_linear_layers_convert_int_and_bool_inputs_and_reject_complex(make):
         assert_close(y, want.data, rtol=0, atol=0)
     with pytest.raises(TypeError, match="real"):
         layer(tt.to_device(numpy.ones((2, 8), dtype=numpy.complex64)))
+
+
+@pytest.mark.parametrize("make", [lambda s: tt.nn.Dropout(0.5, seed=s),
+                                  lambda s: tt.nn.TTEmbedding(20, 8, rank=2, seed=s),
+                                  lambda s: tt.nn.TTLinear(8, 8, rank=2, seed=s),
+                                  lambda s: tt.nn.Linear(2, 2, seed=s), lambda s: tt.nn.Embedding(4, 2, seed=s)])
+def test_every_layer_checks_its_seed_alike(make):
+    """Dropout, TTEmbedding and TTLinear took seed=True as seed 1 and gave NumPy's SeedSequence
+    TypeError for 1.5 or 'a'; Linear, Embedding and LSTM refused them with a ValueError."""
+    for bad in (True, 1.5, "a", -1):
+        with pytest.raises(ValueError, match="seed must be None, an int >= 0"):
+            make(bad)
+    for good in (None, 3, numpy.int64(3), numpy.random.default_rng(0)):
+        make(good)

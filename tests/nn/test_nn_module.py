@@ -250,3 +250,22 @@ def test_load_state_dict_read_only_parameter_changes_nothing():
     with pytest.raises(ValueError, match="read-only"):
         m.load_state_dict({"a": numpy.ones(3, dtype=numpy.float32), "b": numpy.ones(3, dtype=numpy.float32)})
     assert not m.a.data.any()
+
+
+def test_flags_must_be_bools():
+    """train("False"), Linear(bias="no") and load_state_dict(strict="no") read the truthiness of
+    a string: training stayed on, a bias was made, the load was strict."""
+    lin = nn.Linear(2, 2, seed=0)
+    for call in (lambda: lin.train("False"), lambda: nn.Linear(2, 2, bias="no"),
+                 lambda: nn.TTLinear(4, 4, rank=2, bias="no"),
+                 lambda: lin.load_state_dict(lin.state_dict(), strict="no")):
+        with pytest.raises(TypeError, match="must be a bool"):
+            call()
+    assert not lin.train(numpy.False_).training and lin.train().training
+
+
+def test_a_foreign_tensor_in_a_state_dict_is_named_with_its_module():
+    torch = pytest.importorskip("torch")
+    lin = nn.Linear(2, 2, seed=0)
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        lin.load_state_dict({"weight": torch.zeros(2, 2), "bias": torch.zeros(2)})

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import math
 
-import numbers
-
 import numpy
 
+from .._validate import check_seed
 from ..backend import to_device
 
 __all__ = ["glorot_uniform", "he_normal", "uniform", "normal", "zeros", "ones", "make_rng"]
@@ -21,11 +20,7 @@ def make_rng(seed):
     (ValueError naming ``seed`` otherwise)."""
     if isinstance(seed, numpy.random.Generator):
         return seed
-    if isinstance(seed, (bool, numpy.bool_, str, bytes)) or (
-            isinstance(seed, numbers.Real) and (not isinstance(seed, numbers.Integral) or seed < 0)):
-        raise ValueError(f"seed must be None, an int >= 0, a numpy.random.Generator or anything "
-                         f"numpy.random.default_rng takes, got {seed!r}")
-    return numpy.random.default_rng(seed)
+    return numpy.random.default_rng(check_seed("", seed))
 
 
 def _finish(values, dtype):

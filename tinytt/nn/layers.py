@@ -5,6 +5,7 @@ from __future__ import annotations
 import numbers
 
 from .. import ops
+from .._validate import bool_arg, check_seed
 from ..backend import default_rng, get_xp, scatter_add, take_rows
 from ..functional import dropout
 from ..ops import check_ids
@@ -47,7 +48,7 @@ class Linear(Module):
         else:
             raise ValueError(f"Linear: init must be 'glorot' or 'he', got {init!r}")
         self.weight = Parameter(w)
-        self.bias = Parameter(_init.zeros((self.out_features,), dtype)) if bias else None
+        self.bias = Parameter(_init.zeros((self.out_features,), dtype)) if bool_arg("Linear", "bias", bias) else None
 
     def forward(self, x):
         """``x @ W + b``: x ``(..., in_features)`` -> ``(..., out_features)``, in the weight's
@@ -150,7 +151,7 @@ class Dropout(Module):
         if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p < 1.0:
             raise ValueError(f"Dropout: p must be a probability in [0, 1), got {p!r}")
         self.p = float(p)
-        self.rng = default_rng(seed)
+        self.rng = default_rng(check_seed("Dropout", seed))
 
     def forward(self, x):
         """``x * mask / (1 - p)`` with ``mask ~ Bernoulli(1 - p)`` in training mode, ``x`` in

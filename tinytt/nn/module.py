@@ -24,6 +24,7 @@ from collections import namedtuple
 
 import numpy
 
+from .._validate import bool_arg
 from ..backend import get_xp, is_cupy_array, to_numpy
 from ..tensor import Tensor
 
@@ -176,8 +177,9 @@ class Module:
     # --- modes and gradients -----------------------------------------------------------------
     def train(self, mode: bool = True) -> "Module":
         """Set ``training`` on this module and every descendant; return self."""
+        mode = bool_arg(f"{type(self).__name__}.train", "mode", mode)
         for m in self.modules():
-            m.training = bool(mode)
+            m.training = mode
         return self
 
     def eval(self) -> "Module":
@@ -217,6 +219,7 @@ class Module:
         """
         if not isinstance(state_dict, dict):
             raise TypeError(f"load_state_dict: expected a dict of arrays, got {type(state_dict).__name__}")
+        strict = bool_arg("load_state_dict", "strict", strict)
         params = dict(self.named_parameters())
         missing = [n for n in params if n not in state_dict]
         unexpected = [n for n in state_dict if n not in params]
@@ -233,7 +236,9 @@ class Module:
             if isinstance(value, Tensor):
                 value = value.data
             if not (isinstance(value, (numpy.ndarray, numpy.generic)) or is_cupy_array(value)):
-                raise TypeError(f"load_state_dict: '{name}' must be an array, got {type(value).__name__}")
+                kind = f"{type(value).__module__}.{type(value).__qualname__}"   # torch.Tensor, not Tensor
+                raise TypeError(f"load_state_dict: '{name}' must be a NumPy/CuPy array or a tinytt Tensor, "
+                                f"got {kind}")
             if tuple(value.shape) != p.shape:
                 raise ValueError(
                     f"load_state_dict: '{name}' has shape {tuple(value.shape)}, the parameter has shape {p.shape}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 
-from .._validate import as_int
+from .._validate import as_int, check_seed
 from ..backend import get_xp
 from ..tensor import Tensor
 from ..tt.init import glorot_tt_matrix_cores
@@ -75,6 +75,7 @@ class TTEmbedding(Module):
 
     def __init__(self, num_embeddings, embedding_dim, rank=16, n_cores: int = 3, shape=None,
                  padding_idx=None, dtype="float32", seed=None):
+        check_seed("TTEmbedding", seed)
         self.num_embeddings = _check_count(num_embeddings, "num_embeddings")
         self.embedding_dim = _check_count(embedding_dim, "embedding_dim")
         if shape is None:

@@ -6,6 +6,7 @@ import math
 import numbers
 
 from .. import ops
+from .._validate import bool_arg, check_seed
 from ..einsum import einsum
 from ..tt import TTMatrix, auto_shape, glorot_tt_matrix
 from ..tt.shapes import matrix_shape_arg, normalize_ranks
@@ -45,6 +46,7 @@ class TTLinear(Module):
 
     def __init__(self, in_features, out_features, rank, shape=None, n_cores: int = 3, bias: bool = True,
                  dtype="float32", seed=None):
+        check_seed("TTLinear", seed)
         for name, v in (("in_features", in_features), ("out_features", out_features)):
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
                 raise ValueError(f"TTLinear: {name} must be a positive int, got {v!r}")
@@ -73,7 +75,7 @@ class TTLinear(Module):
         self.rank = rank
         m = glorot_tt_matrix(row_shape, col_shape, rank, seed=seed, dtype=dtype)
         self.cores = [Parameter(c.data) for c in m.cores]
-        self.bias = Parameter(_init.zeros((self.out_features,), dtype)) if bias else None
+        self.bias = Parameter(_init.zeros((self.out_features,), dtype)) if bool_arg("TTLinear", "bias", bias) else None
 
     @property
     def matrix(self) -> TTMatrix:

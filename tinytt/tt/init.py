@@ -17,6 +17,7 @@ import math
 import numpy
 
 from .. import backend
+from .._validate import check_seed
 from ..tensor import Tensor
 from .shapes import matrix_shapes, normalize_ranks
 from .tt_matrix import TTMatrix
@@ -54,7 +55,7 @@ def glorot_tt_matrix_cores(row_shape, col_shape, rank, seed=None, dtype="float32
     if dtype not in (numpy.float32, numpy.float64):
         raise TypeError(f"dtype must be float32 or float64, got {dtype}")
     std = glorot_std(row_shape, col_shape, ranks)
-    rng = numpy.random.default_rng(seed)
+    rng = numpy.random.default_rng(check_seed("glorot_tt_matrix_cores", seed))
     drawn = [rng.standard_normal((ranks[k], m, n, ranks[k + 1])) * std
              for k, (m, n) in enumerate(zip(row_shape, col_shape))]
     # One draw's variance spreads around sigma^2 (std 4-15% for the paper's shapes: the V' x D
