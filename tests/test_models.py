@@ -133,3 +133,18 @@ def test_build_model_takes_the_cli_defaults_for_missing_keys():
     assert build_model({"task": "lm", "hidden": None, "emb_dim": 8}, 100).lstm.hidden_size == 256
     with pytest.raises(ValueError, match="task"):
         build_model({"task": "regress"}, 100, 3)
+
+
+def test_models_check_their_seed_and_ids_shape():
+    """seed=Generator crashed with 'Generator + int'; 1-D ids gave 'not enough values to
+    unpack' (MLP) or named the LSTM's input rather than the ids."""
+    emb = make_embedding("dense", 10, 4, seed=0)
+    makers = (lambda s: LSTMClassifier(emb, 4, 2, seed=s), lambda s: MLPClassifier(emb, 4, 2, seed=s),
+              lambda s: LSTMLanguageModel(emb, 4, seed=s))
+    for make in makers:
+        for bad in (numpy.random.default_rng(0), -1, 1.5, True):
+            with pytest.raises(ValueError, match="seed must be None or an int >= 0"):
+                make(bad)
+        model = make(None)
+        with pytest.raises(ValueError, match=r"ids must be a \(batch, time\) integer matrix"):
+            model(tt.to_device(numpy.array([2, 3, 4])))

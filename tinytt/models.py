@@ -108,6 +108,24 @@ def _host_lengths(lengths, batch: int, time: int):
     return host
 
 
+def _model_seed(where: str, seed):
+    """``seed`` as None or an int >= 0: the models derive one seed per layer as ``seed + k``
+    (a Generator cannot be split that way)."""
+    if seed is None:
+        return None
+    if isinstance(seed, (bool, numpy.bool_)) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"{where}: seed must be None or an int >= 0 (each layer gets seed + k), got {seed!r}")
+    return int(seed)
+
+
+def _check_batch_ids(where: str, ids) -> None:
+    """ids must be a (batch, time) matrix (the lookup itself takes any shape)."""
+    shape = getattr(ids.data if isinstance(ids, Tensor) else ids, "shape", None)
+    if shape is None or len(shape) != 2:
+        raise ValueError(f"{where}: ids must be a (batch, time) integer matrix, got shape "
+                         f"{None if shape is None else tuple(shape)}")
+
+
 class _TextModel(Module):
     """Shared helpers: parameter counts and the compression of the embedding."""
 
@@ -140,6 +158,7 @@ class LSTMClassifier(_TextModel):
                  bidirectional: bool = False, readout: str = "final", dropout: float = 0.5, seed=0):
         if readout not in READOUTS:
             raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+        seed = _model_seed("LSTMClassifier", seed)
         self.embedding = embedding
         self.lstm = LSTM(embedding.embedding_dim, hidden_size, num_layers=num_layers,
                          bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0,
@@ -151,6 +170,7 @@ class LSTMClassifier(_TextModel):
 
     def features(self, ids, lengths=None) -> Tensor:
         """The readout vector (B, H * directions) before dropout and the classifier."""
+        _check_batch_ids("LSTMClassifier", ids)
         x = self.embedding(ids)
         B, T = x.shape[0], x.shape[1]
         lengths = _host_lengths(lengths, B, T)
@@ -180,6 +200,7 @@ class MLPClassifier(_TextModel):
     """
 
     def __init__(self, embedding, hidden_size: int, num_classes: int, dropout: float = 0.5, seed=0):
+        seed = _model_seed("MLPClassifier", seed)
         self.embedding = embedding
         self.fc1 = Linear(embedding.embedding_dim, hidden_size, init="he", seed=None if seed is None else seed + 1)
         self.drop = Dropout(dropout, seed=None if seed is None else seed + 2)
@@ -187,6 +208,7 @@ class MLPClassifier(_TextModel):
 
     def features(self, ids, lengths=None) -> Tensor:
         """Masked mean of the embeddings, (B, D)."""
+        _check_batch_ids("MLPClassifier", ids)
         x = self.embedding(ids)                      # (B, T, D)
         B, T, D = x.shape
         lengths = _host_lengths(lengths, B, T)
@@ -213,6 +235,7 @@ class LSTMLanguageModel(_TextModel):
     def __init__(self, embedding, hidden_size: int, num_layers: int = 1, dropout: float = 0.2, seed=0):
         if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"LSTMLanguageModel: dropout must be a probability in [0, 1), got {dropout!r}")
+        seed = _model_seed("LSTMLanguageModel", seed)
         self.embedding = embedding
         self.vocab_size = embedding.num_embeddings
         self.lstm = LSTM(embedding.embedding_dim, hidden_size, num_layers=num_layers,
@@ -228,6 +251,7 @@ class LSTMLanguageModel(_TextModel):
 
     def forward(self, ids, state=None):
         """ids ``(B, T)``, state None or ``(h, c)`` -> ``(logits (B, T, V), (h, c))``."""
+        _check_batch_ids("LSTMLanguageModel", ids)
         x = self._drop(self.embedding(ids))
         outputs, state = self.lstm(x, state=state)
         return self.decoder(self._drop(outputs)), state
