@@ -207,6 +207,14 @@ def test_run_jobs_runs_every_job_once(monkeypatch, threads):
     assert order == list(range(5))
 
 
+def test_run_jobs_with_a_huge_thread_count_deals_no_more_groups_than_jobs(monkeypatch):
+    # deal() made one list per thread: TINYTT_NUM_THREADS=10**9 ran out of memory
+    monkeypatch.setenv("TINYTT_NUM_THREADS", str(10 ** 9))
+    hits = [0] * 5
+    parallel.run_jobs([(1, lambda k=k: hits.__setitem__(k, hits[k] + 1)) for k in range(5)])
+    assert hits == [1] * 5
+
+
 def _alarm_interrupts(period_s: float, armed: list):
     """SIGALRM every ``period_s`` raising KeyboardInterrupt in the main thread while
     ``armed[0]`` is true (a Ctrl-C storm confined to the code under test); returns a

@@ -290,7 +290,8 @@ def run_jobs(jobs, min_weight=0, gemm: bool = False) -> None:
         for _, fn in jobs:
             fn()
         return
-    groups = [lambda group=group: [fn() for fn in group] for group in deal(jobs, threads)]
+    # (never more groups than jobs: a huge TINYTT_NUM_THREADS must not allocate that many lists)
+    groups = [lambda group=group: [fn() for fn in group] for group in deal(jobs, min(threads, len(jobs)))]
     if gemm:
         with blas_threads.single_threaded_blas():
             run_tasks(groups)
