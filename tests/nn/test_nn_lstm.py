@@ -479,6 +479,40 @@ def test_interrupt_between_an_lstm_nodes_vjps_still_ends_its_pipeline(monkeypatc
     assert lstm_mod._PIPELINES.items == [] and tensor_mod._UNRESOLVED.items == []
 
 
+def test_interrupt_after_the_backward_recurrence_stops_the_weight_worker(monkeypatch):
+    # a KeyboardInterrupt arriving after the recurrence's loop but before finish_x lowered
+    # ready_low was outside the try: the worker waited forever for the last chunk, the
+    # thread's next backward hung in finish_w and so did interpreter exit
+    import concurrent.futures
+
+    from tinytt import blas_threads
+    from tinytt import tensor as tensor_mod
+
+    lstm_mod = _threaded_paths(monkeypatch, 2, 12)   # chunks of 2 steps, T = 9: (0, 1) is last
+    x, weights, g = _pipeline_case(numpy.random.default_rng(13))
+    before = blas_threads.get_num_threads()
+    seen = []
+
+    def interrupted(self):
+        seen.append(self)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lstm_mod._WeightGradPipeline, "finish_x", interrupted)
+    y, _, _ = lstm_layer(x, *weights)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            (y * tt.Tensor(g)).sum().backward()
+        concurrent.futures.wait([seen[0].future], timeout=10)
+        assert seen[0].future.done()
+        assert blas_threads.get_num_threads() == before
+        assert lstm_mod._PIPELINES.items == [] and tensor_mod._UNRESOLVED.items == []
+    finally:   # (never leave a blocked worker behind, even when this fails)
+        for p in seen:
+            with p.cond:
+                p.ready_low = 0
+                p.cond.notify_all()
+
+
 def test_weights_frozen_after_the_forward_leave_no_pipeline_behind(monkeypatch):
     from tinytt import blas_threads
 

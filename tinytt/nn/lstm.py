@@ -793,10 +793,14 @@ def _backward_kernel(gY, W_ih, W_hh, saved, need, xp, defer: bool = False):
     one = dtype.type(1)
     step = 0
     pipeline = None
-    if chunk:
-        pipeline = _WeightGradPipeline(_StepRangeGrads(dZ, Hs, x_tm, W_ih, need, xp),
-                                       T, t_eff, chunk)
+    # everything from the pipeline's start to the hand-over of its Deferreds is covered: an
+    # exception (KeyboardInterrupt, a signal handler's SystemExit) arriving after the loop but
+    # before finish_x lowered ready_low left the worker waiting forever (the thread's next
+    # backward then hung in finish_w, and so did interpreter exit)
     try:
+        if chunk:
+            pipeline = _WeightGradPipeline(_StepRangeGrads(dZ, Hs, x_tm, W_ih, need, xp),
+                                           T, t_eff, chunk)
         for t in range(t_eff - 1, -1, -1):
             a = acts[t]
             i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
@@ -843,22 +847,25 @@ def _backward_kernel(gY, W_ih, W_hh, saved, need, xp, defer: bool = False):
                 dc *= tmp >= tiny
             if pipeline is not None and (T - t) % chunk == 0:
                 pipeline.steps_done(t)
+        if pipeline is None:
+            out = _StepRangeGrads(dZ, Hs, x_tm, W_ih, need, xp).whole()
+        else:
+            dx = pipeline.finish_x()
+            out = {} if dx is None else {"x": dx}
+            if not pipeline.grads.weight_names:  # nothing deferred: end the pipeline (worker, BLAS) now
+                pipeline.finish_w()
+            for name in pipeline.grads.weight_names:
+                if defer and gathered is None:
+                    out[name] = Deferred(lambda name=name: pipeline.finish_w()[name])
+                else:
+                    out[name] = pipeline.finish_w()[name]
     except BaseException:
-        if pipeline is not None:
-            pipeline.abort()
+        if pipeline is not None and pipeline.result is None:
+            try:
+                pipeline.abort()   # (a second time after finish_x's own: a no-op then)
+            except BaseException:  # noqa: BLE001,S110  (the worker's error: the original one is raised)
+                pass
         raise
-    if pipeline is None:
-        out = _StepRangeGrads(dZ, Hs, x_tm, W_ih, need, xp).whole()
-    else:
-        dx = pipeline.finish_x()
-        out = {} if dx is None else {"x": dx}
-        if not pipeline.grads.weight_names:  # nothing deferred: end the pipeline (worker, BLAS) now
-            pipeline.finish_w()
-        for name in pipeline.grads.weight_names:
-            if defer and gathered is None:
-                out[name] = Deferred(lambda name=name: pipeline.finish_w()[name])
-            else:
-                out[name] = pipeline.finish_w()[name]
     if gathered is not None and need_gathered:
         out.update(gathered.gradients(dZ, W_ih, need_gathered, xp))
     out["h0"] = dh
