@@ -13,7 +13,7 @@ import numpy
 
 from ._validate import as_int
 from .backend import from_python, get_xp, sum_dtype
-from .ops import _own, as_tensor, astype, stable_sigmoid
+from .ops import _keepdims_arg, _own, as_tensor, astype, stable_sigmoid
 from .tensor import Tensor, record
 
 __all__ = [
@@ -52,9 +52,7 @@ def logsumexp(x, axis: int = -1, keepdims: bool = False) -> Tensor:
     """``log(sum(exp(x), axis))`` computed after subtracting the max. VJP: g * softmax(x).
     Integer and bool inputs are computed in float64."""
     x = _float_input(x, "logsumexp")
-    if not isinstance(keepdims, (bool, numpy.bool_)) and keepdims not in (0, 1):
-        raise TypeError(f"logsumexp: keepdims must be a bool, got {keepdims!r}")
-    keepdims = bool(keepdims)
+    keepdims = _keepdims_arg("logsumexp", keepdims)
     xp = get_xp(x.data)
     axis = _axis(axis, x.ndim, "logsumexp")
     if x.shape[axis] == 0:   # the log of an empty sum: -inf, as in torch and SciPy

@@ -283,8 +283,8 @@ def _reduce(data, method: str, axes: tuple, keepdims: bool):
 
 
 def _keepdims_arg(op: str, keepdims) -> bool:
-    """``keepdims`` as a bool (True/False, NumPy bools, 0 or 1); TypeError naming ``op`` otherwise."""
-    if not isinstance(keepdims, (bool, numpy.bool_)) and not (isinstance(keepdims, int) and keepdims in (0, 1)):
+    """``keepdims`` as a bool (True/False, NumPy bools, integer 0 or 1); TypeError naming ``op`` otherwise."""
+    if not isinstance(keepdims, (bool, numpy.bool_)) and not (isinstance(keepdims, numbers.Integral) and keepdims in (0, 1)):
         raise TypeError(f"{op}: keepdims must be a bool, got {keepdims!r}")
     return bool(keepdims)
 
