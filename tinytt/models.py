@@ -24,6 +24,7 @@ import operator
 import numpy
 
 from . import ops
+from ._validate import int_arg
 from .backend import default_rng, to_device, to_numpy
 from .functional import dropout as _dropout
 from .nn import LSTM, Dropout, Embedding, Linear, Module
@@ -111,11 +112,7 @@ def _host_lengths(lengths, batch: int, time: int):
 def _model_seed(where: str, seed):
     """``seed`` as None or an int >= 0: the models derive one seed per layer as ``seed + k``
     (a Generator cannot be split that way)."""
-    if seed is None:
-        return None
-    if isinstance(seed, (bool, numpy.bool_)) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"{where}: seed must be None or an int >= 0 (each layer gets seed + k), got {seed!r}")
-    return int(seed)
+    return None if seed is None else int_arg(where, "seed", seed, low=0)
 
 
 def _check_batch_ids(where: str, ids) -> None:
