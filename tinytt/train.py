@@ -312,7 +312,7 @@ class LanguageModelTask:
         The stream is cut into ``eval_batch_size`` rows ("batchify", as PyTorch's
         word_language_model does): the ``len % rows`` tail and the first token of every row
         after the first are not predicted, so ``n`` is ``rows * (len // rows - 1)`` targets,
-        not ``len - 1`` (on PTB's 82k-token test set with 10 rows: 10 fewer targets)."""
+        not ``len - 1`` (on PTB's 82k-token test set with 10 rows: 82,420 targets instead of 82,429, 9 fewer)."""
         stream = self.streams[split]
         if len(stream) < self.min_eval_length:    # nothing to predict: as an empty classification split
             return {"loss": float("nan"), "perplexity": float("nan"), "n": 0}

@@ -165,3 +165,19 @@ def test_bptt_batches():
         list(bptt_batches(ids, 4, 0))
     with pytest.raises(ValueError, match="at least"):
         list(bptt_batches(np.arange(5), 4, 2))
+
+
+def test_drop_last_does_not_always_drop_the_longest():
+    # one pool (n <= batch_size * multiplier): dropping the incomplete batch after the
+    # length sort dropped the same 4 longest examples in every epoch
+    seqs = [[1] * (i + 1) for i in range(100)]
+    b = BucketBatcher(seqs, batch_size=32, drop_last=True, seed=0)
+    seen = set()
+    for epoch in range(50):
+        idx = b.batch_indices(epoch)
+        assert [len(i) for i in idx] == [32, 32, 32]
+        seen.update(np.concatenate(idx).tolist())
+    assert seen == set(range(100))
+    # shuffle=False: the last n % batch_size examples of the input are the ones dropped
+    b = BucketBatcher(seqs[::-1], batch_size=32, drop_last=True, shuffle=False)
+    assert sorted(np.concatenate(b.batch_indices(0)).tolist()) == list(range(96))

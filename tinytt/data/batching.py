@@ -109,8 +109,10 @@ class BucketBatcher:
     runs of the input and the batch order is kept (still deterministic).
 
     Every example appears exactly once per epoch; one batch may be smaller
-    than ``batch_size`` unless ``drop_last=True``, which drops those
-    ``n % batch_size`` examples instead.
+    than ``batch_size`` unless ``drop_last=True``, which drops
+    ``n % batch_size`` examples instead: the last ones of the epoch's (seeded)
+    order before bucketing, so random ones when shuffling (the last ones of the
+    input with ``shuffle=False``), not always the longest.
 
     The order depends only on ``(seed, epoch)``: ``batcher.epoch(k)`` always
     yields the same batches; iterating the batcher itself runs epochs
@@ -192,15 +194,18 @@ class BucketBatcher:
         else:
             rng = None
             order = np.arange(n)
+        if self.drop_last:
+            # drop the n % batch_size examples at the end of the (shuffled) order *before*
+            # bucketing: dropping the incomplete batch after sorting a pool by length would
+            # always drop the longest examples of the last pool (with n <= one pool: the same
+            # longest examples in every epoch, never trained on)
+            order = order[: n - n % self.batch_size]
         pool = self.batch_size * self.bucket_size_multiplier
         batches = []
         for start in range(0, n, pool):
             chunk = order[start:start + pool]
             chunk = chunk[np.argsort(self._lengths[chunk], kind="stable")]
             batches.extend(chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size))
-        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
-            # only the last pool can end with an incomplete batch (pools are multiples of batch_size)
-            batches.pop()
         if rng is not None:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         return [np.asarray(b, dtype=np.int64) for b in batches]
