@@ -39,6 +39,10 @@ def test_carve_validation_is_seeded_and_disjoint():
     assert len(va) == 10 and len(tr) == 90 and not set(tr) & set(va)
     assert (tr == tr2).all() and (va == va2).all()
     assert set(va) == set(numpy.random.default_rng(3).permutation(100)[:10])
+    # seed=None gave a different split on every call, silently
+    for bad in (None, -1, 1.5):
+        with pytest.raises(ValueError, match="carve_validation: seed"):
+            carve_validation(100, 0.1, seed=bad)
 
 
 def test_classification_batches_cover_every_example_once():

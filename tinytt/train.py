@@ -117,10 +117,12 @@ class ClassificationData:
 def carve_validation(n: int, fraction: float = 0.1, seed: int = 0):
     """``(train_idx, valid_idx)``: ``numpy.random.default_rng(seed).permutation(n)``; the first
     ``max(1, round(fraction * n))`` indices are validation (none when n < 2), the rest
-    training (both sorted). ``n`` is an int >= 0, ``fraction`` a number in (0, 1)."""
+    training (both sorted). ``n`` is an int >= 0, ``fraction`` a number in (0, 1), ``seed`` an
+    int >= 0 (None would give another split on every call)."""
     n = int_arg("carve_validation", "n", n, low=0)
     if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0.0 < fraction < 1.0:
         raise ValueError(f"carve_validation: fraction must be a number in (0, 1), got {fraction!r}")
+    seed = int_arg("carve_validation", "seed", seed, low=0)
     perm = numpy.random.default_rng(seed).permutation(n)
     k = max(1, int(round(fraction * n))) if n > 1 else 0
     return numpy.sort(perm[k:]), numpy.sort(perm[:k])

@@ -154,3 +154,12 @@ def test_save_load_property(tmp_path_factory, token_lists):
     v = Vocab.build(token_lists)
     v.save(p)
     assert Vocab.load(p) == v
+
+
+def test_build_takes_numpy_integer_sizes():
+    """max_size / min_freq as NumPy integers were refused (pad_sequences and the batchers take them)."""
+    v = Vocab.build([["a", "b", "b", "c", "c", "c"]], max_size=np.int64(3), min_freq=np.int32(1))
+    assert v.tokens == [PAD, UNK, "c"]
+    for bad in (dict(max_size=1), dict(min_freq=0), dict(max_size=2.0), dict(min_freq=True)):
+        with pytest.raises(ValueError, match="Vocab.build"):
+            Vocab.build([["a"]], **bad)

@@ -20,6 +20,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from .._validate import int_arg
+
 __all__ = ["Vocab", "PAD", "UNK", "PAD_ID", "UNK_ID", "VOCAB_FORMAT"]
 
 PAD = "<pad>"
@@ -90,10 +92,8 @@ class Vocab:
             token ascending. Cost O(N + V log V) for N tokens and V types.
         """
         if max_size is not None:
-            if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 2:
-                raise ValueError(f"Vocab.build: max_size must be None or an int >= 2, got {max_size!r}")
-        if isinstance(min_freq, bool) or not isinstance(min_freq, int) or min_freq < 1:
-            raise ValueError(f"Vocab.build: min_freq must be an int >= 1, got {min_freq!r}")
+            max_size = int_arg("Vocab.build", "max_size", max_size, low=2)
+        min_freq = int_arg("Vocab.build", "min_freq", min_freq)
         if isinstance(token_lists_or_counter, Mapping):
             counts = Counter()
             for tok, c in token_lists_or_counter.items():
