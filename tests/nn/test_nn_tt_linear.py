@@ -70,3 +70,16 @@ def test_rank_list_as_for_tt_embedding():
     for bad in ([1, 3, 1], [2, 3, 3, 1], [1, 0, 2, 1], 0, True, "3", 2.0):
         with pytest.raises((ValueError, TypeError), match="rank"):
             nn.TTLinear(64, 32, rank=bad, shape=shape)
+
+
+def test_the_path_choice_follows_the_batch_size():
+    """A 100,000-row batch took the core-by-core contraction (fewer multiply-adds, but einsums
+    3.5-10x slower per multiply-add than one GEMM and intermediates 8x the input: 12 s and
+    +10 GB against 3.8 s and +0.08 GB for x @ W); one row must still skip building W."""
+    layer = nn.TTLinear(1024, 1024, rank=8, seed=0)
+    direct, full = layer._costs(1)
+    assert direct < full
+    direct, full = layer._costs(100_000)
+    assert full < direct
+    wide = nn.TTLinear(4096, 256, rank=8, n_cores=4, seed=0)
+    assert wide._costs(16)[0] < wide._costs(16)[1] and wide._costs(256)[1] < wide._costs(256)[0]
