@@ -59,7 +59,6 @@ def logsumexp(x, axis: int = -1, keepdims: bool = False) -> Tensor:
         shape = tuple(1 if a == axis else n for a, n in enumerate(x.shape) if keepdims or a != axis)
         return record("logsumexp", xp.full(shape, -xp.inf, dtype=x.dtype), (x,), (lambda g: xp.zeros_like(x.data),))
     m_raw = x.data.max(axis=axis, keepdims=True)
-    m = m_raw
     # an all -inf row (max -inf) or a +inf entry: shift by 0 there, not by an infinite max
     # (inf - inf = nan); the result is then -inf or +inf, as in torch and SciPy
     m = xp.where(xp.isfinite(m_raw), m_raw, 0).astype(x.dtype, copy=False)

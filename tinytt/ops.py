@@ -21,7 +21,7 @@ import numbers
 import numpy
 
 from . import parallel
-from ._validate import as_int
+from ._validate import as_int, bool_arg
 from .backend import from_python, get_xp, index_add, scatter_add
 from .tensor import Tensor, record
 
@@ -283,10 +283,10 @@ def _reduce(data, method: str, axes: tuple, keepdims: bool):
 
 
 def _keepdims_arg(op: str, keepdims) -> bool:
-    """``keepdims`` as a bool (True/False, NumPy bools, integer 0 or 1); TypeError naming ``op`` otherwise."""
-    if not isinstance(keepdims, (bool, numpy.bool_)) and not (isinstance(keepdims, numbers.Integral) and keepdims in (0, 1)):
-        raise TypeError(f"{op}: keepdims must be a bool, got {keepdims!r}")
-    return bool(keepdims)
+    """``keepdims`` as a bool: ``bool_arg``, which also lets integer 0 and 1 through."""
+    if isinstance(keepdims, numbers.Integral) and not isinstance(keepdims, bool) and keepdims in (0, 1):
+        return bool(keepdims)
+    return bool_arg(op, "keepdims", keepdims)
 
 
 def sum(x, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001 - NumPy's name

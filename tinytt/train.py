@@ -83,10 +83,11 @@ class ClassificationData:
         self.ids = ids
         self.lengths = lengths
         raw = numpy.asarray(labels)
-        if raw.size and (raw.dtype.kind not in "biuf"
-                         or (raw.dtype.kind == "f" and not (numpy.all(raw == numpy.floor(raw))
-                                                            and numpy.all(raw < 2.0 ** 63)))   # inf/huge: cast wraps
-                         or raw.min() < 0 or (raw.dtype.kind == "u" and raw.max() >= 2 ** 63)):
+        kind = raw.dtype.kind
+        # (integral floats only, and below 2**63: inf, 1e20 or a big uint64 wraps in the int64 cast)
+        if raw.size and (kind not in "biuf" or raw.min() < 0
+                         or (kind == "f" and not numpy.all((raw == numpy.floor(raw)) & (raw < 2.0 ** 63)))
+                         or (kind == "u" and raw.max() >= 2 ** 63)):
             raise ValueError(f"ClassificationData: labels must be non-negative ints (class indices), got dtype "
                              f"{raw.dtype} with values {raw.reshape(-1)[:5].tolist()}...")
         self.labels = raw.astype(numpy.int64).reshape(-1)

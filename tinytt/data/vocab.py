@@ -181,11 +181,10 @@ class Vocab:
         get = self._stoi.get
         ids = [get(t, UNK_ID) for t in tokens]
         if UNK_ID in ids:   # only unknown tokens can be non-strings (keys are str): check those
-            bad = [t for t, i in zip(tokens, ids) if i == UNK_ID and not isinstance(t, str)]
-            if bad:
-                bad = bad[0]
-                raise TypeError(f"Vocab.encode(tokens): tokens must be str, got {type(bad).__name__} {bad!r} "
-                                f"(ids are not tokens: decode maps ids back)")
+            for t, i in zip(tokens, ids):
+                if i == UNK_ID and not isinstance(t, str):
+                    raise TypeError(f"Vocab.encode(tokens): tokens must be str, got {type(t).__name__} {t!r} "
+                                    f"(ids are not tokens: decode maps ids back)")
         return ids
 
     def encode_batch(self, token_lists: Iterable[Iterable[str]]) -> list[list[int]]:

@@ -147,10 +147,10 @@ class TTEmbedding(Module):
         n_cores = _check_count(n_cores, "n_cores") if given is None else len(tuple(given))
         row_shape = tuple(row_shape) if row_shape is not None else suggest_shape(n_rows, n_cores)
         col_shape = tuple(col_shape) if col_shape is not None else auto_shape(dim, n_cores)
-        if rank is not None and not isinstance(rank, (list, tuple)):
-            rank = as_int(rank)
-        elif rank is not None:
+        if isinstance(rank, (list, tuple)):
             rank = normalize_ranks(rank, len(row_shape), "from_dense: rank")
+        elif rank is not None:
+            rank = as_int(rank)
         layer = cls.__new__(cls)
         layer.num_embeddings, layer.embedding_dim = n_rows, dim
         layer._check_shape((row_shape, col_shape), name="from_dense: row_shape/col_shape")
